@@ -1,0 +1,40 @@
+"""samcell-rt: fast, dependable SAMCell cell segmentation.
+
+Public API (heavy modules load on first use, so `import samcell_rt` stays fast)::
+
+    from samcell_rt import Segmenter, load_model, segment, Result
+    seg = load_model("model.onnx", engine="cpu")
+    result = seg.segment(image)          # labels, distance, metrics, timings
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+__version__ = "0.1.0"
+__all__ = ["Result", "Segmenter", "load_model", "segment", "__version__"]
+
+if TYPE_CHECKING:
+    import numpy as np
+
+    from .runtime.segmenter import Result, Segmenter
+
+
+def __getattr__(name: str) -> Any:
+    if name in ("Segmenter", "Result"):
+        from .runtime import segmenter
+
+        return getattr(segmenter, name)
+    raise AttributeError(f"module 'samcell_rt' has no attribute {name!r}")
+
+
+def load_model(model: str | None = None, engine: str = "cpu", **options: Any) -> Segmenter:
+    """Load a model (path or shipped name) on an engine, ready to segment many images."""
+    from .runtime.segmenter import Segmenter
+
+    return Segmenter(model, engine=engine, **options)
+
+
+def segment(image: np.ndarray, model: str | None = None, engine: str = "cpu", **options: Any) -> Result:
+    """Segment one 2-D image. Loads the model each call: use `load_model` for many images."""
+    return load_model(model, engine, **options).segment(image)

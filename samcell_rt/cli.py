@@ -1,0 +1,69 @@
+"""The `samcell-rt` command line: parses options and delegates; no logic lives here.
+
+Exit codes: 0 all good, 1 some input failed (reported in summary.csv and on stderr), 2 usage error.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import click
+
+from . import __version__
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="samcell-rt")
+def main() -> None:
+    """Fast SAMCell cell segmentation for microscope images."""
+
+
+@main.command()
+@click.argument("inputs", nargs=-1, required=True)
+@click.option("--model", "-m", default=None, help="Model file (.onnx) or shipped model name.")
+@click.option("--out", "-o", type=click.Path(file_okay=False, path_type=Path), required=True,
+              help="Output folder for labels, overlays and summary.csv.")
+@click.option("--engine", default="cpu", show_default=True,
+              type=click.Choice(["auto", "cpu", "cuda", "ort-tensorrt"]), help="Inference engine.")
+@click.option("--batch-size", default=8, show_default=True, type=click.IntRange(min=1), help="Tiles per engine call.")
+@click.option("--peak", type=click.FloatRange(0, 1), default=None, help="Peak threshold (default: the model's, else 0.47).")
+@click.option("--fill", type=click.FloatRange(0, 1), default=None, help="Fill threshold (default: the model's, else 0.09).")
+@click.option("--channel", type=click.IntRange(min=0), default=None, help="Use this channel of multi-channel images.")
+@click.option("--scaling", type=click.Choice(["range", "percentile"]), default="range", show_default=True,
+              help="How non-8-bit images are scaled to 8 bit (never cast).")
+@click.option("--threads", type=click.IntRange(min=1), default=None, help="CPU threads for the engine.")
+def segment(inputs, model, out, engine, batch_size, peak, fill, channel, scaling, threads) -> None:
+    """Segment cells in INPUTS (files, folders or glob patterns)."""
+    from tqdm import tqdm
+
+    from .errors import SamcellError
+    from .runtime.batch import InputError, expand_inputs, segment_files
+    from .runtime.segmenter import Segmenter
+
+    try:
+        files = expand_inputs(inputs)
+    except InputError as exc:
+        raise click.UsageError(str(exc)) from exc
+    try:
+        segmenter = Segmenter(model, engine=engine, batch_size=batch_size, peak=peak, fill=fill,
+                              threads=threads, scaling=scaling)
+    except SamcellError as exc:
+        raise click.UsageError(str(exc)) from exc
+    click.echo(f"model {segmenter.info.name} {segmenter.info.version} on engine {segmenter.engine_name}; "
+               f"{len(files)} file(s) -> {out}", err=True)
+    with tqdm(total=len(files), unit="file", disable=len(files) < 2 or None, file=sys.stderr) as bar:
+        def on_file(outcome) -> None:
+            for row in outcome.rows:
+                if row["status"] != "ok":
+                    tqdm.write(f"error: {row['file']}: {row['error']}", file=sys.stderr)
+            bar.update(1)
+
+        outcomes = segment_files(files, out, segmenter, channel=channel, on_file=on_file)
+    failed = sum(not o.ok for o in outcomes)
+    click.echo(f"{len(outcomes) - failed} ok, {failed} failed; summary: {out / 'summary.csv'}", err=True)
+    sys.exit(1 if failed else 0)
+
+
+if __name__ == "__main__":
+    main()

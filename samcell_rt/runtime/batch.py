@@ -1,0 +1,152 @@
+"""Segment many files into an output folder: labels, overlays and one summary.csv.
+
+A bad file is reported (summary row + callback) and the rest still run. Every output is written
+atomically, so an interrupted run never leaves a half-written file under a final name.
+"""
+
+from __future__ import annotations
+
+import csv
+import glob
+import io as _io
+import time
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import SamcellError
+from .atomic import write_text_atomic
+from .io import ImageStack, is_image_file, overlay_image, read_image, write_labels, write_png
+from .segmenter import Result, Segmenter
+
+SUMMARY_FIELDS = ("file", "frame", "cells", "mean_area_px", "confluency", "seconds", "status", "error")
+
+
+class InputError(ValueError):
+    """The command line named inputs that do not exist or that collide in the output folder."""
+
+
+@dataclass
+class FileOutcome:
+    """What happened to one input file: one summary row per frame, or one failed row."""
+
+    path: Path
+    rows: list[dict] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return all(row["status"] == "ok" for row in self.rows)
+
+
+def expand_inputs(inputs: Iterable[str]) -> list[Path]:
+    """Files, folders (their image files, sorted) and glob patterns -> a list of files."""
+    files: list[Path] = []
+    for spec in inputs:
+        path = Path(spec)
+        if path.is_dir():
+            files.extend(sorted(p for p in path.iterdir() if p.is_file() and is_image_file(p)))
+        elif path.exists():
+            files.append(path)
+        elif glob.has_magic(spec):
+            matches = sorted(Path(p) for p in glob.glob(spec) if Path(p).is_file())
+            if not matches:
+                raise InputError(f"no files match {spec!r}")
+            files.extend(matches)
+        else:
+            raise InputError(f"input {spec!r} does not exist")
+    if not files:
+        raise InputError("no image files found in the inputs")
+    stems: dict[str, Path] = {}
+    for file in files:
+        if file.stem in stems and stems[file.stem] != file:
+            raise InputError(f"{stems[file.stem]} and {file} would write the same outputs (same name stem)")
+        stems[file.stem] = file
+    return list(dict.fromkeys(files))
+
+
+def segment_files(files: list[Path], out: Path, segmenter: Segmenter, channel: int | None = None,
+                  on_file: Callable[[FileOutcome], None] | None = None) -> list[FileOutcome]:
+    """Segment every frame of every file, write outputs per file and `out/summary.csv`."""
+    out.mkdir(parents=True, exist_ok=True)
+    outcomes = {i: FileOutcome(path) for i, path in enumerate(files)}
+    stacks: dict[int, ImageStack] = {}
+    read_seconds: dict[int, float] = {}
+    frames_done: dict[int, list[Result]] = {}
+
+    def frames() -> Iterator[tuple[tuple[int, int], np.ndarray]]:
+        for i, path in enumerate(files):
+            start = time.perf_counter()
+            try:
+                stacks[i] = read_image(path, channel)
+            except SamcellError as exc:
+                outcomes[i].rows.append(_row(path, 0, error=exc.cause))
+                _report(outcomes[i], on_file)
+                continue
+            read_seconds[i] = time.perf_counter() - start
+            frames_done[i] = []
+            for f, frame in enumerate(stacks[i].frames):
+                yield (i, f), frame
+
+    for result in segmenter.segment_many(frames(), on_error="report"):
+        i, f = result.key
+        frames_done[i].append(result)
+        if len(frames_done[i]) == stacks[i].frames.shape[0]:
+            _write_file_outputs(outcomes[i], stacks.pop(i), frames_done.pop(i), out, read_seconds[i])
+            _report(outcomes[i], on_file)
+    write_summary(out / "summary.csv", [row for i in sorted(outcomes) for row in outcomes[i].rows])
+    return [outcomes[i] for i in sorted(outcomes)]
+
+
+def _report(outcome: FileOutcome, on_file: Callable[[FileOutcome], None] | None) -> None:
+    if on_file is not None:
+        on_file(outcome)
+
+
+def _write_file_outputs(outcome: FileOutcome, stack: ImageStack, results: list[Result], out: Path,
+                        read_seconds: float) -> None:
+    stem, path = stack.path.stem, stack.path
+    failed = [r for r in results if not r.ok]
+    for result in failed:
+        outcome.rows.append(_row(path, result.key[1], error=result.error))
+    if failed:
+        return  # never write a label stack with holes in it
+    try:
+        labels = np.stack([r.labels for r in results]) if stack.is_stack else results[0].labels
+        write_labels(out / f"{stem}_labels.tif", labels, stack.pixel_size_um)
+        for result in results:
+            name = f"{stem}_f{result.key[1]:04d}_overlay.png" if stack.is_stack else f"{stem}_overlay.png"
+            write_png(out / name, overlay_image(result.image_u8, result.labels))
+    except OSError as exc:
+        outcome.rows.append(_row(path, 0, error=f"cannot write outputs ({exc})"))
+        return
+    share = read_seconds / len(results)
+    for result in results:
+        outcome.rows.append(_row(path, result.key[1], result, seconds=share + sum(result.timings.values())))
+
+
+def _row(path: Path, frame: int, result: Result | None = None, seconds: float = 0.0, error: str | None = None) -> dict:
+    metrics = result.metrics if result is not None else {}
+    return {
+        "file": str(path), "frame": frame,
+        "cells": metrics.get("cells", ""),
+        "mean_area_px": _fmt(metrics.get("mean_area_px")),
+        "confluency": _fmt(metrics.get("confluency")),
+        "seconds": _fmt(seconds) if result is not None else "",
+        "status": "ok" if error is None else "failed",
+        "error": error or "",
+    }
+
+
+def _fmt(value: float | None) -> str:
+    return "" if value is None else f"{value:.6g}"
+
+
+def write_summary(path: Path, rows: list[dict]) -> None:
+    """Write the summary CSV atomically."""
+    buffer = _io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=SUMMARY_FIELDS, lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(rows)
+    write_text_atomic(path, buffer.getvalue())

@@ -1,0 +1,66 @@
+"""The model contract of DESIGN.md: metadata every samcell-rt model carries, checked on load."""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from pathlib import Path
+
+from ..errors import ModelError
+
+INPUT_NAME = "tiles"
+OUTPUT_NAME = "distance"
+PREPROCESS = "reference-v1"
+PROPS = {
+    "name": "samcell.model_name",
+    "version": "samcell.version",
+    "tile": "samcell.tile",
+    "peak_threshold": "samcell.peak_threshold",
+    "fill_threshold": "samcell.fill_threshold",
+    "source_sha256": "samcell.source_sha256",
+    "preprocess": "samcell.preprocess",
+}
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    """What the runtime needs to know about a model, read from its metadata props."""
+
+    path: Path
+    name: str
+    version: str
+    tile: int
+    peak_threshold: float
+    fill_threshold: float
+    source_sha256: str
+    preprocess: str
+
+    @classmethod
+    def from_props(cls, path: str | Path, props: dict[str, str]) -> ModelInfo:
+        """Validate metadata props; raise ModelError listing what is missing or wrong."""
+        missing = [key for key in PROPS.values() if key not in props]
+        if missing:
+            raise ModelError(path, f"not a samcell-rt model: metadata lacks {', '.join(missing)}")
+        values = {field: props[key] for field, key in PROPS.items()}
+        try:
+            tile = int(values["tile"])
+            peak, fill = float(values["peak_threshold"]), float(values["fill_threshold"])
+        except ValueError as exc:
+            raise ModelError(path, f"malformed metadata value ({exc})") from exc
+        if values["preprocess"] != PREPROCESS:
+            raise ModelError(path, f"preprocess {values['preprocess']!r} is not supported (expected {PREPROCESS!r})")
+        if tile < 64:
+            raise ModelError(path, f"tile size {tile} is too small (at least 64)")
+        if not (0.0 <= fill <= 1.0 and 0.0 <= peak <= 1.0):
+            raise ModelError(path, f"thresholds must lie in [0, 1] (peak {peak}, fill {fill})")
+        return cls(Path(path), values["name"], values["version"], tile, peak, fill,
+                   values["source_sha256"], values["preprocess"])
+
+
+def file_sha256(path: str | Path, chunk: int = 1 << 20) -> str:
+    """Hex sha256 of a file, read in chunks so large models do not sit in memory twice."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        while block := handle.read(chunk):
+            digest.update(block)
+    return digest.hexdigest()

@@ -1,0 +1,81 @@
+"""onnxruntime engine: CPU, CUDA and TensorRT execution providers behind the engine protocol."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+
+from ...errors import EngineUnavailableError, ModelError
+from ..contract import INPUT_NAME, OUTPUT_NAME, ModelInfo
+
+# The one place where engine names map to onnxruntime providers.
+PROVIDERS = {
+    "cpu": ["CPUExecutionProvider"],
+    "cuda": ["CUDAExecutionProvider", "CPUExecutionProvider"],
+    "ort-tensorrt": ["TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider"],
+}
+
+
+def default_threads() -> int:
+    """Threads for one session: the cores this process may use."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # macOS, Windows
+        return max(1, os.cpu_count() or 1)
+
+
+def available(engine: str) -> bool:
+    """Whether onnxruntime on this machine offers the provider behind `engine`."""
+    import onnxruntime as ort
+
+    return PROVIDERS[engine][0] in ort.get_available_providers()
+
+
+class OnnxEngine:
+    """An onnxruntime session for one model file; `run` is thread-safe (onnxruntime guarantees it)."""
+
+    max_batch: int | None = None
+
+    def __init__(self, path: str | Path, engine: str = "cpu", threads: int | None = None) -> None:
+        import onnxruntime as ort
+
+        self.name = engine
+        path = Path(path)
+        if engine not in PROVIDERS:
+            raise ValueError(f"unknown onnxruntime engine {engine!r}; choose from {sorted(PROVIDERS)}")
+        if not available(engine):
+            raise EngineUnavailableError(
+                f"engine {engine!r} needs onnxruntime's {PROVIDERS[engine][0]}, which this installation lacks "
+                f"(install the 'gpu' extra on a CUDA machine, or use --engine cpu)")
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = threads or default_threads()
+        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        try:
+            self.session = ort.InferenceSession(str(path), options, providers=PROVIDERS[engine])
+        except Exception as exc:  # onnxruntime raises its own exception types for bad files
+            raise ModelError(path, f"onnxruntime cannot load it ({exc})") from exc
+        if self.session.get_providers()[0] != PROVIDERS[engine][0]:
+            raise EngineUnavailableError(f"engine {engine!r} could not start; onnxruntime fell back to "
+                                         f"{self.session.get_providers()[0]}")
+        self.info = ModelInfo.from_props(path, self.session.get_modelmeta().custom_metadata_map)
+        self._check_io(path)
+
+    def _check_io(self, path: Path) -> None:
+        inputs, outputs = self.session.get_inputs(), self.session.get_outputs()
+        tile = self.info.tile
+        problems = []
+        if len(inputs) != 1 or inputs[0].name != INPUT_NAME or inputs[0].type != "tensor(uint8)":
+            problems.append(f"needs one uint8 input named {INPUT_NAME!r}")
+        elif list(inputs[0].shape[1:]) != [1, tile, tile] or isinstance(inputs[0].shape[0], int):
+            problems.append(f"input shape must be (batch, 1, {tile}, {tile}) with a dynamic batch, got {inputs[0].shape}")
+        if not outputs or outputs[0].name != OUTPUT_NAME or outputs[0].type != "tensor(float)":
+            problems.append(f"needs a float32 output named {OUTPUT_NAME!r}")
+        if problems:
+            raise ModelError(path, "breaks the samcell-rt ONNX contract: " + "; ".join(problems))
+
+    def run(self, tiles: np.ndarray) -> np.ndarray:
+        """Distance maps (B, 1, T, T) float32 for uint8 tiles (B, 1, T, T)."""
+        (maps,) = self.session.run([OUTPUT_NAME], {INPUT_NAME: np.ascontiguousarray(tiles, dtype=np.uint8)})
+        return maps

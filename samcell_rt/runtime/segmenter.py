@@ -1,0 +1,178 @@
+"""Orchestration: images -> tiles -> batched engine calls -> blended maps -> labels.
+
+Tiles from consecutive images share engine batches, so a folder of small images keeps the
+engine as busy as one large image. Results come back in input order, each image as soon as its
+last tile is done, so memory holds only the images still in flight.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import deque
+from collections.abc import Hashable, Iterable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+
+from ..errors import SamcellError
+from .engines import Engine, open_engine
+from .measure import image_metrics
+from .postprocess import labels_from_distance
+from .preprocess import ImageValueError, Scaling, enhance_tiles, to_uint8
+from .tiling import TileGrid, blend, extract_tiles, tile_grid
+
+STAGES = ("preprocess", "engine", "blend", "postprocess", "measure")
+
+
+@dataclass
+class Result:
+    """The segmentation of one 2-D image.
+
+    `labels` int32 (0 background, 1..N cells); `distance` float32 in [0, 1]; `image_u8` the image
+    as scaled for the model (for overlays); `metrics` per-image numbers; `timings` seconds per
+    stage. When `error` is set (only with on_error="report"), the arrays are empty.
+    """
+
+    key: Hashable
+    labels: np.ndarray
+    distance: np.ndarray
+    image_u8: np.ndarray
+    metrics: dict[str, float] = field(default_factory=dict)
+    timings: dict[str, float] = field(default_factory=dict)
+    error: str | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None
+
+
+@dataclass
+class _Job:
+    key: Hashable
+    image_u8: np.ndarray
+    grid: TileGrid
+    tiles: np.ndarray
+    maps: np.ndarray
+    done: int = 0
+    timings: dict[str, float] = field(default_factory=lambda: dict.fromkeys(STAGES, 0.0))
+
+
+class Segmenter:
+    """A loaded model plus thresholds; `segment` and `segment_many` may be called from many threads."""
+
+    def __init__(self, model: str | Path | None = None, engine: str | Engine = "cpu", batch_size: int = 8,
+                 peak: float | None = None, fill: float | None = None, threads: int | None = None,
+                 scaling: Scaling = "range") -> None:
+        from ..registry import resolve_model
+
+        if batch_size < 1:
+            raise ValueError("batch_size must be at least 1")
+        self.engine = engine if not isinstance(engine, str) else open_engine(resolve_model(model), engine, threads)
+        self.info = self.engine.info
+        self.batch_size = min(batch_size, self.engine.max_batch or batch_size)
+        self.peak = self.info.peak_threshold if peak is None else peak
+        self.fill = self.info.fill_threshold if fill is None else fill
+        for name, value in (("peak", self.peak), ("fill", self.fill)):
+            if not 0.0 <= value <= 1.0:
+                raise ValueError(f"{name} threshold {value} must lie in [0, 1]")
+        self.scaling = scaling
+
+    @property
+    def engine_name(self) -> str:
+        """The engine actually running the model (after `auto` was resolved)."""
+        return self.engine.name
+
+    def segment(self, image: np.ndarray) -> Result:
+        """Segment one 2-D image of any numeric dtype; raise on bad input."""
+        return next(self.segment_many([image]))
+
+    def segment_many(self, images: Iterable[np.ndarray | tuple[Hashable, np.ndarray]],
+                     on_error: Literal["raise", "report"] = "raise") -> Iterator[Result]:
+        """Segment many 2-D images, sharing engine batches across them; yield results in order.
+
+        Items are arrays or (key, array) pairs; a result's `key` is the pair's key or the item's
+        index. With on_error="report" a bad image yields a Result with `error` set and the rest
+        still run; with "raise" the first bad image raises.
+        """
+        pending: deque[_Job] = deque()
+        for index, item in enumerate(images):
+            key, image = item if isinstance(item, tuple) else (index, item)
+            try:
+                pending.append(self._prepare(key, image))
+            except (SamcellError, ImageValueError, ValueError) as exc:
+                if on_error == "raise":
+                    raise
+                yield from self._drain(pending, final=True)
+                yield _failed(key, str(exc))
+                continue
+            yield from self._drain(pending, final=False)
+        yield from self._drain(pending, final=True)
+
+    def _prepare(self, key: Hashable, image: np.ndarray) -> _Job:
+        start = time.perf_counter()
+        image = np.asarray(image)
+        if image.ndim != 2:
+            raise ValueError(f"expected a 2-D gray image, got shape {image.shape}")
+        if image.size == 0:
+            raise ValueError(f"image has no pixels (shape {image.shape})")
+        image_u8 = to_uint8(image, self.scaling)
+        grid = tile_grid(*image_u8.shape, tile=self.info.tile)
+        tiles = enhance_tiles(extract_tiles(image_u8, grid))
+        job = _Job(key, image_u8, grid, tiles, np.empty(tiles.shape, dtype=np.float32))
+        job.timings["preprocess"] = time.perf_counter() - start
+        return job
+
+    def _drain(self, pending: deque[_Job], final: bool) -> Iterator[Result]:
+        """Run full batches (and, when `final`, the last partial one); yield finished jobs."""
+        while pending and (final or self._queued_tiles(pending) >= self.batch_size):
+            self._run_batch(pending)
+            while pending and pending[0].done == len(pending[0].grid):
+                yield self._finish(pending.popleft())
+
+    @staticmethod
+    def _queued_tiles(pending: deque[_Job]) -> int:
+        return sum(len(job.grid) - job.done for job in pending)
+
+    def _run_batch(self, pending: deque[_Job]) -> None:
+        parts, batch = [], []
+        for job in pending:
+            take = min(len(job.grid) - job.done, self.batch_size - len(batch))
+            if take <= 0:
+                continue
+            parts.append((job, job.done, take))
+            batch.extend(job.tiles[job.done : job.done + take])
+            if len(batch) == self.batch_size:
+                break
+        start = time.perf_counter()
+        maps = self.engine.run(np.stack(batch)[:, None])
+        elapsed = time.perf_counter() - start
+        offset = 0
+        for job, first, take in parts:
+            job.maps[first : first + take] = maps[offset : offset + take, 0]
+            job.done += take
+            job.timings["engine"] += elapsed * take / len(batch)
+            offset += take
+
+    def _finish(self, job: _Job) -> Result:
+        timings = job.timings
+        start = time.perf_counter()
+        distance = blend(job.maps, job.grid)
+        timings["blend"] = (t1 := time.perf_counter()) - start
+        labels = labels_from_distance(distance, self.peak, self.fill)
+        timings["postprocess"] = (t2 := time.perf_counter()) - t1
+        metrics = image_metrics(labels)
+        timings["measure"] = time.perf_counter() - t2
+        return Result(job.key, labels, distance, job.image_u8, metrics, timings)
+
+    def relabel(self, result: Result, peak: float | None = None, fill: float | None = None) -> Result:
+        """Re-run only the post-processing of `result` with other thresholds (no engine call)."""
+        labels = labels_from_distance(result.distance, self.peak if peak is None else peak,
+                                      self.fill if fill is None else fill)
+        return Result(result.key, labels, result.distance, result.image_u8, image_metrics(labels), dict(result.timings))
+
+
+def _failed(key: Hashable, message: str) -> Result:
+    empty = np.zeros((0, 0), dtype=np.int32)
+    return Result(key, empty, empty.astype(np.float32), empty.astype(np.uint8), error=message)
