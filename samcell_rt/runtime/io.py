@@ -61,8 +61,6 @@ def read_image(path: str | Path, channel: int | None = None) -> ImageStack:
     else:
         raise ImageReadError(path, f"unsupported file type {suffix!r} (use TIFF, PNG, JPEG or BMP)")
     frames = _to_gray_frames(path, data, axes, channel)
-    if frames.shape[1] == 0 or frames.shape[2] == 0:
-        raise ImageReadError(path, f"image has no pixels (shape {frames.shape[1]}x{frames.shape[2]})")
     return ImageStack(path=path, frames=frames, pixel_size_um=pixel_size)
 
 
@@ -141,6 +139,8 @@ def _to_gray_frames(path: Path, data: np.ndarray, axes: str, channel: int | None
     axes = axes.replace("S", "").replace("C", "")
     order = [i for i, a in enumerate(axes) if a not in "YX"] + [axes.index("Y"), axes.index("X")]
     data = np.transpose(data, order)
+    if data.size == 0:
+        raise ImageReadError(path, f"image has no pixels (shape {data.shape})")
     return np.ascontiguousarray(data.reshape((-1,) + data.shape[-2:]))
 
 

@@ -1,9 +1,12 @@
 """The reference tile grid and cosine-weighted blending of per-tile distance maps.
 
-Grid (same as SAMCell's sliding window, for images at least one tile large): along each axis
-tiles start every `tile - 2*overlap` pixels (192 for 256/32); the last tile is aligned so that it
-ends `overlap` pixels past the far edge, reading reflected pixels there (OpenCV BORDER_REFLECT,
-numpy "symmetric"). An axis shorter than a tile gets one tile, reflect-padded to full size.
+Grid (SAMCell's sliding window, for images at least one tile large): along each axis tiles start
+every `tile - 2*overlap` pixels (192 for 256/32); the last tile is aligned so that it ends
+`overlap` pixels past the far edge, reading reflected pixels there (OpenCV BORDER_REFLECT, numpy
+"symmetric"). Where the reference would also start a regular tile beyond that last one (lengths
+192k+1 .. 192k+31), it cuts that tile short and feeds a non-square crop to the model; here that
+redundant tile is dropped, the last tile already covering its pixels. An axis shorter than a tile
+gets one tile, reflect-padded to full size.
 
 Blending weights are the reference's: 0.5 * (1 - cos(pi * i / overlap)) on the outer `overlap`
 pixels of every tile edge, multiplied across the two axes. The reference gives the image's first
@@ -48,10 +51,8 @@ def axis_starts(length: int, tile: int = TILE, overlap: int = OVERLAP) -> np.nda
     """Tile start positions along one axis of `length` pixels."""
     if length < tile:
         return np.zeros(1, dtype=np.int64)
-    stride = tile - 2 * overlap
-    count = max(1, int(np.ceil(length / stride)))
-    starts = [k * stride for k in range(count - 1)] + [length + overlap - tile]
-    return np.asarray(starts, dtype=np.int64)
+    last = length + overlap - tile
+    return np.asarray([*range(0, last, tile - 2 * overlap), last], dtype=np.int64)
 
 
 def tile_grid(height: int, width: int, tile: int = TILE, overlap: int = OVERLAP) -> TileGrid:

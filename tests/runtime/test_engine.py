@@ -1,0 +1,88 @@
+"""The onnxruntime engine: metadata read, contract refusals with clear messages, engine selection."""
+
+from __future__ import annotations
+
+import numpy as np
+import onnx
+import pytest
+from onnx import TensorProto, helper
+
+from samcell_rt.errors import EngineUnavailableError, ModelError
+from samcell_rt.runtime.contract import PROPS
+from samcell_rt.runtime.engines import open_engine, resolve_engine_name
+from samcell_rt.testing import blob_model
+
+
+def test_reads_metadata_and_runs_dynamic_batch(blob_path):
+    engine = open_engine(blob_path, "cpu")
+    assert (engine.info.name, engine.info.tile, engine.info.peak_threshold, engine.info.fill_threshold) == \
+        ("blob-test", 256, 0.47, 0.09)
+    for batch in (1, 3):
+        out = engine.run(np.zeros((batch, 1, 256, 256), np.uint8))
+        assert out.shape == (batch, 1, 256, 256) and out.dtype == np.float32
+    bright = engine.run(np.full((1, 1, 256, 256), 255, np.uint8))
+    assert bright[0, 0, 128, 128] == pytest.approx(1 / (1 + np.exp(-8 * 0.25)), abs=1e-5)
+
+
+def test_thresholds_from_metadata_are_the_segmenter_defaults(tmp_path):
+    from samcell_rt import load_model
+
+    path = blob_model(tmp_path / "m.onnx", props={PROPS["peak_threshold"]: "0.6", PROPS["fill_threshold"]: "0.2"})
+    seg = load_model(str(path))
+    assert (seg.peak, seg.fill) == (0.6, 0.2)
+    assert load_model(str(path), peak=0.5).peak == 0.5
+
+
+def test_missing_metadata_is_refused(tmp_path):
+    path = blob_model(tmp_path / "m.onnx", props={PROPS["tile"]: None, PROPS["version"]: None})
+    with pytest.raises(ModelError, match="samcell.version, samcell.tile"):
+        open_engine(path)
+
+
+def test_wrong_preprocess_is_refused(tmp_path):
+    path = blob_model(tmp_path / "m.onnx", props={PROPS["preprocess"]: "other"})
+    with pytest.raises(ModelError, match="preprocess 'other'"):
+        open_engine(path)
+
+
+def _identity_model(path, in_type, batch, props):
+    graph = helper.make_graph(
+        [helper.make_node("Cast", ["tiles"], ["distance"], to=TensorProto.FLOAT)], "g",
+        [helper.make_tensor_value_info("tiles", in_type, [batch, 1, 256, 256])],
+        [helper.make_tensor_value_info("distance", TensorProto.FLOAT, [batch, 1, 256, 256])])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    helper.set_model_props(model, props)
+    onnx.save(model, path)
+    return path
+
+
+@pytest.mark.parametrize("in_type, batch, message", [(TensorProto.FLOAT, "b", "uint8 input"),
+                                                     (TensorProto.UINT8, 4, "dynamic batch")])
+def test_broken_io_contract_is_refused(tmp_path, blob_path, in_type, batch, message):
+    props = {p.key: p.value for p in onnx.load(blob_path).metadata_props}
+    path = _identity_model(tmp_path / "bad.onnx", in_type, batch, props)
+    with pytest.raises(ModelError, match=message):
+        open_engine(path)
+
+
+def test_unreadable_model_file(tmp_path):
+    (tmp_path / "junk.onnx").write_bytes(b"not a model")
+    with pytest.raises(ModelError, match="junk.onnx"):
+        open_engine(tmp_path / "junk.onnx")
+
+
+def test_engine_selection():
+    assert resolve_engine_name("cpu") == "cpu"
+    assert resolve_engine_name("auto") in ("cpu", "cuda", "ort-tensorrt")
+    with pytest.raises(ValueError, match="unknown engine"):
+        resolve_engine_name("warp-drive")
+
+
+def test_requested_gpu_engine_without_gpu_is_an_error(blob_path):
+    import onnxruntime as ort
+
+    if "CUDAExecutionProvider" in ort.get_available_providers():
+        pytest.skip("this machine has onnxruntime's CUDA provider")
+    with pytest.raises(EngineUnavailableError, match="cuda"):
+        open_engine(blob_path, "cuda")

@@ -1,0 +1,74 @@
+"""End to end through the Python API: planted cells are found in every dtype and layout."""
+
+from __future__ import annotations
+
+import threading
+
+import numpy as np
+import pytest
+
+from samcell_rt.runtime.preprocess import ImageValueError
+from samcell_rt.testing import as_dtype, matched_iou, synthetic_cells
+from tests.helpers import same_up_to_renumbering
+
+
+@pytest.mark.parametrize("dtype", ["uint8", "uint16", "float32"])
+def test_planted_cells_are_found(segmenter, dtype):
+    image, truth = synthetic_cells((520, 704), count=30, seed=1)
+    result = segmenter.segment(as_dtype(image, dtype))
+    assert result.labels.dtype == np.int32 and result.distance.dtype == np.float32
+    assert result.labels.shape == image.shape
+    assert result.metrics["cells"] == truth.max() == 30
+    assert min(matched_iou(truth, result.labels)) > 0.85
+    assert set(result.timings) == {"preprocess", "engine", "blend", "postprocess", "measure"}
+    assert result.metrics["confluency"] == pytest.approx((result.labels > 0).mean())
+
+
+def test_segment_many_batches_across_images_like_one_by_one(segmenter):
+    images = [synthetic_cells(shape, count=8, seed=s)[0] for s, shape in enumerate([(300, 260), (100, 90), (700, 300)])]
+    alone = [segmenter.segment(img) for img in images]
+    together = list(segmenter.segment_many(images))  # batch of 4 mixes tiles of different images
+    assert [r.key for r in together] == [0, 1, 2]
+    for a, b in zip(alone, together):
+        np.testing.assert_array_equal(a.labels, b.labels)
+        np.testing.assert_allclose(a.distance, b.distance, atol=1e-6)
+
+
+def test_concurrent_threads_share_one_segmenter(segmenter):
+    images = [synthetic_cells((400, 400), count=10, seed=s)[0] for s in range(4)]
+    expected = [segmenter.segment(img).labels for img in images]
+    got: dict[int, np.ndarray] = {}
+
+    def work(i: int) -> None:
+        got[i] = segmenter.segment(images[i]).labels
+
+    threads = [threading.Thread(target=work, args=(i,)) for i in range(4)]
+    [t.start() for t in threads]
+    [t.join(timeout=120) for t in threads]
+    for i in range(4):
+        np.testing.assert_array_equal(got[i], expected[i])
+
+
+def test_tiny_images(segmenter):
+    for shape in [(1, 1), (3, 500), (40, 40)]:
+        result = segmenter.segment(np.zeros(shape, np.uint16))
+        assert result.labels.shape == shape and result.metrics["cells"] == 0
+
+
+def test_bad_images_raise_or_are_reported(segmenter):
+    good = synthetic_cells((300, 300), count=5)[0]
+    with pytest.raises(ImageValueError):
+        segmenter.segment(np.array([[np.nan, 1.0]], np.float32))
+    with pytest.raises(ValueError, match="2-D"):
+        segmenter.segment(np.zeros((2, 3, 4, 5)))
+    results = list(segmenter.segment_many([good, np.full((5, 5), np.nan), good], on_error="report"))
+    assert [r.ok for r in results] == [True, False, True]
+    assert "NaN" in results[1].error
+    np.testing.assert_array_equal(results[0].labels, results[2].labels)
+
+
+def test_relabel_reruns_only_postprocessing(segmenter):
+    image, _ = synthetic_cells((300, 300), count=6, seed=3)
+    result = segmenter.segment(image)
+    assert same_up_to_renumbering(segmenter.relabel(result).labels, result.labels)
+    assert segmenter.relabel(result, peak=0.999).metrics["cells"] == 0

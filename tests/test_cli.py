@@ -1,0 +1,96 @@
+"""The real `samcell-rt segment` command on synthetic files: outputs, summary, exit codes."""
+
+from __future__ import annotations
+
+import csv
+import subprocess
+import sys
+
+import numpy as np
+import tifffile
+
+from samcell_rt.testing import as_dtype, matched_iou, synthetic_cells
+
+
+def run_cli(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "samcell_rt.cli", *args], capture_output=True, text=True, timeout=300)
+
+
+def read_summary(path):
+    with open(path, newline="") as handle:
+        return list(csv.DictReader(handle))
+
+
+def test_folder_with_a_bad_file_among_good_ones(tmp_path, blob_path):
+    src, out = tmp_path / "in", tmp_path / "out"
+    src.mkdir()
+    image, truth = synthetic_cells((520, 704), count=20, seed=4)
+    tifffile.imwrite(src / "a16.tif", as_dtype(image, "uint16"))
+    tifffile.imwrite(src / "b_rgb.tif", np.repeat(as_dtype(image, "uint8")[..., None], 3, axis=2), photometric="rgb")
+    (src / "c_broken.tif").write_text("not a tiff")
+    (src / "d_empty.png").write_bytes(b"")
+    proc = run_cli("segment", str(src), "--model", str(blob_path), "--out", str(out))
+    assert proc.returncode == 1, proc.stderr
+    assert "c_broken.tif" in proc.stderr and "d_empty.png" in proc.stderr
+    rows = {r["file"].split("/")[-1]: r for r in read_summary(out / "summary.csv")}
+    assert rows["a16.tif"]["status"] == "ok" and rows["a16.tif"]["cells"] == "20"
+    assert rows["b_rgb.tif"]["cells"] == "20"
+    assert rows["c_broken.tif"]["status"] == "failed" and "not a readable TIFF" in rows["c_broken.tif"]["error"]
+    assert rows["d_empty.png"]["error"] == "file is empty"
+    labels = tifffile.imread(out / "a16_labels.tif")
+    assert labels.dtype == np.uint16
+    assert min(matched_iou(truth, labels.astype(np.int32))) > 0.85
+    assert (out / "a16_overlay.png").stat().st_size > 0
+    assert not list(out.glob(".*.part"))
+
+
+def test_stack_writes_a_label_stack_and_a_row_per_frame(tmp_path, blob_path):
+    frames = [synthetic_cells((300, 300), count=n, seed=n)[0] for n in (3, 5, 7)]
+    tifffile.imwrite(tmp_path / "s.tif", np.stack([as_dtype(f, "uint8") for f in frames]), photometric="minisblack")
+    proc = run_cli("segment", str(tmp_path / "s.tif"), "-m", str(blob_path), "-o", str(tmp_path / "out"))
+    assert proc.returncode == 0, proc.stderr
+    labels = tifffile.imread(tmp_path / "out" / "s_labels.tif")
+    assert labels.shape == (3, 300, 300)
+    assert [len(np.unique(f)) - 1 for f in labels] == [3, 5, 7]
+    rows = read_summary(tmp_path / "out" / "summary.csv")
+    assert [(r["frame"], r["cells"]) for r in rows] == [("0", "3"), ("1", "5"), ("2", "7")]
+
+
+def test_usage_errors_exit_2(tmp_path, blob_path):
+    assert run_cli("segment", str(tmp_path / "missing.tif"), "-m", str(blob_path), "-o", str(tmp_path)).returncode == 2
+    tifffile.imwrite(tmp_path / "x.tif", np.zeros((8, 8), np.uint8))
+    proc = run_cli("segment", str(tmp_path / "x.tif"), "-m", str(tmp_path / "nomodel.onnx"), "-o", str(tmp_path / "o"))
+    assert proc.returncode == 2 and "nomodel.onnx" in proc.stderr
+    assert run_cli("segment", str(tmp_path / "x.tif"), "-m", str(blob_path), "-o", str(tmp_path / "o"),
+                   "--peak", "3").returncode == 2
+
+
+def test_glob_inputs(tmp_path, blob_path):
+    for name in ("p1.png", "p2.png"):
+        import cv2
+
+        cv2.imwrite(str(tmp_path / name), as_dtype(synthetic_cells((260, 260), count=4, seed=len(name))[0], "uint8"))
+    proc = run_cli("segment", str(tmp_path / "p*.png"), "-m", str(blob_path), "-o", str(tmp_path / "out"))
+    assert proc.returncode == 0, proc.stderr
+    assert len(read_summary(tmp_path / "out" / "summary.csv")) == 2
+
+
+def test_import_and_help_pull_no_heavy_modules():
+    """`import samcell_rt` and `samcell-rt --help` stay fast by loading no numeric stack at all."""
+    code = ("import sys, samcell_rt, samcell_rt.cli; "
+            "heavy = {'numpy', 'cv2', 'onnxruntime', 'numba', 'torch', 'tensorrt', 'skimage'} & set(sys.modules); "
+            "assert not heavy, heavy")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    assert run_cli("--help").returncode == 0
+
+
+def test_runtime_never_imports_torch(blob_path):
+    code = (
+        "import sys, samcell_rt, samcell_rt.cli, samcell_rt.runtime.batch;"
+        "from samcell_rt.testing import synthetic_cells;"
+        f"s = samcell_rt.load_model({str(blob_path)!r}); s.segment(synthetic_cells((300, 300), 4)[0]);"
+        "assert 'torch' not in sys.modules, 'torch imported'"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
