@@ -106,3 +106,20 @@ def matched_iou(truth: np.ndarray, labels: np.ndarray) -> list[float]:
         pred = labels == best
         scores.append(float((inside & pred).sum() / (inside | pred).sum()))
     return scores
+
+
+def write_demo(folder: str | Path) -> None:
+    """Write a synthetic 16-bit plate image and the blob model into `folder` (for the README demo)."""
+    import tifffile
+
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    image, _ = synthetic_cells((1040, 1392), count=120, seed=0)
+    tifffile.imwrite(folder / "cells.tif", as_dtype(image, "uint16"))
+    blob_model(folder / "blob.onnx")
+
+
+if __name__ == "__main__":
+    import sys
+
+    write_demo(sys.argv[1] if len(sys.argv) > 1 else "demo")
