@@ -65,5 +65,86 @@ def segment(inputs, model, out, engine, batch_size, peak, fill, channel, scaling
     sys.exit(1 if failed else 0)
 
 
+@main.command("export")
+@click.argument("checkpoint", type=click.Path(exists=True, path_type=Path))
+@click.option("--out", "-o", type=click.Path(dir_okay=False, path_type=Path), required=True, help="ONNX file to write.")
+@click.option("--precision", type=click.Choice(["fp32", "fp16", "int8"]), default="fp32", show_default=True)
+@click.option("--opset", type=int, default=17, show_default=True)
+@click.option("--name", default=None, help="Model name stored in the metadata (default: checkpoint stem).")
+@click.option("--version", "model_version", default="1", show_default=True, help="Model version stored in the metadata.")
+@click.option("--config", type=click.Choice(["vit-b", "tiny"]), default=None,
+              help="SAM configuration when the checkpoint carries none (default vit-b).")
+def export_command(checkpoint, out, precision, opset, name, model_version, config) -> None:
+    """Export a SAMCell/SAM CHECKPOINT to a verified ONNX model (needs the `export` extra)."""
+    from .errors import SamcellError
+
+    try:
+        from .export.model import config_by_name
+        from .export.onnx import export_onnx
+    except ImportError as exc:
+        raise click.UsageError(f"export needs the 'export' extra ({exc.name} missing)") from exc
+    try:
+        report = export_onnx(checkpoint, out, precision=precision, opset=opset, name=name, version=model_version,
+                             config=config_by_name(config) if config else None)
+    except SamcellError as exc:
+        click.echo(f"error: {exc}", err=True)
+        sys.exit(1)
+    click.echo(f"wrote {report.path} ({precision}); max abs error vs torch {report.max_abs_error:.3g} "
+               f"on {report.tiles_checked} tiles (tolerance {report.tolerance})")
+
+
+@main.group()
+def models() -> None:
+    """Known models: list, inspect, download."""
+
+
+@models.command("list")
+def models_list() -> None:
+    """List shipped and downloadable models and whether they are ready here."""
+    from .registry import model_table
+
+    for row in model_table():
+        state = "ready" if row["ready"] else "not downloaded"
+        click.echo(f"{row['name']:<22} {row['kind']:<9} {state:<15} {row['path']}")
+
+
+@models.command("info")
+@click.argument("name")
+def models_info(name) -> None:
+    """Show everything known about model NAME (JSON)."""
+    import json
+
+    from .errors import SamcellError
+    from .registry import model_info
+
+    try:
+        click.echo(json.dumps(model_info(name), indent=2))
+    except SamcellError as exc:
+        raise click.UsageError(str(exc)) from exc
+
+
+@models.command("pull")
+@click.argument("name")
+@click.option("--precision", type=click.Choice(["fp32", "fp16", "int8"]), default="fp32", show_default=True)
+def models_pull(name, precision) -> None:
+    """Download model NAME (resumable, sha256-checked) and export it to ONNX."""
+    from tqdm import tqdm
+
+    from .download import pull_model
+    from .errors import SamcellError
+
+    with tqdm(unit="B", unit_scale=True, file=sys.stderr, desc=name) as bar:
+        def progress(done: int, total: int | None) -> None:
+            bar.total = total
+            bar.update(done - bar.n)
+
+        try:
+            path = pull_model(name, progress, precision)
+        except SamcellError as exc:
+            click.echo(f"error: {exc}", err=True)
+            sys.exit(1)
+    click.echo(f"ready: {path}")
+
+
 if __name__ == "__main__":
     main()

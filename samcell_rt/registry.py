@@ -1,12 +1,52 @@
-"""Where model names lead: a path on disk, or a model shipped with samcell-rt."""
+"""Known models, where their files live, and how names on the command line become model files.
+
+Published SAMCell weights are checkpoints that `samcell-rt models pull NAME` downloads (resuming
+partial downloads, checking sha256) and exports to ONNX in the user cache. Models shipped inside
+the package are ready-made ONNX files.
+"""
 
 from __future__ import annotations
 
+import json
+import os
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from .errors import ModelError
 
 SHIPPED_DIR = Path(__file__).parent / "models"
+RELEASE = "https://github.com/saahilsanganeriya/SAMCell/releases/download/v1"
+
+
+@dataclass(frozen=True)
+class ModelEntry:
+    """One known model: what to download, how to check it, and what it is."""
+
+    name: str
+    file: str
+    url: str | None
+    sha256: str | None  # None: not published; recorded on the first verified download
+    licence: str
+    description: str
+    scores: dict[str, float] = field(default_factory=dict)
+
+
+KNOWN: dict[str, ModelEntry] = {
+    "samcell-generalist": ModelEntry(
+        "samcell-generalist", "samcell-generalist.pt", f"{RELEASE}/samcell-generalist.pt", None,
+        "as published in the SAMCell release (see its repository)",
+        "SAMCell ViT-B fine-tuned on LIVECell + Cellpose Cytoplasm (paper's best zero-shot model)"),
+    "samcell-cyto": ModelEntry(
+        "samcell-cyto", "samcell-cyto.pt", f"{RELEASE}/samcell-cyto.pt", None,
+        "as published in the SAMCell release (see its repository)",
+        "SAMCell ViT-B fine-tuned on Cellpose Cytoplasm"),
+}
+
+
+def cache_dir() -> Path:
+    """User cache for downloaded checkpoints and exported models ($SAMCELL_RT_HOME overrides)."""
+    root = os.environ.get("SAMCELL_RT_HOME") or Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "samcell-rt"
+    return Path(root)
 
 
 def shipped_models() -> dict[str, Path]:
@@ -14,15 +54,59 @@ def shipped_models() -> dict[str, Path]:
     return {p.stem: p for p in sorted(SHIPPED_DIR.glob("*.onnx"))}
 
 
+def exported_path(name: str) -> Path:
+    """Where `pull` puts the ONNX export of a known model."""
+    return cache_dir() / f"{name}.onnx"
+
+
+def model_table() -> list[dict]:
+    """Every known and shipped model with its state on this machine (for `models list`)."""
+    rows = [{"name": n, "kind": "shipped", "path": str(p), "ready": True} for n, p in shipped_models().items()]
+    for entry in KNOWN.values():
+        path = exported_path(entry.name)
+        rows.append({"name": entry.name, "kind": "download", "path": str(path), "ready": path.exists()})
+    return rows
+
+
+def model_info(name: str) -> dict:
+    """Everything known about one model name."""
+    if name in KNOWN:
+        info = asdict(KNOWN[name])
+        info["recorded_sha256"] = recorded_hashes().get(KNOWN[name].file)
+        info["onnx"] = str(exported_path(name)) if exported_path(name).exists() else None
+        return info
+    if name in shipped_models():
+        return {"name": name, "onnx": str(shipped_models()[name])}
+    raise ModelError(name, f"unknown model name (known: {', '.join([*shipped_models(), *KNOWN])})")
+
+
+def recorded_hashes() -> dict[str, str]:
+    """sha256 values recorded on first verified download, for models that publish none."""
+    path = cache_dir() / "hashes.json"
+    return json.loads(path.read_text()) if path.exists() else {}
+
+
+def record_hash(file: str, sha256: str) -> None:
+    from .runtime.atomic import write_text_atomic
+
+    hashes = recorded_hashes()
+    hashes[file] = sha256
+    write_text_atomic(cache_dir() / "hashes.json", json.dumps(hashes, indent=2, sort_keys=True))
+
+
 def resolve_model(spec: str | Path | None) -> Path:
-    """Turn a model path or shipped model name into a file path; raise ModelError if neither."""
+    """Turn a model path or model name into an ONNX file path; raise ModelError if neither."""
     if spec is None:
-        raise ModelError("(default)", "no default model is shipped in this version; pass --model PATH")
+        raise ModelError("(default)", "no default model is shipped in this version; pass --model PATH or NAME")
     path = Path(spec)
     if path.is_file():
         return path
-    shipped = shipped_models()
-    if str(spec) in shipped:
-        return shipped[str(spec)]
-    known = ", ".join(shipped) or "none shipped"
+    name = str(spec)
+    if name in shipped_models():
+        return shipped_models()[name]
+    if name in KNOWN:
+        if exported_path(name).exists():
+            return exported_path(name)
+        raise ModelError(name, f"not downloaded yet: run `samcell-rt models pull {name}`")
+    known = ", ".join([*shipped_models(), *KNOWN])
     raise ModelError(spec, f"no such file, and not a known model name (known: {known})")

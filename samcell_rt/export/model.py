@@ -1,0 +1,93 @@
+"""SAMCell as an export-ready module: uint8 tiles in, distance maps out.
+
+The wrapper folds every model-specific step into the graph, so the runtime only feeds uint8 tiles:
+gray -> float -> bilinear resize to the encoder's input size, rounded back to 0..255 after each
+of its two passes as the reference processor does (PIL resizes the uint8 image, storing uint8) -> ImageNet mean/std on
+three identical channels -> SAM image encoder -> prompt encoder with no prompt -> mask decoder
+(first of the three multimask outputs, as the reference reads `pred_masks[:, 0, 0]`) -> sigmoid.
+It wraps transformers' `SamModel`; it does not fork it.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from transformers import SamConfig, SamModel
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+
+class SamCellTiles(nn.Module):
+    """(B, 1, T, T) uint8 tiles -> (B, 1, T, T) float32 distance maps in [0, 1]."""
+
+    def __init__(self, sam: SamModel, tile: int = 256) -> None:
+        super().__init__()
+        self.sam = sam
+        self.tile = tile
+        self.input_size = sam.config.vision_config.image_size
+        self.register_buffer("mean", torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1) * 255.0, persistent=False)
+        self.register_buffer("std", torch.tensor(IMAGENET_STD).view(1, 3, 1, 1) * 255.0, persistent=False)
+
+    def pixel_values(self, tiles: torch.Tensor) -> torch.Tensor:
+        """What the reference SamProcessor would hand the model for these tiles."""
+        x = tiles.float()
+        if self.input_size != self.tile:
+            # PIL (and torchvision's uint8 path) resize in two passes, rows first, storing uint8
+            # after each pass: reproduce both roundings (half up) to get the same pixel values.
+            x = F.interpolate(x, size=(self.tile, self.input_size), mode="bilinear", align_corners=False)
+            x = torch.floor(x + 0.5).clamp(0.0, 255.0)
+            x = F.interpolate(x, size=(self.input_size, self.input_size), mode="bilinear", align_corners=False)
+            x = torch.floor(x + 0.5).clamp(0.0, 255.0)
+        return (x.expand(-1, 3, -1, -1) - self.mean) / self.std
+
+    def logits(self, tiles: torch.Tensor) -> torch.Tensor:
+        """Mask logits (B, 1, T, T) before the sigmoid: what training losses compare."""
+        masks = self.sam(pixel_values=self.pixel_values(tiles), multimask_output=True).pred_masks[:, 0, 0:1]
+        if masks.shape[-1] != self.tile:
+            masks = F.interpolate(masks, size=(self.tile, self.tile), mode="bilinear", align_corners=False)
+        return masks
+
+    def forward(self, tiles: torch.Tensor) -> torch.Tensor:
+        return torch.sigmoid(self.logits(tiles))
+
+
+def vit_b_config() -> SamConfig:
+    """SAM ViT-B (sam-vit-base) configuration, built locally: no hub access needed."""
+    return SamConfig()
+
+
+def tiny_config() -> SamConfig:
+    """A few-layer SAM for tests and smoke runs (same structure, ~0.3 M parameters).
+
+    `initializer_range=0.02`: transformers' default of 1e-10 makes a fresh model ignore its input.
+    """
+    vision = dict(hidden_size=32, num_hidden_layers=2, num_attention_heads=2, mlp_dim=64, output_channels=32, num_pos_feats=16,
+                  global_attn_indexes=[1], window_size=7, initializer_range=0.02)
+    decoder = dict(hidden_size=32, num_hidden_layers=2, num_attention_heads=2, mlp_dim=64, iou_head_hidden_dim=32)
+    return SamConfig(vision_config=vision, prompt_encoder_config=dict(hidden_size=32), mask_decoder_config=decoder,
+                     initializer_range=0.02)
+
+
+def config_by_name(name: str) -> SamConfig:
+    """`vit-b` or `tiny`."""
+    configs = {"vit-b": vit_b_config, "tiny": tiny_config}
+    if name not in configs:
+        raise ValueError(f"unknown config {name!r}; choose from {', '.join(configs)}")
+    return configs[name]()
+
+
+def random_sam(config: SamConfig, seed: int = 0) -> SamModel:
+    """A SamModel with seeded random weights whose output varies strongly with the input.
+
+    transformers' own initialisation leaves the decoder output almost constant (std ~1e-5), which
+    would make parity tests pass trivially; weights are redrawn with fan-in scaling instead.
+    """
+    torch.manual_seed(seed)
+    model = SamModel(config).eval()
+    with torch.no_grad():
+        for param in model.parameters():
+            if param.dim() > 1:
+                param.normal_(0.0, param[0].numel() ** -0.5)
+    return model
