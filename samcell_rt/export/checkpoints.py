@@ -70,10 +70,21 @@ def meta_to_transformers(state: dict) -> dict:
             target = {"0": "proj_in", "1": "layers.0", "2": "proj_out"}[match.group(2)]
             new = f"{match.group(1)}.{target}.{new[match.end():]}"
         renamed[new] = value
-    shared = "prompt_encoder.shared_embedding.positional_embedding"
-    if shared in renamed:  # SamModel keeps a second copy for the image-wide positional encoding
-        renamed["shared_image_embedding.positional_embedding"] = renamed[shared]
-    return renamed
+    return _fill_tied(renamed)
+
+
+# SamModel ties these two: savers that deduplicate tied tensors (safetensors' save_model, Meta's
+# layout) keep only one of them.
+_TIED = ("prompt_encoder.shared_embedding.positional_embedding", "shared_image_embedding.positional_embedding")
+
+
+def _fill_tied(state: dict) -> dict:
+    present = [k for k in _TIED if k in state]
+    if len(present) == 1:
+        state = dict(state)
+        for key in _TIED:
+            state.setdefault(key, state[present[0]])
+    return state
 
 
 def read_state_dict(path: Path) -> dict:
@@ -119,7 +130,7 @@ def load_checkpoint(path: str | Path, config=None) -> LoadedCheckpoint:
             recipe = json.loads(sidecar.read_text())
             if "sam_config" in recipe:
                 config, layout = SamConfig.from_dict(recipe["sam_config"]), "trainer"
-    state = read_state_dict(weights)
+    state = _fill_tied(read_state_dict(weights))
     if any(k.startswith("image_encoder.") for k in state):
         state, layout = meta_to_transformers(state), "meta-sam"
     model = SamModel(config or vit_b_config())
