@@ -127,3 +127,42 @@ def test_meta_rename_covers_every_key(tiny_sam):
                        "prompt_encoder.shared_embedding.positional_embedding": 4,
                        "shared_image_embedding.positional_embedding": 4,
                        "mask_decoder.transformer.layer_norm_final_attn.weight": 5}
+
+
+def test_export_command_line(tmp_path, tiny_checkpoint, blob_path):
+    import subprocess
+    import sys
+
+    def cli(*args):
+        return subprocess.run([sys.executable, "-m", "samcell_rt.cli", *args], capture_output=True, text=True,
+                               timeout=600)
+
+    proc = cli("export", str(tiny_checkpoint), "--out", str(tmp_path / "m.onnx"), "--config", "tiny", "--name", "t")
+    assert proc.returncode == 0, proc.stderr
+    assert "max abs error vs torch" in proc.stdout
+    image = tmp_path / "img.tif"
+    import tifffile
+
+    from samcell_rt.testing import as_dtype, synthetic_cells
+
+    tifffile.imwrite(image, as_dtype(synthetic_cells((300, 300), count=5)[0], "uint16"))
+    proc = cli("segment", str(image), "--model", str(tmp_path / "m.onnx"), "--out", str(tmp_path / "out"))
+    assert proc.returncode == 0, proc.stderr
+    assert (tmp_path / "out" / "img_labels.tif").exists()
+    (tmp_path / "bad.pt").write_bytes(b"nope")
+    proc = cli("export", str(tmp_path / "bad.pt"), "--out", str(tmp_path / "x.onnx"), "--config", "tiny")
+    assert proc.returncode == 1 and "bad.pt" in proc.stderr and not (tmp_path / "x.onnx").exists()
+
+
+@pytest.mark.slow
+def test_full_vit_b_export_verifies_and_segments(tmp_path):
+    """Full SAM ViT-B (random weights, published checkpoint format): export, verify, segment."""
+    from samcell_rt import load_model
+    from samcell_rt.export.model import random_sam, vit_b_config
+    from samcell_rt.testing import synthetic_cells
+
+    torch.save(random_sam(vit_b_config()).state_dict(), tmp_path / "samcell-vitb.pt")
+    report = export_onnx(tmp_path / "samcell-vitb.pt", tmp_path / "vitb.onnx")
+    assert report.max_abs_error <= TOLERANCE["fp32"]
+    result = load_model(str(tmp_path / "vitb.onnx")).segment(synthetic_cells((256, 300), count=3)[0])
+    assert result.distance.shape == (256, 300)
