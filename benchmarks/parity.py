@@ -89,6 +89,7 @@ def main(checkpoint, random_config, precisions, size, image_count, out) -> None:
     peak, fill = (0.47, 0.09) if random_config is None else (
         float(np.percentile(reference[0][0], 85)), float(np.percentile(reference[0][0], 50)))
     ref_labels = [ref_pipe.cells_from_dist_map(d, peak, fill) for d, _ in reference]
+    del ref_pipe, model  # free the torch model before exporting (ViT-B export peaks at ~5.5 GB)
     valid = reference_valid_mask((height, width))
     from samcell_rt.runtime.tiling import tile_grid
 

@@ -33,7 +33,9 @@ def main() -> None:
 @click.option("--scaling", type=click.Choice(["range", "percentile"]), default="range", show_default=True,
               help="How non-8-bit images are scaled to 8 bit (never cast).")
 @click.option("--threads", type=click.IntRange(min=1), default=None, help="CPU threads for the engine.")
-def segment(inputs, model, out, engine, batch_size, peak, fill, channel, scaling, threads) -> None:
+@click.option("--pixel-size", type=click.FloatRange(min=0, min_open=True), default=None,
+              help="Micrometres per pixel (overrides TIFF/OME metadata) for physical-unit measurements.")
+def segment(inputs, model, out, engine, batch_size, peak, fill, channel, scaling, threads, pixel_size) -> None:
     """Segment cells in INPUTS (files, folders or glob patterns)."""
     from tqdm import tqdm
 
@@ -59,7 +61,8 @@ def segment(inputs, model, out, engine, batch_size, peak, fill, channel, scaling
                     tqdm.write(f"error: {row['file']}: {row['error']}", file=sys.stderr)
             bar.update(1)
 
-        outcomes = segment_files(files, out, segmenter, channel=channel, on_file=on_file)
+        outcomes = segment_files(files, out, segmenter, channel=channel, on_file=on_file,
+                                 pixel_size_um=pixel_size)
     failed = sum(not o.ok for o in outcomes)
     click.echo(f"{len(outcomes) - failed} ok, {failed} failed; summary: {out / 'summary.csv'}", err=True)
     sys.exit(1 if failed else 0)
@@ -144,6 +147,39 @@ def models_pull(name, precision) -> None:
             click.echo(f"error: {exc}", err=True)
             sys.exit(1)
     click.echo(f"ready: {path}")
+
+
+@main.command()
+@click.option("--model", "-m", default=None, help="Model file (.onnx) or model name.")
+@click.option("--engine", default="cpu", show_default=True, type=click.Choice(["auto", "cpu", "cuda", "ort-tensorrt"]))
+@click.option("--host", default="127.0.0.1", show_default=True, help="Interface to listen on (local only by default).")
+@click.option("--port", default=8765, show_default=True, type=click.IntRange(0, 65535))
+@click.option("--max-upload-mb", default=512, show_default=True, type=click.FloatRange(min=1))
+@click.option("--no-browser", is_flag=True, help="Do not open a browser window.")
+def gui(model, engine, host, port, max_upload_mb, no_browser) -> None:
+    """Open the local web GUI: drop images, see cells, read counts and measurements."""
+    from .errors import SamcellError
+    from .runtime.segmenter import Segmenter
+
+    try:
+        import uvicorn
+
+        from .gui.app import create_app
+    except ImportError as exc:
+        raise click.UsageError(f"the GUI needs the 'gui' extra ({exc.name} missing)") from exc
+    try:
+        segmenter = Segmenter(model, engine=engine)
+    except SamcellError as exc:
+        raise click.UsageError(str(exc)) from exc
+    url = f"http://{host}:{port}/"
+    click.echo(f"samcell-rt GUI on {url} (model {segmenter.info.name}, engine {segmenter.engine_name}); Ctrl+C to stop",
+               err=True)
+    if not no_browser:
+        import threading
+        import webbrowser
+
+        threading.Timer(1.0, webbrowser.open, args=(url,)).start()
+    uvicorn.run(create_app(segmenter, max_upload_mb), host=host, port=port, log_level="warning")
 
 
 if __name__ == "__main__":

@@ -19,9 +19,11 @@ import numpy as np
 from ..errors import SamcellError
 from .atomic import write_text_atomic
 from .io import ImageStack, is_image_file, overlay_image, read_image, write_labels, write_png
+from .measure import image_metrics, with_physical_units
 from .segmenter import Result, Segmenter
 
-SUMMARY_FIELDS = ("file", "frame", "cells", "mean_area_px", "confluency", "seconds", "status", "error")
+SUMMARY_FIELDS = ("file", "frame", "cells", "mean_area_px", "median_area_px", "confluency", "mean_neighbours",
+                  "mean_area_um2", "seconds", "status", "error")
 
 
 class InputError(ValueError):
@@ -67,8 +69,12 @@ def expand_inputs(inputs: Iterable[str]) -> list[Path]:
 
 
 def segment_files(files: list[Path], out: Path, segmenter: Segmenter, channel: int | None = None,
-                  on_file: Callable[[FileOutcome], None] | None = None) -> list[FileOutcome]:
-    """Segment every frame of every file, write outputs per file and `out/summary.csv`."""
+                  on_file: Callable[[FileOutcome], None] | None = None,
+                  pixel_size_um: float | None = None) -> list[FileOutcome]:
+    """Segment every frame of every file, write outputs per file and `out/summary.csv`.
+
+    `pixel_size_um` overrides the pixel size read from the files' metadata.
+    """
     out.mkdir(parents=True, exist_ok=True)
     outcomes = {i: FileOutcome(path) for i, path in enumerate(files)}
     stacks: dict[int, ImageStack] = {}
@@ -93,7 +99,9 @@ def segment_files(files: list[Path], out: Path, segmenter: Segmenter, channel: i
         i, f = result.key
         frames_done[i].append(result)
         if len(frames_done[i]) == stacks[i].frames.shape[0]:
-            _write_file_outputs(outcomes[i], stacks.pop(i), frames_done.pop(i), out, read_seconds[i])
+            stack = stacks.pop(i)
+            stack.pixel_size_um = pixel_size_um or stack.pixel_size_um
+            _write_file_outputs(outcomes[i], stack, frames_done.pop(i), out, read_seconds[i])
             _report(outcomes[i], on_file)
     write_summary(out / "summary.csv", [row for i in sorted(outcomes) for row in outcomes[i].rows])
     return [outcomes[i] for i in sorted(outcomes)]
@@ -118,25 +126,46 @@ def _write_file_outputs(outcome: FileOutcome, stack: ImageStack, results: list[R
         for result in results:
             name = f"{stem}_f{result.key[1]:04d}_overlay.png" if stack.is_stack else f"{stem}_overlay.png"
             write_png(out / name, overlay_image(result.image_u8, result.labels))
+        write_cells_csv(out / f"{stem}_cells.csv", results, stack.pixel_size_um)
     except OSError as exc:
         outcome.rows.append(_row(path, 0, error=f"cannot write outputs ({exc})"))
         return
     share = read_seconds / len(results)
     for result in results:
-        outcome.rows.append(_row(path, result.key[1], result, seconds=share + sum(result.timings.values())))
+        metrics = image_metrics(result.labels, result.cells, stack.pixel_size_um)
+        outcome.rows.append(_row(path, result.key[1], metrics, seconds=share + sum(result.timings.values())))
 
 
-def _row(path: Path, frame: int, result: Result | None = None, seconds: float = 0.0, error: str | None = None) -> dict:
-    metrics = result.metrics if result is not None else {}
-    return {
-        "file": str(path), "frame": frame,
-        "cells": metrics.get("cells", ""),
-        "mean_area_px": _fmt(metrics.get("mean_area_px")),
-        "confluency": _fmt(metrics.get("confluency")),
-        "seconds": _fmt(seconds) if result is not None else "",
-        "status": "ok" if error is None else "failed",
-        "error": error or "",
-    }
+def _row(path: Path, frame: int, metrics: dict | None = None, seconds: float = 0.0, error: str | None = None) -> dict:
+    row = {"file": str(path), "frame": frame, "status": "ok" if error is None else "failed", "error": error or ""}
+    for name in ("cells", "mean_area_px", "median_area_px", "confluency", "mean_neighbours", "mean_area_um2"):
+        value = (metrics or {}).get(name)
+        row[name] = "" if value is None else value if name == "cells" else _fmt(value)
+    row["seconds"] = _fmt(seconds) if metrics is not None else ""
+    return row
+
+
+def write_cells_csv(path: Path, results: list[Result], pixel_size_um: float | None) -> None:
+    """One row per cell (and frame), atomically; physical-unit columns when the pixel size is known."""
+    buffer = _io.StringIO()
+    writer = None
+    for result in results:
+        table = with_physical_units(result.cells, pixel_size_um)
+        if writer is None:
+            writer = csv.writer(buffer, lineterminator="\n")
+            writer.writerow(["frame", *table])
+        columns = [table[name] for name in table]
+        for values in zip(*columns):
+            writer.writerow([result.key[1], *(_cell(v) for v in values)])
+    write_text_atomic(path, buffer.getvalue())
+
+
+def _cell(value) -> str:
+    if isinstance(value, (bool, np.bool_)):
+        return str(int(value))
+    if isinstance(value, (int, np.integer)):
+        return str(int(value))
+    return _fmt(float(value))
 
 
 def _fmt(value: float | None) -> str:

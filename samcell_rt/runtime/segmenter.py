@@ -18,7 +18,7 @@ import numpy as np
 
 from ..errors import SamcellError
 from .engines import Engine, open_engine
-from .measure import image_metrics
+from .measure import cell_table, image_metrics
 from .postprocess import labels_from_distance
 from .preprocess import ImageValueError, Scaling, enhance_tiles, to_uint8
 from .tiling import TileGrid, blend, extract_tiles, tile_grid
@@ -31,8 +31,9 @@ class Result:
     """The segmentation of one 2-D image.
 
     `labels` int32 (0 background, 1..N cells); `distance` float32 in [0, 1]; `image_u8` the image
-    as scaled for the model (for overlays); `metrics` per-image numbers; `timings` seconds per
-    stage. When `error` is set (only with on_error="report"), the arrays are empty.
+    as scaled for the model (for overlays); `metrics` per-image numbers; `cells` per-cell columns
+    (pixel units, mean intensity on the original image); `timings` seconds per stage. When
+    `error` is set (only with on_error="report"), the arrays are empty.
     """
 
     key: Hashable
@@ -40,6 +41,7 @@ class Result:
     distance: np.ndarray
     image_u8: np.ndarray
     metrics: dict[str, float] = field(default_factory=dict)
+    cells: dict[str, np.ndarray] = field(default_factory=dict)
     timings: dict[str, float] = field(default_factory=dict)
     error: str | None = None
 
@@ -51,6 +53,7 @@ class Result:
 @dataclass
 class _Job:
     key: Hashable
+    image: np.ndarray
     image_u8: np.ndarray
     grid: TileGrid
     tiles: np.ndarray
@@ -120,7 +123,7 @@ class Segmenter:
         image_u8 = to_uint8(image, self.scaling)
         grid = tile_grid(*image_u8.shape, tile=self.info.tile)
         tiles = enhance_tiles(extract_tiles(image_u8, grid))
-        job = _Job(key, image_u8, grid, tiles, np.empty(tiles.shape, dtype=np.float32))
+        job = _Job(key, image, image_u8, grid, tiles, np.empty(tiles.shape, dtype=np.float32))
         job.timings["preprocess"] = time.perf_counter() - start
         return job
 
@@ -162,15 +165,19 @@ class Segmenter:
         timings["blend"] = (t1 := time.perf_counter()) - start
         labels = labels_from_distance(distance, self.peak, self.fill)
         timings["postprocess"] = (t2 := time.perf_counter()) - t1
-        metrics = image_metrics(labels)
+        cells = cell_table(labels, job.image)
+        metrics = image_metrics(labels, cells)
         timings["measure"] = time.perf_counter() - t2
-        return Result(job.key, labels, distance, job.image_u8, metrics, timings)
+        return Result(job.key, labels, distance, job.image_u8, metrics, cells, timings)
 
-    def relabel(self, result: Result, peak: float | None = None, fill: float | None = None) -> Result:
+    def relabel(self, result: Result, peak: float | None = None, fill: float | None = None,
+                intensity: np.ndarray | None = None) -> Result:
         """Re-run only the post-processing of `result` with other thresholds (no engine call)."""
         labels = labels_from_distance(result.distance, self.peak if peak is None else peak,
                                       self.fill if fill is None else fill)
-        return Result(result.key, labels, result.distance, result.image_u8, image_metrics(labels), dict(result.timings))
+        cells = cell_table(labels, intensity)
+        return Result(result.key, labels, result.distance, result.image_u8, image_metrics(labels, cells), cells,
+                      dict(result.timings))
 
 
 def _failed(key: Hashable, message: str) -> Result:
