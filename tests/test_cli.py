@@ -94,3 +94,16 @@ def test_runtime_never_imports_torch(blob_path):
     )
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr
+
+
+def test_cells_csv_and_pixel_size(tmp_path, blob_path):
+    image, truth = synthetic_cells((300, 300), count=6, seed=9)
+    tifffile.imwrite(tmp_path / "c.tif", as_dtype(image, "uint8"))
+    proc = run_cli("segment", str(tmp_path / "c.tif"), "-m", str(blob_path), "-o", str(tmp_path / "out"),
+                   "--pixel-size", "0.5")
+    assert proc.returncode == 0, proc.stderr
+    cells = read_summary(tmp_path / "out" / "c_cells.csv")
+    assert len(cells) == 6
+    assert float(cells[0]["area_um2"]) == float(cells[0]["area"]) * 0.25
+    summary = read_summary(tmp_path / "out" / "summary.csv")[0]
+    assert summary["mean_neighbours"] == "0" and float(summary["mean_area_um2"]) > 0
