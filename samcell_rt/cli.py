@@ -35,7 +35,9 @@ def main() -> None:
 @click.option("--threads", type=click.IntRange(min=1), default=None, help="CPU threads for the engine.")
 @click.option("--pixel-size", type=click.FloatRange(min=0, min_open=True), default=None,
               help="Micrometres per pixel (overrides TIFF/OME metadata) for physical-unit measurements.")
-def segment(inputs, model, out, engine, batch_size, peak, fill, channel, scaling, threads, pixel_size) -> None:
+@click.option("--save-distance", is_flag=True, help="Also write <stem>_distance.tif (for `evaluate --sweep`).")
+def segment(inputs, model, out, engine, batch_size, peak, fill, channel, scaling, threads, pixel_size,
+            save_distance) -> None:
     """Segment cells in INPUTS (files, folders or glob patterns)."""
     from tqdm import tqdm
 
@@ -62,7 +64,7 @@ def segment(inputs, model, out, engine, batch_size, peak, fill, channel, scaling
             bar.update(1)
 
         outcomes = segment_files(files, out, segmenter, channel=channel, on_file=on_file,
-                                 pixel_size_um=pixel_size)
+                                 pixel_size_um=pixel_size, save_distance=save_distance)
     failed = sum(not o.ok for o in outcomes)
     click.echo(f"{len(outcomes) - failed} ok, {failed} failed; summary: {out / 'summary.csv'}", err=True)
     sys.exit(1 if failed else 0)
@@ -147,6 +149,42 @@ def models_pull(name, precision) -> None:
             click.echo(f"error: {exc}", err=True)
             sys.exit(1)
     click.echo(f"ready: {path}")
+
+
+@main.command()
+@click.option("--pred", type=click.Path(exists=True, file_okay=False, path_type=Path), default=None,
+              help="Folder of predicted labels (<stem>_labels.tif).")
+@click.option("--gt", type=click.Path(exists=True, file_okay=False, path_type=Path), required=True,
+              help="Folder of reference labels (<stem>.tif, or CTC man_seg<NNN>.tif).")
+@click.option("--json", "json_out", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Write the full report as JSON.")
+@click.option("--sweep", "sweep_dir", type=click.Path(exists=True, file_okay=False, path_type=Path), default=None,
+              help="Threshold ablation from saved <stem>_distance.tif maps in this folder (no model run).")
+def evaluate(pred, gt, json_out, sweep_dir) -> None:
+    """Score predicted labels against references: CTC SEG, DET, OP_CSB, AP50/AP75, count error."""
+    import json
+
+    from .evaluate import evaluate_folders, threshold_sweep
+    from .runtime.atomic import write_text_atomic
+
+    if (pred is None) == (sweep_dir is None):
+        raise click.UsageError("give --pred (score labels) or --sweep (threshold ablation), not both")
+    try:
+        report = evaluate_folders(pred, gt) if pred else {"sweep": threshold_sweep(sweep_dir, gt)}
+    except ValueError as exc:
+        raise click.UsageError(str(exc)) from exc
+    if pred:
+        for image in report["images"]:
+            click.echo(f"{image['name']:<30} SEG {image['SEG']:.4f}  DET {image['DET']:.4f}  "
+                       f"AP50 {image['AP50']:.4f}  cells {image['n_pred']}/{image['n_ref']}")
+        click.echo(f"{'overall':<30} SEG {report['SEG']:.4f}  DET {report['DET']:.4f}  OP_CSB {report['OP_CSB']:.4f}  "
+                   f"AP50 {report['AP50']:.4f}  AP75 {report['AP75']:.4f}")
+    else:
+        for row in report["sweep"]:
+            click.echo(f"peak {row['peak']:.2f} fill {row['fill']:.2f}  SEG {row['SEG']:.4f}  DET {row['DET']:.4f}  "
+                       f"OP_CSB {row['OP_CSB']:.4f}")
+    if json_out:
+        write_text_atomic(json_out, json.dumps(report, indent=2))
 
 
 @main.command()

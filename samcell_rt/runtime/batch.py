@@ -18,7 +18,7 @@ import numpy as np
 
 from ..errors import SamcellError
 from .atomic import write_text_atomic
-from .io import ImageStack, is_image_file, overlay_image, read_image, write_labels, write_png
+from .io import ImageStack, is_image_file, overlay_image, read_image, write_float_tiff, write_labels, write_png
 from .measure import image_metrics, with_physical_units
 from .segmenter import Result, Segmenter
 
@@ -70,10 +70,11 @@ def expand_inputs(inputs: Iterable[str]) -> list[Path]:
 
 def segment_files(files: list[Path], out: Path, segmenter: Segmenter, channel: int | None = None,
                   on_file: Callable[[FileOutcome], None] | None = None,
-                  pixel_size_um: float | None = None) -> list[FileOutcome]:
+                  pixel_size_um: float | None = None, save_distance: bool = False) -> list[FileOutcome]:
     """Segment every frame of every file, write outputs per file and `out/summary.csv`.
 
-    `pixel_size_um` overrides the pixel size read from the files' metadata.
+    `pixel_size_um` overrides the pixel size read from the files' metadata; `save_distance` also
+    writes `<stem>_distance.tif` (float32) for threshold sweeps without re-running the model.
     """
     out.mkdir(parents=True, exist_ok=True)
     outcomes = {i: FileOutcome(path) for i, path in enumerate(files)}
@@ -101,7 +102,7 @@ def segment_files(files: list[Path], out: Path, segmenter: Segmenter, channel: i
         if len(frames_done[i]) == stacks[i].frames.shape[0]:
             stack = stacks.pop(i)
             stack.pixel_size_um = pixel_size_um or stack.pixel_size_um
-            _write_file_outputs(outcomes[i], stack, frames_done.pop(i), out, read_seconds[i])
+            _write_file_outputs(outcomes[i], stack, frames_done.pop(i), out, read_seconds[i], save_distance)
             _report(outcomes[i], on_file)
     write_summary(out / "summary.csv", [row for i in sorted(outcomes) for row in outcomes[i].rows])
     return [outcomes[i] for i in sorted(outcomes)]
@@ -113,7 +114,7 @@ def _report(outcome: FileOutcome, on_file: Callable[[FileOutcome], None] | None)
 
 
 def _write_file_outputs(outcome: FileOutcome, stack: ImageStack, results: list[Result], out: Path,
-                        read_seconds: float) -> None:
+                        read_seconds: float, save_distance: bool) -> None:
     stem, path = stack.path.stem, stack.path
     failed = [r for r in results if not r.ok]
     for result in failed:
@@ -127,6 +128,8 @@ def _write_file_outputs(outcome: FileOutcome, stack: ImageStack, results: list[R
             name = f"{stem}_f{result.key[1]:04d}_overlay.png" if stack.is_stack else f"{stem}_overlay.png"
             write_png(out / name, overlay_image(result.image_u8, result.labels))
         write_cells_csv(out / f"{stem}_cells.csv", results, stack.pixel_size_um)
+        if save_distance:
+            write_float_tiff(out / f"{stem}_distance.tif", np.stack([r.distance for r in results]))
     except OSError as exc:
         outcome.rows.append(_row(path, 0, error=f"cannot write outputs ({exc})"))
         return

@@ -182,6 +182,14 @@ def write_labels(path: str | Path, labels: np.ndarray, pixel_size_um: float | No
                          bigtiff=data.nbytes > 2**31, **kwargs)
 
 
+def write_float_tiff(path: str | Path, data: np.ndarray) -> None:
+    """Write a float32 array (e.g. distance maps, frames first) as a compressed TIFF, atomically."""
+    import tifffile
+
+    with atomic_path(path) as tmp:
+        tifffile.imwrite(tmp, np.asarray(data, dtype=np.float32), compression="zlib", photometric="minisblack")
+
+
 def overlay_image(gray_u8: np.ndarray, labels: np.ndarray) -> np.ndarray:
     """RGB picture of the image with each cell's outline drawn in yellow."""
     from skimage.segmentation import find_boundaries

@@ -1,0 +1,173 @@
+"""Segmentation scores the paper reports: Cell Tracking Challenge SEG and DET, OP_CSB, AP@IoU.
+
+Definitions (Matula et al. 2015, as implemented by the CTC's tools and py-ctcmetrics):
+- a reference object R is matched by a predicted object S when |R ∩ S| > 0.5 |R| (so each R has
+  at most one match);
+- SEG = sum over reference objects of IoU(R, matched S) (0 when unmatched) / number of references;
+- DET = 1 - min(AOGM_D, AOGM_D0) / AOGM_D0 with AOGM_D = 5 NS + 10 FN + 1 FP, AOGM_D0 = 10 × number
+  of references; NS = splits needed (a prediction matching k references costs k - 1), FN =
+  unmatched references, FP = predictions matching no reference;
+- OP_CSB = (SEG + DET) / 2.
+Over several images the sums run over all objects (as CTC does over frames). With no reference
+objects at all, SEG and DET are 1 when nothing was predicted and 0 otherwise (CTC leaves it
+undefined). AP at an IoU threshold is TP / (TP + FP + FN) after one-to-one matching that
+maximises total IoU (the StarDist/Cellpose convention). Count error = predicted - reference.
+No torch here.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+
+W_NS, W_FN, W_FP = 5, 10, 1
+
+
+@dataclass
+class PairScore:
+    """Scores of one prediction against its reference; sums kept so images can be pooled."""
+
+    name: str
+    n_ref: int
+    n_pred: int
+    seg_sum: float
+    ns: int
+    fn: int
+    fp: int
+    tp50: int
+    tp75: int
+
+    @property
+    def seg(self) -> float:
+        return _seg(self.seg_sum, self.n_ref, self.n_pred)
+
+    @property
+    def det(self) -> float:
+        return _det(self.ns, self.fn, self.fp, self.n_ref, self.n_pred)
+
+    def as_dict(self) -> dict:
+        return {**asdict(self), "SEG": self.seg, "DET": self.det, "OP_CSB": (self.seg + self.det) / 2,
+                "AP50": _ap(self.tp50, self.n_ref, self.n_pred), "AP75": _ap(self.tp75, self.n_ref, self.n_pred),
+                "count_error": self.n_pred - self.n_ref}
+
+
+def _seg(seg_sum: float, n_ref: int, n_pred: int) -> float:
+    return seg_sum / n_ref if n_ref else float(n_pred == 0)
+
+
+def _det(ns: int, fn: int, fp: int, n_ref: int, n_pred: int) -> float:
+    if not n_ref:
+        return float(n_pred == 0)
+    aogm0 = W_FN * n_ref
+    return 1.0 - min(W_NS * ns + W_FN * fn + W_FP * fp, aogm0) / aogm0
+
+
+def _ap(tp: int, n_ref: int, n_pred: int) -> float:
+    denominator = n_ref + n_pred - tp  # TP + FN + FP
+    return tp / denominator if denominator else 1.0
+
+
+def overlaps(reference: np.ndarray, prediction: np.ndarray):
+    """Reference ids, predicted ids, and their intersection / union matrices (ref x pred)."""
+    if reference.shape != prediction.shape:
+        raise ValueError(f"shapes differ: reference {reference.shape}, prediction {prediction.shape}")
+    ref_ids, ref_index = np.unique(reference, return_inverse=True)
+    pred_ids, pred_index = np.unique(prediction, return_inverse=True)
+    pairs = ref_index.ravel().astype(np.int64) * len(pred_ids) + pred_index.ravel()
+    counts = np.bincount(pairs, minlength=len(ref_ids) * len(pred_ids)).reshape(len(ref_ids), len(pred_ids))
+    ref_area, pred_area = counts.sum(axis=1, keepdims=True), counts.sum(axis=0, keepdims=True)
+    keep_r, keep_p = ref_ids != 0, pred_ids != 0
+    inter = counts[np.ix_(keep_r, keep_p)]
+    union = (ref_area + pred_area - counts)[np.ix_(keep_r, keep_p)]
+    return ref_ids[keep_r], pred_ids[keep_p], inter, union, ref_area[keep_r, 0]
+
+
+def score_pair(reference: np.ndarray, prediction: np.ndarray, name: str = "") -> PairScore:
+    """SEG/DET/AP counts of one label image against its reference."""
+    from scipy.optimize import linear_sum_assignment
+
+    ref_ids, pred_ids, inter, union, ref_area = overlaps(reference, prediction)
+    iou = inter / np.maximum(union, 1)
+    match = inter > 0.5 * ref_area[:, None]  # at most one True per reference row
+    seg_sum = float(iou[match].sum())
+    matches_per_pred = match.sum(axis=0)
+    fn = int((~match.any(axis=1)).sum())
+    fp = int((matches_per_pred == 0).sum())
+    ns = int(np.maximum(matches_per_pred - 1, 0).sum())
+    tp = {}
+    for threshold in (0.5, 0.75):
+        rows, cols = linear_sum_assignment(-iou) if iou.size else (np.zeros(0, int), np.zeros(0, int))
+        tp[threshold] = int((iou[rows, cols] >= threshold).sum())
+    return PairScore(name, len(ref_ids), len(pred_ids), seg_sum, ns, fn, fp, tp[0.5], tp[0.75])
+
+
+def pooled(scores: list[PairScore]) -> dict:
+    """Overall scores over many images (sums over all objects, as CTC pools frames)."""
+    n_ref, n_pred = sum(s.n_ref for s in scores), sum(s.n_pred for s in scores)
+    seg = _seg(sum(s.seg_sum for s in scores), n_ref, n_pred)
+    det = _det(sum(s.ns for s in scores), sum(s.fn for s in scores), sum(s.fp for s in scores), n_ref, n_pred)
+    return {"SEG": seg, "DET": det, "OP_CSB": (seg + det) / 2,
+            "AP50": _ap(sum(s.tp50 for s in scores), n_ref, n_pred),
+            "AP75": _ap(sum(s.tp75 for s in scores), n_ref, n_pred),
+            "count_error": n_pred - n_ref, "n_ref": n_ref, "n_pred": n_pred}
+
+
+def pair_files(pred_dir: Path, gt_dir: Path, suffix: str = "_labels") -> list[tuple[str, Path, Path]]:
+    """(name, prediction, reference) triples: `<stem>_labels.tif` pairs with `<stem>.<ext>` in gt_dir.
+
+    Cell Tracking Challenge references (`man_seg<NNN>.tif`) pair with `t<NNN>_labels.tif`.
+    """
+    from .runtime.io import is_image_file
+
+    references = {p.stem: p for p in sorted(gt_dir.iterdir()) if p.is_file() and is_image_file(p)}
+    for stem in [s for s in references if s.startswith("man_seg")]:
+        references.setdefault("t" + stem[len("man_seg"):], references[stem])
+    pairs = []
+    for pred in sorted(pred_dir.iterdir()):
+        if pred.is_file() and is_image_file(pred) and pred.stem.endswith(suffix):
+            stem = pred.stem[: -len(suffix)]
+            if stem in references:
+                pairs.append((stem, pred, references[stem]))
+    return pairs
+
+
+def evaluate_folders(pred_dir: str | Path, gt_dir: str | Path) -> dict:
+    """Score every paired label image; {"SEG", "DET", "OP_CSB", "AP50", "AP75", "images": [...]}."""
+    from .runtime.io import read_image
+
+    pairs = pair_files(Path(pred_dir), Path(gt_dir))
+    if not pairs:
+        raise ValueError(f"no prediction in {pred_dir} pairs with a reference in {gt_dir} "
+                         "(expected <stem>_labels.tif beside <stem>.tif)")
+    scores = []
+    for name, pred, ref in pairs:
+        pred_frames, ref_frames = read_image(pred).frames, read_image(ref).frames
+        if pred_frames.shape != ref_frames.shape:
+            raise ValueError(f"{pred}: shape {pred_frames.shape} differs from its reference {ref} {ref_frames.shape}")
+        for f, (p, r) in enumerate(zip(pred_frames, ref_frames)):
+            scores.append(score_pair(r, p, name if len(pred_frames) == 1 else f"{name}[{f}]"))
+    return {**pooled(scores), "images": [s.as_dict() for s in scores]}
+
+
+PEAKS = (0.3, 0.35, 0.4, 0.45, 0.47, 0.5, 0.55, 0.6, 0.65, 0.7)
+FILLS = (0.03, 0.06, 0.09, 0.12, 0.15, 0.2)
+
+
+def threshold_sweep(distance_dir: str | Path, gt_dir: str | Path, peaks=PEAKS, fills=FILLS) -> list[dict]:
+    """The paper's threshold ablation from saved distance maps (`<stem>_distance.tif`), no model run."""
+    from .runtime.io import read_image
+    from .runtime.postprocess import labels_from_distance
+
+    pairs = pair_files(Path(distance_dir), Path(gt_dir), suffix="_distance")
+    if not pairs:
+        raise ValueError(f"no <stem>_distance.tif in {distance_dir} pairs with a reference in {gt_dir}")
+    data = [(name, read_image(d).frames, read_image(r).frames) for name, d, r in pairs]
+    rows = []
+    for peak in peaks:
+        for fill in fills:
+            scores = [score_pair(ref, labels_from_distance(dist.astype(np.float32), peak, fill), name)
+                      for name, dists, refs in data for dist, ref in zip(dists, refs)]
+            rows.append({"peak": peak, "fill": fill, **pooled(scores)})
+    return rows
