@@ -105,7 +105,7 @@ def main(checkpoint, random_config, precisions, size, image_count, out) -> None:
         onnx_path = tmp / f"model-{precision}.onnx"
         export = export_onnx(checkpoint, onnx_path, precision=precision, config=config)
         export_seconds = time.perf_counter() - start
-        segmenter = load_model(str(onnx_path), batch_size=4, peak=peak, fill=fill)
+        segmenter = load_model(str(onnx_path), batch_size=1, peak=peak, fill=fill)  # CPU: batching does not help
         segmenter.segment(images[0][:256, :256])  # warm-up
         diffs, diffs_all, ious, seconds, engine = [], [], [], [], []
         for image, (ref_dist, _), ref_lab in zip(images, reference, ref_labels):

@@ -26,7 +26,8 @@ def main() -> None:
               help="Output folder for labels, overlays and summary.csv.")
 @click.option("--engine", default="cpu", show_default=True,
               type=click.Choice(["auto", "cpu", "cuda", "ort-tensorrt"]), help="Inference engine.")
-@click.option("--batch-size", default=8, show_default=True, type=click.IntRange(min=1), help="Tiles per engine call.")
+@click.option("--batch-size", default=None, type=click.IntRange(min=1),
+              help="Tiles per engine call (default: 1 on CPU, 8 on GPU).")
 @click.option("--peak", type=click.FloatRange(0, 1), default=None, help="Peak threshold (default: the model's, else 0.47).")
 @click.option("--fill", type=click.FloatRange(0, 1), default=None, help="Fill threshold (default: the model's, else 0.09).")
 @click.option("--channel", type=click.IntRange(min=0), default=None, help="Use this channel of multi-channel images.")
@@ -149,6 +150,48 @@ def models_pull(name, precision) -> None:
             click.echo(f"error: {exc}", err=True)
             sys.exit(1)
     click.echo(f"ready: {path}")
+
+
+@main.command()
+@click.option("--data", "data", multiple=True, required=True, type=click.Path(exists=True, path_type=Path),
+              help="Annotated data: a folder (plain pairs, Cellpose, CTC) or a COCO json; repeat for more.")
+@click.option("--out", "-o", type=click.Path(file_okay=False, path_type=Path), required=True)
+@click.option("--init", default=None, help="Starting checkpoint (SAMCell, HF folder, Meta sam_vit_b.pth, ours).")
+@click.option("--config", type=click.Choice(["vit-b", "tiny", "tiny-256"]), default="vit-b", show_default=True)
+@click.option("--epochs", default=100, show_default=True, type=click.IntRange(min=1))
+@click.option("--batch-size", default=8, show_default=True, type=click.IntRange(min=1))
+@click.option("--steps-per-epoch", default=0, show_default=True, type=click.IntRange(min=0),
+              help="0: one pass worth of crops over the training images.")
+@click.option("--lr", default=1e-4, show_default=True, type=float)
+@click.option("--warmup-steps", default=250, show_default=True, type=click.IntRange(min=0))
+@click.option("--patience", default=7, show_default=True, type=click.IntRange(min=1))
+@click.option("--device", default="auto", show_default=True, type=click.Choice(["auto", "cpu", "cuda"]))
+@click.option("--resume", is_flag=True, help="Continue from OUT/last.* .")
+@click.option("--seed", default=0, show_default=True)
+def train(data, out, init, config, epochs, batch_size, steps_per_epoch, lr, warmup_steps, patience, device,
+          resume, seed) -> None:
+    """Fine-tune SAMCell the paper's way (needs the `train` extra); writes OUT/best.safetensors."""
+    try:
+        from .train.data import load_dataset
+        from .train.loop import Recipe, Trainer
+    except ImportError as exc:
+        raise click.UsageError(f"training needs the 'train' extra ({exc.name} missing)") from exc
+    if resume and not (out / "last.state.pt").exists():
+        raise click.UsageError(f"--resume: nothing to resume in {out} (no last.state.pt)")
+    try:
+        samples = load_dataset(list(data))
+    except ValueError as exc:
+        raise click.UsageError(str(exc)) from exc
+    recipe = Recipe(epochs=epochs, batch_size=batch_size, steps_per_epoch=steps_per_epoch, lr=lr,
+                    warmup_steps=warmup_steps, patience=patience, seed=seed, config=config, init=init)
+    trainer = Trainer(samples, out, recipe, device=device, data_sources=[str(d) for d in data])
+    if resume:
+        trainer.resume()
+    click.echo(f"training {config} on {trainer.device}: {len(trainer.train_set)} train / {len(trainer.val_set)} "
+               f"validation images, {trainer.steps_per_epoch} steps per epoch", err=True)
+    result = trainer.fit()
+    click.echo(f"best validation loss {result['best_val_loss']:.5f} after {result['epochs']} epochs "
+               f"({'early stop' if result['stopped_early'] else 'epoch budget'}); checkpoint {out / 'best.safetensors'}")
 
 
 @main.command()

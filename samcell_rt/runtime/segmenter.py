@@ -65,15 +65,16 @@ class _Job:
 class Segmenter:
     """A loaded model plus thresholds; `segment` and `segment_many` may be called from many threads."""
 
-    def __init__(self, model: str | Path | None = None, engine: str | Engine = "cpu", batch_size: int = 8,
+    def __init__(self, model: str | Path | None = None, engine: str | Engine = "cpu", batch_size: int | None = None,
                  peak: float | None = None, fill: float | None = None, threads: int | None = None,
                  scaling: Scaling = "range") -> None:
         from ..registry import resolve_model
 
-        if batch_size < 1:
+        if batch_size is not None and batch_size < 1:
             raise ValueError("batch_size must be at least 1")
         self.engine = engine if not isinstance(engine, str) else open_engine(resolve_model(model), engine, threads)
         self.info = self.engine.info
+        batch_size = batch_size or self.engine.default_batch
         self.batch_size = min(batch_size, self.engine.max_batch or batch_size)
         self.peak = self.info.peak_threshold if peak is None else peak
         self.fill = self.info.fill_threshold if fill is None else fill

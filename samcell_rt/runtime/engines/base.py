@@ -18,5 +18,6 @@ class Engine(Protocol):
     name: str
     info: ModelInfo
     max_batch: int | None
+    default_batch: int
 
     def run(self, tiles: np.ndarray) -> np.ndarray: ...

@@ -18,6 +18,11 @@ PROVIDERS = {
 }
 
 
+# Tiles per engine call when the caller does not say: on CPU batching gains nothing and a ViT-B
+# batch at 1024 px costs GBs of attention maps (DESIGN, Measured facts); GPUs want full batches.
+DEFAULT_BATCH = {"cpu": 1, "cuda": 8, "ort-tensorrt": 8}
+
+
 def default_threads() -> int:
     """Threads for one session: the cores this process may use."""
     try:
@@ -37,12 +42,14 @@ class OnnxEngine:
     """An onnxruntime session for one model file; `run` is thread-safe (onnxruntime guarantees it)."""
 
     max_batch: int | None = None
+    default_batch: int = 1
 
     def __init__(self, path: str | Path, engine: str = "cpu", threads: int | None = None) -> None:
         import onnxruntime as ort
 
         self.name = engine
         path = Path(path)
+        self.default_batch = DEFAULT_BATCH.get(engine, 1)
         if engine not in PROVIDERS:
             raise ValueError(f"unknown onnxruntime engine {engine!r}; choose from {sorted(PROVIDERS)}")
         if not available(engine):

@@ -1,0 +1,1 @@
+"""The bundled trainer (extra `train`): fine-tune SAMCell on annotated images."""

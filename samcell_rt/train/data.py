@@ -1,0 +1,177 @@
+"""Training data: dataset adapters, the SAMCell distance-map target, random crops and augmentation.
+
+The target (paper, Methods): for every cell, the Euclidean distance of each of its pixels to the
+cell's own border, divided by the largest such distance in that cell, so each cell peaks at 1;
+background is 0. Inputs go through the runtime's own preprocessing (`to_uint8`, per-tile CLAHE),
+imported, not rewritten, so training sees exactly what inference sees.
+
+Adapters (each yields (image path, labels) pairs):
+- plain pairs: `X.tif` with `X_labels.tif` (or `X_masks.*`), or `images/X.*` with `labels/X.*`;
+- Cellpose folders: `*_img.png` with `*_masks.png`;
+- Cell Tracking Challenge: `01/t*.tif` with `01_GT/SEG/man_seg*.tif` (only annotated frames);
+- LIVECell / COCO: a `*.json` annotation file whose images sit beside it (pycocotools).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from ..runtime.io import IMAGE_SUFFIXES, read_image
+from ..runtime.preprocess import enhance_tile, to_uint8
+
+
+@dataclass
+class Sample:
+    """One annotated image, loaded: gray uint8 image and int32 labels of the same shape."""
+
+    name: str
+    image: np.ndarray
+    labels: np.ndarray
+
+
+def distance_target(labels: np.ndarray) -> np.ndarray:
+    """Per-cell normalised distance to the cell's own border (float32, background 0)."""
+    from scipy import ndimage
+
+    target = np.zeros(labels.shape, np.float32)
+    for index, box in enumerate(ndimage.find_objects(labels), start=1):
+        if box is None:
+            continue
+        padded = tuple(slice(max(s.start - 1, 0), s.stop + 1) for s in box)
+        inside = labels[padded] == index
+        # pad by one so a cell touching the image edge has a border there too
+        distance = ndimage.distance_transform_edt(np.pad(inside, 1))[1:-1, 1:-1]
+        peak = distance.max()
+        if peak > 0:
+            target[padded][inside] = (distance / peak)[inside]
+    return target
+
+
+def _images(folder: Path) -> list[Path]:
+    return sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+
+
+def find_pairs(root: str | Path) -> list[tuple[Path, Path]]:
+    """(image, label image) file pairs in a folder of any supported layout except COCO."""
+    root = Path(root)
+    pairs: list[tuple[Path, Path]] = []
+    if (root / "images").is_dir() and (root / "labels").is_dir():
+        labels = {p.stem: p for p in _images(root / "labels")}
+        pairs += [(p, labels[p.stem]) for p in _images(root / "images") if p.stem in labels]
+    for gt in sorted(root.glob("*_GT/SEG")):  # Cell Tracking Challenge
+        frames = root / gt.parent.name[: -len("_GT")]
+        for mask in _images(gt):
+            image = frames / f"t{mask.stem[len('man_seg'):]}{mask.suffix}"
+            if image.exists():
+                pairs.append((image, mask))
+    files = _images(root)
+    by_stem = {p.stem: p for p in files}
+    for path in files:
+        for label_suffix, image_suffix in (("_labels", ""), ("_masks", "_img"), ("_masks", "")):
+            if path.stem.endswith(label_suffix):
+                stem = path.stem[: -len(label_suffix)] + image_suffix
+                if stem in by_stem:
+                    pairs.append((by_stem[stem], path))
+                    break
+    return pairs
+
+
+def load_coco(annotation: Path) -> list[Sample]:
+    """LIVECell-style COCO polygons -> label images (one id per annotation)."""
+    from pycocotools.coco import COCO
+
+    coco = COCO(str(annotation))
+    samples = []
+    for image_id in sorted(coco.getImgIds()):
+        info = coco.loadImgs(image_id)[0]
+        labels = np.zeros((info["height"], info["width"]), np.int32)
+        for index, ann in enumerate(coco.loadAnns(coco.getAnnIds(imgIds=image_id, iscrowd=None)), start=1):
+            labels[coco.annToMask(ann) > 0] = index
+        image = read_image(annotation.parent / info["file_name"]).frames[0]
+        samples.append(Sample(info["file_name"], to_uint8(image), labels))
+    return samples
+
+
+def load_dataset(roots: list[str | Path], min_cell_area: int = 0) -> list[Sample]:
+    """Load every annotated image under the given folders (or COCO json files)."""
+    samples: list[Sample] = []
+    for root in map(Path, roots):
+        if root.suffix == ".json":
+            samples += load_coco(root)
+            continue
+        for image_path, label_path in find_pairs(root):
+            image = read_image(image_path).frames[0]
+            labels = read_image(label_path).frames[0].astype(np.int32)
+            if min_cell_area:
+                labels = _drop_small(labels, min_cell_area)
+            samples.append(Sample(str(image_path), to_uint8(image), labels))
+    if not samples:
+        raise ValueError(f"no annotated images found in {', '.join(map(str, roots))}")
+    return samples
+
+
+def _drop_small(labels: np.ndarray, min_area: int) -> np.ndarray:
+    areas = np.bincount(labels.ravel())
+    small = np.flatnonzero(areas < min_area)
+    return np.where(np.isin(labels, small[small > 0]), 0, labels)
+
+
+@dataclass
+class Augment:
+    """The paper's augmentations; probabilities and ranges in one place."""
+
+    flip: float = 0.5
+    rotate: bool = True
+    scale: tuple[float, float] = (0.8, 1.2)
+    brightness: tuple[float, float] = (0.95, 1.05)
+    invert: float = 0.5
+
+
+def random_crop(sample: Sample, rng: np.random.Generator, tile: int = 256,
+                augment: Augment | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """One training pair: a preprocessed uint8 tile (T, T) and its float32 target (T, T)."""
+    import cv2
+
+    scale = rng.uniform(*augment.scale) if augment else 1.0
+    size = max(8, int(round(tile / scale)))
+    image, labels = _pad_to(sample.image, size), _pad_to(sample.labels, size)
+    y, x = rng.integers(0, image.shape[0] - size + 1), rng.integers(0, image.shape[1] - size + 1)
+    image, labels = image[y : y + size, x : x + size], labels[y : y + size, x : x + size]
+    if size != tile:
+        image = cv2.resize(image, (tile, tile), interpolation=cv2.INTER_LINEAR)
+        labels = cv2.resize(labels, (tile, tile), interpolation=cv2.INTER_NEAREST)
+    if augment:
+        image, labels = _augment(image, labels, rng, augment)
+    return enhance_tile(np.ascontiguousarray(image)), distance_target(np.ascontiguousarray(labels))
+
+
+def _pad_to(array: np.ndarray, size: int) -> np.ndarray:
+    pad_y, pad_x = max(0, size - array.shape[0]), max(0, size - array.shape[1])
+    if not (pad_y or pad_x):
+        return array
+    mode = "symmetric" if array.dtype == np.uint8 else "constant"  # never mirror cells into new ones
+    return np.pad(array, ((0, pad_y), (0, pad_x)), mode=mode)
+
+
+def _augment(image: np.ndarray, labels: np.ndarray, rng: np.random.Generator, augment: Augment):
+    import cv2
+
+    if rng.random() < augment.flip:
+        image, labels = image[:, ::-1], labels[:, ::-1]
+    if augment.rotate:
+        angle = rng.uniform(0, 360)
+        centre = (image.shape[1] / 2 - 0.5, image.shape[0] / 2 - 0.5)
+        matrix = cv2.getRotationMatrix2D(centre, angle, 1.0)
+        size = (image.shape[1], image.shape[0])
+        image = cv2.warpAffine(np.ascontiguousarray(image), matrix, size, flags=cv2.INTER_LINEAR,
+                               borderMode=cv2.BORDER_REFLECT)
+        labels = cv2.warpAffine(np.ascontiguousarray(labels).astype(np.float32), matrix, size,
+                                flags=cv2.INTER_NEAREST, borderMode=cv2.BORDER_REFLECT).astype(np.int32)
+    factor = rng.uniform(*augment.brightness)
+    image = np.clip(image.astype(np.float32) * factor, 0, 255).astype(np.uint8)
+    if rng.random() < augment.invert:
+        image = 255 - image
+    return image, labels

@@ -1,0 +1,181 @@
+"""Fine-tuning the paper's way, on `SamCellTiles` (the same module that is exported).
+
+Recipe (paper, Methods): full fine-tuning of the image encoder and mask decoder, prompt encoder
+frozen; L2 loss between the sigmoid output and the distance-map target; AdamW, lr 1e-4, weight
+decay 0.1; 250 warm-up steps then linear decay to zero; early stopping on validation loss
+(patience 7 epochs, min delta 1e-4), keeping the best checkpoint. Mixed precision (bf16) on GPU.
+
+Outputs in OUT: `best.safetensors` + `best.json` (SAM config, recipe, data, metrics: loadable by
+`export`), and `last.safetensors` + `last.json` + `last.state.pt` (optimiser and schedule) to resume.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from ..runtime.atomic import atomic_path, write_text_atomic
+from .data import Augment, Sample, random_crop
+
+
+@dataclass
+class Recipe:
+    """Every training choice, saved with each checkpoint."""
+
+    epochs: int = 100
+    batch_size: int = 8
+    steps_per_epoch: int = 0  # 0: one pass worth of crops (total pixels / tile area / batch size)
+    lr: float = 1e-4
+    weight_decay: float = 0.1
+    warmup_steps: int = 250
+    patience: int = 7
+    min_delta: float = 1e-4
+    val_fraction: float = 0.1
+    val_crops: int = 16
+    tile: int = 256
+    seed: int = 0
+    config: str = "vit-b"
+    init: str | None = None
+    augment: dict = field(default_factory=lambda: asdict(Augment()))
+
+
+def split(samples: list[Sample], fraction: float, seed: int) -> tuple[list[Sample], list[Sample]]:
+    """Image-level train/validation split (never crops of one image on both sides)."""
+    order = np.random.default_rng(seed).permutation(len(samples))
+    count = max(1, int(round(len(samples) * fraction))) if len(samples) > 1 else 0
+    val = [samples[i] for i in order[:count]]
+    return [samples[i] for i in order[count:]], val or [samples[i] for i in order[:1]]
+
+
+def _batch(samples: list[Sample], rng: np.random.Generator, size: int, tile: int, augment: Augment | None):
+    pairs = [random_crop(samples[rng.integers(len(samples))], rng, tile, augment) for _ in range(size)]
+    tiles = torch.from_numpy(np.stack([p[0] for p in pairs])[:, None])
+    targets = torch.from_numpy(np.stack([p[1] for p in pairs])[:, None])
+    return tiles, targets
+
+
+def schedule(warmup: int, total: int):
+    """Linear warm-up to the base lr over `warmup` steps, then linear decay to zero at `total`."""
+    def factor(step: int) -> float:
+        if step < warmup:
+            return (step + 1) / warmup
+        return max(0.0, (total - step) / max(1, total - warmup))
+    return factor
+
+
+class Trainer:
+    """Holds model, optimiser, schedule and data; `fit` runs epochs with early stopping."""
+
+    def __init__(self, samples: list[Sample], out: str | Path, recipe: Recipe, device: str = "auto",
+                 data_sources: list[str] | None = None) -> None:
+        from ..export.checkpoints import load_checkpoint
+        from ..export.model import SamCellTiles, config_by_name, random_sam
+
+        self.recipe, self.out = recipe, Path(out)
+        self.out.mkdir(parents=True, exist_ok=True)
+        self.device = torch.device("cuda" if device == "auto" and torch.cuda.is_available() else
+                                   ("cpu" if device == "auto" else device))
+        torch.manual_seed(recipe.seed)
+        config = config_by_name(recipe.config)
+        sam = load_checkpoint(recipe.init, config).model if recipe.init else random_sam(config, recipe.seed)
+        self.model = SamCellTiles(sam, recipe.tile).to(self.device)
+        for param in self.model.sam.prompt_encoder.parameters():
+            param.requires_grad_(False)
+        trainable = [p for p in self.model.parameters() if p.requires_grad]
+        self.optimizer = torch.optim.AdamW(trainable, lr=recipe.lr, weight_decay=recipe.weight_decay)
+        self.train_set, self.val_set = split(samples, recipe.val_fraction, recipe.seed)
+        pixels = sum(s.image.size for s in self.train_set)
+        self.steps_per_epoch = recipe.steps_per_epoch or max(1, math.ceil(pixels / recipe.tile**2 / recipe.batch_size))
+        self.total_steps = self.steps_per_epoch * recipe.epochs
+        self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, schedule(recipe.warmup_steps, self.total_steps))
+        self.val_batch = _batch(self.val_set, np.random.default_rng(recipe.seed + 1), recipe.val_crops, recipe.tile, None)
+        self.data = {"sources": data_sources or [], "train_images": len(self.train_set), "val_images": len(self.val_set)}
+        self.state = {"epoch": 0, "step": 0, "best_val": math.inf, "stale_epochs": 0, "history": []}
+        self.rng = np.random.default_rng(recipe.seed + 2)
+
+    def loss(self, tiles: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        """L2 loss on the sigmoid output (bf16 autocast on GPU)."""
+        tiles, targets = tiles.to(self.device), targets.to(self.device)
+        with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.device.type == "cuda"):
+            prediction = self.model(tiles)
+        return torch.mean((prediction.float() - targets) ** 2)
+
+    @torch.no_grad()
+    def validate(self) -> float:
+        self.model.eval()
+        tiles, targets = self.val_batch
+        losses = [self.loss(tiles[i : i + self.recipe.batch_size], targets[i : i + self.recipe.batch_size]).item()
+                  for i in range(0, len(tiles), self.recipe.batch_size)]
+        return float(np.mean(losses))
+
+    def fit(self, progress: bool = True) -> dict:
+        """Train until the epoch budget or early stopping; return the best metrics."""
+        from tqdm import tqdm
+
+        augment = Augment(**self.recipe.augment)
+        while self.state["epoch"] < self.recipe.epochs and self.state["stale_epochs"] < self.recipe.patience:
+            self.model.train()
+            start, losses = time.perf_counter(), []
+            bar = tqdm(range(self.steps_per_epoch), desc=f"epoch {self.state['epoch'] + 1}/{self.recipe.epochs}",
+                       disable=not progress, leave=False)
+            for _ in bar:
+                loss = self.loss(*_batch(self.train_set, self.rng, self.recipe.batch_size, self.recipe.tile, augment))
+                self.optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                self.optimizer.step()
+                self.scheduler.step()
+                self.state["step"] += 1
+                losses.append(loss.item())
+                bar.set_postfix(loss=f"{losses[-1]:.4f}", lr=f"{self.scheduler.get_last_lr()[0]:.2e}")
+            self._end_epoch(float(np.mean(losses)), self.validate(), time.perf_counter() - start)
+        return {"best_val_loss": self.state["best_val"], "epochs": self.state["epoch"], "steps": self.state["step"],
+                "stopped_early": self.state["stale_epochs"] >= self.recipe.patience}
+
+    def _end_epoch(self, train_loss: float, val_loss: float, seconds: float) -> None:
+        self.state["epoch"] += 1
+        tiles_per_second = self.steps_per_epoch * self.recipe.batch_size / seconds
+        self.state["history"].append({"epoch": self.state["epoch"], "train_loss": train_loss, "val_loss": val_loss,
+                                      "seconds": seconds, "tiles_per_second": tiles_per_second})
+        improved = val_loss < self.state["best_val"] - self.recipe.min_delta
+        if improved:
+            self.state["best_val"], self.state["stale_epochs"] = val_loss, 0
+            self.save("best")
+        else:
+            self.state["stale_epochs"] += 1
+        self.save("last")
+
+    def save(self, name: str) -> None:
+        """`name`.safetensors (+ .json); `last` also keeps the optimiser state for resuming."""
+        from safetensors.torch import save_file
+
+        weights = {k: v.detach().cpu().clone().contiguous() for k, v in self.model.sam.state_dict().items()}
+        with atomic_path(self.out / f"{name}.safetensors") as tmp:
+            save_file(weights, str(tmp))
+        meta = {"sam_config": self.model.sam.config.to_dict(), "recipe": asdict(self.recipe), "data": self.data,
+                "metrics": {"val_loss": self.state["history"][-1]["val_loss"], "best_val_loss": self.state["best_val"],
+                            "epoch": self.state["epoch"], "step": self.state["step"]},
+                "history": self.state["history"]}
+        write_text_atomic(self.out / f"{name}.json", json.dumps(meta, indent=2, default=str))
+        if name == "last":
+            with atomic_path(self.out / "last.state.pt") as tmp:
+                torch.save({"optimizer": self.optimizer.state_dict(), "scheduler": self.scheduler.state_dict(),
+                            "state": {k: v for k, v in self.state.items() if k != "history"},
+                            "rng": self.rng.bit_generator.state}, tmp)
+
+    def resume(self) -> None:
+        """Continue from OUT/last.*: weights, optimiser, schedule, counters and history."""
+        from safetensors.torch import load_file
+
+        state = torch.load(self.out / "last.state.pt", map_location="cpu", weights_only=True)
+        self.model.sam.load_state_dict(load_file(str(self.out / "last.safetensors")))
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scheduler.load_state_dict(state["scheduler"])
+        self.state.update(state["state"])
+        self.state["history"] = json.loads((self.out / "last.json").read_text())["history"]
+        self.rng.bit_generator.state = state["rng"]

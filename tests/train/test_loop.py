@@ -1,0 +1,73 @@
+"""The trainer on a tiny SAM: learns, saves, resumes, exports, and stops early on a plateau."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+pytest.importorskip("torch", reason="the trainer needs the 'train' extra")
+pytest.importorskip("safetensors", reason="the trainer needs the 'train' extra")
+
+from samcell_rt.testing import synthetic_cells  # noqa: E402
+from samcell_rt.train.data import Sample  # noqa: E402
+from samcell_rt.train.loop import Recipe, Trainer, schedule  # noqa: E402
+
+
+def synthetic_samples(count: int = 4) -> list[Sample]:
+    samples = []
+    for seed in range(count):
+        image, labels = synthetic_cells((320, 320), count=14, radius=16, gap=4, seed=seed)
+        samples.append(Sample(f"s{seed}", np.rint(image * 255).astype(np.uint8), labels))
+    return samples
+
+
+def tiny_recipe(**overrides) -> Recipe:
+    base = dict(epochs=4, batch_size=2, steps_per_epoch=6, lr=1e-3, warmup_steps=3, config="tiny-256",
+                val_fraction=0.25, val_crops=4, seed=0)
+    return Recipe(**{**base, **overrides})
+
+
+def test_schedule_warms_up_then_decays_to_zero():
+    factor = schedule(warmup=4, total=12)
+    assert [round(factor(s), 3) for s in (0, 3, 4, 8, 12)] == [0.25, 1.0, 1.0, 0.5, 0.0]
+
+
+def test_training_reduces_validation_loss_saves_resumes_and_exports(tmp_path):
+    from samcell_rt.export.onnx import export_onnx
+
+    trainer = Trainer(synthetic_samples(), tmp_path / "run", tiny_recipe())
+    before = trainer.validate()
+    result = trainer.fit(progress=False)
+    assert result["epochs"] == 4
+    assert result["best_val_loss"] < before * 0.9
+    for name in ("best.safetensors", "best.json", "last.safetensors", "last.json", "last.state.pt"):
+        assert (tmp_path / "run" / name).exists()
+    meta = json.loads((tmp_path / "run" / "best.json").read_text())
+    assert meta["recipe"]["lr"] == 1e-3 and meta["data"]["train_images"] == 3 and "sam_config" in meta
+
+    resumed = Trainer(synthetic_samples(), tmp_path / "run", tiny_recipe(epochs=5))
+    resumed.resume()
+    assert resumed.state["epoch"] == 4 and resumed.state["step"] == 24 and len(resumed.state["history"]) == 4
+    assert resumed.validate() == pytest.approx(trainer.validate(), abs=1e-6)  # same weights restored
+    resumed.fit(progress=False)
+    assert resumed.state["epoch"] == 5 and resumed.state["step"] == 30
+
+    report = export_onnx(tmp_path / "run" / "best.safetensors", tmp_path / "trained.onnx")  # config from best.json
+    assert report.metadata["samcell.checkpoint_layout"] == "trainer"
+
+
+def test_prompt_encoder_is_frozen(tmp_path):
+    trainer = Trainer(synthetic_samples(2), tmp_path / "run", tiny_recipe())
+    frozen = [p.requires_grad for p in trainer.model.sam.prompt_encoder.parameters()]
+    assert frozen and not any(frozen)
+    assert all(p.requires_grad for p in trainer.model.sam.mask_decoder.parameters())
+    assert all(p.requires_grad for p in trainer.model.sam.vision_encoder.parameters())
+
+
+def test_early_stopping_on_a_plateau(tmp_path):
+    trainer = Trainer(synthetic_samples(2), tmp_path / "run", tiny_recipe(epochs=20, lr=0.0, patience=2,
+                                                                          steps_per_epoch=1))
+    result = trainer.fit(progress=False)
+    assert result["stopped_early"] and result["epochs"] == 3  # epoch 1 sets the best, 2 and 3 are stale
