@@ -20,8 +20,7 @@ from pathlib import Path
 import click
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from machine import machine_info  # noqa: E402
+from samcell_rt.machine import machine_info
 
 
 def synthetic_images(shape: tuple[int, int], count: int) -> list[np.ndarray]:

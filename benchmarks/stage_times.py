@@ -16,8 +16,7 @@ from pathlib import Path
 
 import click
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from machine import machine_info  # noqa: E402
+from samcell_rt.machine import machine_info
 
 
 @click.command()

@@ -11,6 +11,7 @@ from pathlib import Path
 import click
 
 from . import __version__
+from .runtime import ENGINES
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -25,7 +26,7 @@ def main() -> None:
 @click.option("--out", "-o", type=click.Path(file_okay=False, path_type=Path), required=True,
               help="Output folder for labels, overlays and summary.csv.")
 @click.option("--engine", default="cpu", show_default=True,
-              type=click.Choice(["auto", "cpu", "cuda", "ort-tensorrt"]), help="Inference engine.")
+              type=click.Choice(ENGINES), help="Inference engine (auto: TensorRT -> CUDA -> CPU).")
 @click.option("--batch-size", default=None, type=click.IntRange(min=1),
               help="Tiles per engine call (default: 1 on CPU, 8 on GPU).")
 @click.option("--peak", type=click.FloatRange(0, 1), default=None, help="Peak threshold (default: the model's, else 0.47).")
@@ -78,7 +79,7 @@ def segment(inputs, model, out, engine, batch_size, peak, fill, channel, scaling
 @click.option("--opset", type=int, default=17, show_default=True)
 @click.option("--name", default=None, help="Model name stored in the metadata (default: checkpoint stem).")
 @click.option("--version", "model_version", default="1", show_default=True, help="Model version stored in the metadata.")
-@click.option("--config", type=click.Choice(["vit-b", "tiny"]), default=None,
+@click.option("--config", type=click.Choice(["vit-b", "tiny", "tiny-256"]), default=None,
               help="SAM configuration when the checkpoint carries none (default vit-b).")
 def export_command(checkpoint, out, precision, opset, name, model_version, config) -> None:
     """Export a SAMCell/SAM CHECKPOINT to a verified ONNX model (needs the `export` extra)."""
@@ -97,6 +98,37 @@ def export_command(checkpoint, out, precision, opset, name, model_version, confi
         sys.exit(1)
     click.echo(f"wrote {report.path} ({precision}); max abs error vs torch {report.max_abs_error:.3g} "
                f"on {report.tiles_checked} tiles (tolerance {report.tolerance})")
+
+
+@main.command("build-engine")
+@click.argument("model", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--out", "-o", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Engine file (default: the user engine cache, where --engine auto finds it).")
+@click.option("--precision", type=click.Choice(["fp16", "fp32", "int8"]), default="fp16", show_default=True)
+@click.option("--max-batch", default=32, show_default=True, type=click.IntRange(min=1))
+@click.option("--opt-batch", default=8, show_default=True, type=click.IntRange(min=1))
+@click.option("--workspace", default=8.0, show_default=True, type=click.FloatRange(min=0.25), help="GiB.")
+@click.option("--calib", type=click.Path(exists=True, file_okay=False, path_type=Path), default=None,
+              help="Images for int8 calibration.")
+def build_engine_command(model, out, precision, max_batch, opt_batch, workspace, calib) -> None:
+    """Build a TensorRT engine from an exported ONNX MODEL (needs the `tensorrt` extra and a GPU)."""
+    from .errors import SamcellError
+
+    try:
+        import tensorrt  # noqa: F401
+
+        from .export.tensorrt import build_engine
+    except ImportError as exc:
+        raise click.UsageError("build-engine needs TensorRT: install the 'tensorrt' extra on a CUDA machine "
+                               f"({exc.name} missing)") from exc
+    try:
+        report = build_engine(model, out, precision, max_batch, opt_batch, workspace, calib)
+    except (SamcellError, ValueError) as exc:
+        click.echo(f"error: {exc}", err=True)
+        sys.exit(1)
+    errors = ", ".join(f"{k} {v:.3g}" for k, v in report.errors.items())
+    click.echo(f"wrote {report.path} for {report.header.gpu_name} (TensorRT {report.header.tensorrt_version}, "
+               f"{precision}, batch 1..{max_batch}); max abs error vs fp32 ONNX: {errors}")
 
 
 @main.group()
@@ -232,7 +264,7 @@ def evaluate(pred, gt, json_out, sweep_dir) -> None:
 
 @main.command()
 @click.option("--model", "-m", default=None, help="Model file (.onnx) or model name.")
-@click.option("--engine", default="cpu", show_default=True, type=click.Choice(["auto", "cpu", "cuda", "ort-tensorrt"]))
+@click.option("--engine", default="cpu", show_default=True, type=click.Choice(ENGINES))
 @click.option("--host", default="127.0.0.1", show_default=True, help="Interface to listen on (local only by default).")
 @click.option("--port", default=8765, show_default=True, type=click.IntRange(0, 65535))
 @click.option("--max-upload-mb", default=512, show_default=True, type=click.FloatRange(min=1))

@@ -9,7 +9,7 @@ from onnx import TensorProto, helper
 
 from samcell_rt.errors import EngineUnavailableError, ModelError
 from samcell_rt.runtime.contract import PROPS
-from samcell_rt.runtime.engines import open_engine, resolve_engine_name
+from samcell_rt.runtime.engines import open_engine, resolve_engine
 from samcell_rt.testing import blob_model
 
 
@@ -72,11 +72,11 @@ def test_unreadable_model_file(tmp_path):
         open_engine(tmp_path / "junk.onnx")
 
 
-def test_engine_selection():
-    assert resolve_engine_name("cpu") == "cpu"
-    assert resolve_engine_name("auto") in ("cpu", "cuda", "ort-tensorrt")
+def test_engine_selection(blob_path):
+    assert resolve_engine("cpu", blob_path) == ("cpu", blob_path)
+    assert resolve_engine("auto", blob_path)[0] in ("cpu", "cuda", "tensorrt")
     with pytest.raises(ValueError, match="unknown engine"):
-        resolve_engine_name("warp-drive")
+        resolve_engine("warp-drive", blob_path)
 
 
 def test_requested_gpu_engine_without_gpu_is_an_error(blob_path):

@@ -71,3 +71,22 @@ def test_early_stopping_on_a_plateau(tmp_path):
                                                                           steps_per_epoch=1))
     result = trainer.fit(progress=False)
     assert result["stopped_early"] and result["epochs"] == 3  # epoch 1 sets the best, 2 and 3 are stale
+
+
+def test_train_command_line(tmp_path):
+    import subprocess
+    import sys
+
+    import tifffile
+
+    for sample in synthetic_samples(3):
+        tifffile.imwrite(tmp_path / f"{sample.name}.tif", sample.image)
+        tifffile.imwrite(tmp_path / f"{sample.name}_labels.tif", sample.labels.astype(np.uint16))
+    args = [sys.executable, "-m", "samcell_rt.cli", "train", "--data", str(tmp_path), "--out", str(tmp_path / "run"),
+            "--config", "tiny-256", "--steps-per-epoch", "2", "--batch-size", "2", "--device", "cpu"]
+    proc = subprocess.run(args + ["--epochs", "1"], capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr
+    assert "best validation loss" in proc.stdout and (tmp_path / "run" / "best.safetensors").exists()
+    again = subprocess.run(args + ["--epochs", "2", "--resume"], capture_output=True, text=True, timeout=600)
+    assert again.returncode == 0, again.stderr
+    assert json.loads((tmp_path / "run" / "last.json").read_text())["metrics"]["epoch"] == 2

@@ -1,0 +1,42 @@
+"""Machine facts recorded beside every benchmark result."""
+
+from __future__ import annotations
+
+import os
+import platform
+from importlib import metadata
+
+
+def gpu_info() -> dict | None:
+    """GPU name, driver and memory from nvidia-smi, or None without one."""
+    import shutil
+    import subprocess
+
+    if not shutil.which("nvidia-smi"):
+        return None
+    try:
+        line = subprocess.run(["nvidia-smi", "--query-gpu=name,driver_version,memory.total,compute_cap",
+                               "--format=csv,noheader"], capture_output=True, text=True, timeout=20).stdout
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    fields = [f.strip() for f in line.splitlines()[0].split(",")] if line.strip() else []
+    return dict(zip(("name", "driver", "memory", "compute_capability"), fields)) if fields else None
+
+
+def machine_info() -> dict:
+    """CPU model, cores, GPU (if any), Python and key package versions."""
+    cpu = platform.processor()
+    try:
+        with open("/proc/cpuinfo") as handle:
+            cpu = next(line.split(":", 1)[1].strip() for line in handle if line.startswith("model name"))
+    except (OSError, StopIteration):
+        pass
+    versions = {}
+    for package in ("samcell-rt", "numpy", "onnxruntime", "onnxruntime-gpu", "opencv-python-headless", "numba",
+                    "scikit-image", "torch", "transformers", "samcell", "tensorrt"):
+        try:
+            versions[package] = metadata.version(package)
+        except metadata.PackageNotFoundError:
+            pass
+    return {"cpu": cpu, "cores": len(os.sched_getaffinity(0)), "machine": platform.machine(), "gpu": gpu_info(),
+            "python": platform.python_version(), "versions": versions}
