@@ -7,8 +7,11 @@ last tile is done, so memory holds only the images still in flight.
 
 from __future__ import annotations
 
+import queue
+import threading
 import time
 from collections import deque
+from concurrent.futures import Future, ThreadPoolExecutor
 from collections.abc import Hashable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -93,26 +96,42 @@ class Segmenter:
         return next(self.segment_many([image]))
 
     def segment_many(self, images: Iterable[np.ndarray | tuple[Hashable, np.ndarray]],
-                     on_error: Literal["raise", "report"] = "raise") -> Iterator[Result]:
+                     on_error: Literal["raise", "report"] = "raise", pipeline: bool | None = None) -> Iterator[Result]:
         """Segment many 2-D images, sharing engine batches across them; yield results in order.
 
         Items are arrays or (key, array) pairs; a result's `key` is the pair's key or the item's
         index. With on_error="report" a bad image yields a Result with `error` set and the rest
-        still run; with "raise" the first bad image raises.
+        still run; with "raise" the first bad image raises. With `pipeline` (default: on for GPU
+        engines) the next images are prepared and finished images post-processed on helper
+        threads while the engine runs, so the engine waits as little as possible.
         """
-        pending: deque[_Job] = deque()
+        pipeline = self.engine_name != "cpu" if pipeline is None else pipeline
+        prepared = self._prepared(images)
+        with ThreadPoolExecutor(1, thread_name_prefix="samcell-finish") if pipeline else _Inline() as finisher:
+            pending: deque[_Job] = deque()
+            finished: deque[Future] = deque()
+            for item in _prefetch(prepared, depth=2) if pipeline else prepared:
+                if isinstance(item, _Failure):
+                    if on_error == "raise":
+                        raise item.error
+                    self._run_batches(pending, finished, finisher, final=True)
+                    finished.append(_completed(_failed(item.key, str(item.error))))
+                else:
+                    pending.append(item)
+                    self._run_batches(pending, finished, finisher, final=False)
+                while finished and (finished[0].done() or len(finished) > 4):
+                    yield finished.popleft().result()
+            self._run_batches(pending, finished, finisher, final=True)
+            while finished:
+                yield finished.popleft().result()
+
+    def _prepared(self, images: Iterable) -> Iterator[_Job | _Failure]:
         for index, item in enumerate(images):
             key, image = item if isinstance(item, tuple) else (index, item)
             try:
-                pending.append(self._prepare(key, image))
+                yield self._prepare(key, image)
             except (SamcellError, ImageValueError, ValueError) as exc:
-                if on_error == "raise":
-                    raise
-                yield from self._drain(pending, final=True)
-                yield _failed(key, str(exc))
-                continue
-            yield from self._drain(pending, final=False)
-        yield from self._drain(pending, final=True)
+                yield _Failure(key, exc)
 
     def _prepare(self, key: Hashable, image: np.ndarray) -> _Job:
         start = time.perf_counter()
@@ -128,12 +147,12 @@ class Segmenter:
         job.timings["preprocess"] = time.perf_counter() - start
         return job
 
-    def _drain(self, pending: deque[_Job], final: bool) -> Iterator[Result]:
-        """Run full batches (and, when `final`, the last partial one); yield finished jobs."""
+    def _run_batches(self, pending: deque[_Job], finished: deque[Future], finisher, final: bool) -> None:
+        """Run full batches (and, when `final`, the last partial one); hand finished jobs on."""
         while pending and (final or self._queued_tiles(pending) >= self.batch_size):
             self._run_batch(pending)
             while pending and pending[0].done == len(pending[0].grid):
-                yield self._finish(pending.popleft())
+                finished.append(finisher.submit(self._finish, pending.popleft()))
 
     @staticmethod
     def _queued_tiles(pending: deque[_Job]) -> int:
@@ -179,6 +198,70 @@ class Segmenter:
         cells = cell_table(labels, intensity)
         return Result(result.key, labels, result.distance, result.image_u8, image_metrics(labels, cells), cells,
                       dict(result.timings))
+
+
+@dataclass
+class _Failure:
+    key: Hashable
+    error: Exception
+
+
+class _Inline:
+    """Executor stand-in that runs work immediately (no pipelining)."""
+
+    def __enter__(self) -> _Inline:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        return None
+
+    def submit(self, fn, *args) -> Future:
+        future: Future = Future()
+        future.set_result(fn(*args))
+        return future
+
+
+def _completed(result: Result) -> Future:
+    future: Future = Future()
+    future.set_result(result)
+    return future
+
+
+def _prefetch(items: Iterator, depth: int) -> Iterator:
+    """Run `items` on a helper thread, `depth` ahead of the consumer; re-raise its errors here."""
+    done = object()
+    buffer: queue.Queue = queue.Queue(maxsize=depth)
+    stop = threading.Event()
+
+    def produce() -> None:
+        try:
+            for item in items:
+                while not stop.is_set():
+                    try:
+                        buffer.put(item, timeout=0.1)
+                        break
+                    except queue.Full:
+                        continue
+                if stop.is_set():
+                    return
+            buffer.put(done)
+        except BaseException as exc:  # handed to the consumer, raised there
+            buffer.put(_Raised(exc))
+
+    thread = threading.Thread(target=produce, name="samcell-prepare", daemon=True)
+    thread.start()
+    try:
+        while (item := buffer.get()) is not done:
+            if isinstance(item, _Raised):
+                raise item.error
+            yield item
+    finally:
+        stop.set()
+
+
+@dataclass
+class _Raised:
+    error: BaseException
 
 
 def _failed(key: Hashable, message: str) -> Result:

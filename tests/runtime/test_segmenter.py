@@ -72,3 +72,18 @@ def test_relabel_reruns_only_postprocessing(segmenter):
     result = segmenter.segment(image)
     assert same_up_to_renumbering(segmenter.relabel(result).labels, result.labels)
     assert segmenter.relabel(result, peak=0.999).metrics["cells"] == 0
+
+
+def test_pipelined_run_gives_the_same_results_in_order(segmenter):
+    images = [synthetic_cells((300, 280), count=6, seed=s)[0] for s in range(5)]
+    images.insert(2, np.full((4, 4), np.nan, np.float32))  # a bad image in the middle
+    serial = list(segmenter.segment_many(images, on_error="report", pipeline=False))
+    piped = list(segmenter.segment_many(images, on_error="report", pipeline=True))
+    assert [r.key for r in piped] == [r.key for r in serial] == list(range(6))
+    assert [r.ok for r in piped] == [True, True, False, True, True, True]
+    for a, b in zip(serial, piped):
+        np.testing.assert_array_equal(a.labels, b.labels)
+    with pytest.raises(ImageValueError):
+        list(segmenter.segment_many(images, pipeline=True))
+    first = next(segmenter.segment_many(iter(images), pipeline=True))  # abandoning the generator is fine
+    assert first.key == 0
