@@ -131,6 +131,41 @@ def build_engine_command(model, out, precision, max_batch, opt_batch, workspace,
                f"{precision}, batch 1..{max_batch}); max abs error vs fp32 ONNX: {errors}")
 
 
+@main.command()
+@click.option("--model", "-m", required=True, help="Model file (.onnx/.engine) or model name.")
+@click.option("--engines", default="cpu", show_default=True, help="Comma-separated engines to compare.")
+@click.option("--sizes", default="512,704x520,2048", show_default=True, help="Image sizes, N or WxH.")
+@click.option("--batch-sizes", default="", help="Comma-separated batch sizes (default: each engine's own).")
+@click.option("--repeats", default=3, show_default=True, type=click.IntRange(min=1))
+@click.option("--peer", "peer_checkpoint", default=None, type=click.Path(exists=True, path_type=Path),
+              help="Also run the PyPI samcell pipeline with this checkpoint (the model's source weights).")
+@click.option("--out", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Results JSON; a .md table and a .png plot are written beside it.")
+def bench(model, engines, sizes, batch_sizes, repeats, peer_checkpoint, out) -> None:
+    """Measure per-stage latency and throughput (and the reference pipeline with --peer)."""
+    import json
+
+    from .benchmark import markdown_table, plot, run_bench
+    from .errors import SamcellError
+    from .runtime.atomic import write_text_atomic
+
+    batches = [int(b) for b in batch_sizes.split(",") if b] or [None]
+    try:
+        report = run_bench(model, engines.split(","), sizes.split(","), batches, repeats,
+                           str(peer_checkpoint) if peer_checkpoint else None)
+    except SamcellError as exc:
+        raise click.UsageError(str(exc)) from exc
+    table = markdown_table(report)
+    click.echo(table)
+    if out:
+        write_text_atomic(out, json.dumps(report, indent=2))
+        write_text_atomic(out.with_suffix(".md"), table)
+        try:
+            plot(report, out.with_suffix(".png"))
+        except ImportError:
+            click.echo("matplotlib not installed: no plot written", err=True)
+
+
 @main.group()
 def models() -> None:
     """Known models: list, inspect, download."""
