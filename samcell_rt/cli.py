@@ -38,13 +38,17 @@ def main() -> None:
 @click.option("--pixel-size", type=click.FloatRange(min=0, min_open=True), default=None,
               help="Micrometres per pixel (overrides TIFF/OME metadata) for physical-unit measurements.")
 @click.option("--save-distance", is_flag=True, help="Also write <stem>_distance.tif (for `evaluate --sweep`).")
+@click.option("--overwrite", is_flag=True, help="Redo inputs already done with the same model and parameters.")
+@click.option("--workers", type=click.IntRange(min=1), default=None,
+              help="Run on a local Dask cluster with this many worker processes (extra `dist`).")
+@click.option("--dask", "dask_address", default=None, help="Run on the Dask scheduler at this address.")
 def segment(inputs, model, out, engine, batch_size, peak, fill, channel, scaling, threads, pixel_size,
-            save_distance) -> None:
+            save_distance, overwrite, workers, dask_address) -> None:
     """Segment cells in INPUTS (files, folders or glob patterns)."""
     from tqdm import tqdm
 
     from .errors import SamcellError
-    from .runtime.batch import InputError, expand_inputs, segment_files
+    from .runtime.batch import InputError, RunOptions, expand_inputs, segment_files
     from .runtime.segmenter import Segmenter
 
     try:
@@ -65,11 +69,29 @@ def segment(inputs, model, out, engine, batch_size, peak, fill, channel, scaling
                     tqdm.write(f"error: {row['file']}: {row['error']}", file=sys.stderr)
             bar.update(1)
 
-        outcomes = segment_files(files, out, segmenter, channel=channel, on_file=on_file,
-                                 pixel_size_um=pixel_size, save_distance=save_distance)
+        options = RunOptions(channel, pixel_size, save_distance, overwrite)
+        with _dask_client(workers, dask_address) as client:
+            outcomes = segment_files(files, out, segmenter, options, on_file=on_file, client=client)
     failed = sum(not o.ok for o in outcomes)
-    click.echo(f"{len(outcomes) - failed} ok, {failed} failed; summary: {out / 'summary.csv'}", err=True)
+    skipped = sum(o.skipped for o in outcomes)
+    click.echo(f"{len(outcomes) - failed} ok ({skipped} already done, skipped), {failed} failed; "
+               f"summary: {out / 'summary.csv'}", err=True)
     sys.exit(1 if failed else 0)
+
+
+def _dask_client(workers: int | None, address: str | None):
+    """A Dask client for --workers / --dask, or a null context for a serial run."""
+    import contextlib
+
+    if workers is None and address is None:
+        return contextlib.nullcontext(None)
+    if workers is not None and address is not None:
+        raise click.UsageError("give --workers (local cluster) or --dask ADDRESS, not both")
+    try:
+        from .runtime.distributed import dask_client
+    except ImportError as exc:
+        raise click.UsageError(f"Dask runs need the 'dist' extra ({exc.name} missing)") from exc
+    return dask_client(workers, address)
 
 
 @main.command("export")

@@ -36,6 +36,7 @@ class FileOutcome:
 
     path: Path
     rows: list[dict] = field(default_factory=list)
+    skipped: bool = False
 
     @property
     def ok(self) -> bool:
@@ -68,28 +69,77 @@ def expand_inputs(inputs: Iterable[str]) -> list[Path]:
     return list(dict.fromkeys(files))
 
 
-def segment_files(files: list[Path], out: Path, segmenter: Segmenter, channel: int | None = None,
-                  on_file: Callable[[FileOutcome], None] | None = None,
-                  pixel_size_um: float | None = None, save_distance: bool = False) -> list[FileOutcome]:
-    """Segment every frame of every file, write outputs per file and `out/summary.csv`.
+@dataclass
+class RunOptions:
+    """Per-run choices that shape the outputs (recorded in the manifest)."""
 
-    `pixel_size_um` overrides the pixel size read from the files' metadata; `save_distance` also
-    writes `<stem>_distance.tif` (float32) for threshold sweeps without re-running the model.
+    channel: int | None = None
+    pixel_size_um: float | None = None
+    save_distance: bool = False
+    overwrite: bool = False
+
+    def params(self, segmenter: Segmenter) -> dict:
+        return {"peak": segmenter.peak, "fill": segmenter.fill, "scaling": segmenter.scaling,
+                "tile": segmenter.info.tile, "channel": self.channel, "pixel_size_um": self.pixel_size_um,
+                "save_distance": self.save_distance}
+
+
+def segment_files(files: list[Path], out: Path, segmenter: Segmenter, options: RunOptions | None = None,
+                  on_file: Callable[[FileOutcome], None] | None = None, client=None) -> list[FileOutcome]:
+    """Segment every frame of every file, write outputs per file, `summary.csv` and the manifest.
+
+    Files whose outputs exist from a run with the same model and parameters are skipped (their
+    summary rows come from the manifest) unless `options.overwrite`. With a Dask `client`, whole
+    files go to the cluster's workers, each loading the model once.
     """
+    from .manifest import Manifest
+
+    options = options or RunOptions()
     out.mkdir(parents=True, exist_ok=True)
-    outcomes = {i: FileOutcome(path) for i, path in enumerate(files)}
+    manifest = Manifest(out, segmenter.model_sha256, options.params(segmenter))
+    outcomes: dict[int, FileOutcome] = {}
+    todo = []
+    for i, path in enumerate(files):
+        rows = None if options.overwrite else manifest.done_rows(path)
+        if rows is None:
+            todo.append(i)
+        else:
+            outcomes[i] = FileOutcome(path, rows, skipped=True)
+            _report(outcomes[i], on_file)
+
+    def finished(i: int, outcome: FileOutcome) -> None:
+        outcomes[i] = outcome
+        if outcome.ok:
+            manifest.record(outcome.path, outcome.rows, _outputs_of(outcome.path, out, outcome.rows, options))
+        _report(outcome, on_file)
+
+    if client is not None:
+        from .distributed import segment_files_on_cluster
+
+        for i, outcome in zip(todo, segment_files_on_cluster(client, [files[i] for i in todo], out, segmenter, options)):
+            finished(i, outcome)
+    else:
+        for i, outcome in stream_files([(i, files[i]) for i in todo], out, segmenter, options):
+            finished(i, outcome)
+    write_summary(out / "summary.csv", [row for i in sorted(outcomes) for row in outcomes[i].rows])
+    return [outcomes[i] for i in sorted(outcomes)]
+
+
+def stream_files(files: list[tuple[int, Path]], out: Path, segmenter: Segmenter,
+                 options: RunOptions) -> Iterator[tuple[int, FileOutcome]]:
+    """Segment files with engine batches shared across them; yield (index, outcome) as each finishes."""
     stacks: dict[int, ImageStack] = {}
     read_seconds: dict[int, float] = {}
     frames_done: dict[int, list[Result]] = {}
+    failures: list[tuple[int, FileOutcome]] = []
 
     def frames() -> Iterator[tuple[tuple[int, int], np.ndarray]]:
-        for i, path in enumerate(files):
+        for i, path in files:
             start = time.perf_counter()
             try:
-                stacks[i] = read_image(path, channel)
+                stacks[i] = read_image(path, options.channel)
             except SamcellError as exc:
-                outcomes[i].rows.append(_row(path, 0, error=exc.cause))
-                _report(outcomes[i], on_file)
+                failures.append((i, FileOutcome(path, [_row(path, 0, error=exc.cause)])))
                 continue
             read_seconds[i] = time.perf_counter() - start
             frames_done[i] = []
@@ -97,15 +147,30 @@ def segment_files(files: list[Path], out: Path, segmenter: Segmenter, channel: i
                 yield (i, f), frame
 
     for result in segmenter.segment_many(frames(), on_error="report"):
+        while failures:
+            yield failures.pop(0)
         i, f = result.key
         frames_done[i].append(result)
         if len(frames_done[i]) == stacks[i].frames.shape[0]:
             stack = stacks.pop(i)
-            stack.pixel_size_um = pixel_size_um or stack.pixel_size_um
-            _write_file_outputs(outcomes[i], stack, frames_done.pop(i), out, read_seconds[i], save_distance)
-            _report(outcomes[i], on_file)
-    write_summary(out / "summary.csv", [row for i in sorted(outcomes) for row in outcomes[i].rows])
-    return [outcomes[i] for i in sorted(outcomes)]
+            stack.pixel_size_um = options.pixel_size_um or stack.pixel_size_um
+            outcome = FileOutcome(stack.path)
+            _write_file_outputs(outcome, stack, frames_done.pop(i), out, read_seconds[i], options.save_distance)
+            yield i, outcome
+    while failures:
+        yield failures.pop(0)
+
+
+def _outputs_of(path: Path, out: Path, rows: list[dict], options: RunOptions) -> list[str]:
+    """Names of the files a finished input wrote (checked before it is skipped next time)."""
+    names = [f"{path.stem}_labels.tif", f"{path.stem}_cells.csv"]
+    if len(rows) > 1:
+        names += [f"{path.stem}_f{row['frame']:04d}_overlay.png" for row in rows]
+    else:
+        names.append(f"{path.stem}_overlay.png")
+    if options.save_distance:
+        names.append(f"{path.stem}_distance.tif")
+    return names
 
 
 def _report(outcome: FileOutcome, on_file: Callable[[FileOutcome], None] | None) -> None:

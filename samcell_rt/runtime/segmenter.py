@@ -87,6 +87,15 @@ class Segmenter:
         self.scaling = scaling
 
     @property
+    def model_sha256(self) -> str:
+        """sha256 of the model file (computed once): identifies outputs made with this model."""
+        if not hasattr(self, "_model_sha256"):
+            from .contract import file_sha256
+
+            self._model_sha256 = file_sha256(self.info.path)
+        return self._model_sha256
+
+    @property
     def engine_name(self) -> str:
         """The engine actually running the model (after `auto` was resolved)."""
         return self.engine.name
@@ -96,15 +105,22 @@ class Segmenter:
         return next(self.segment_many([image]))
 
     def segment_many(self, images: Iterable[np.ndarray | tuple[Hashable, np.ndarray]],
-                     on_error: Literal["raise", "report"] = "raise", pipeline: bool | None = None) -> Iterator[Result]:
+                     on_error: Literal["raise", "report"] = "raise", pipeline: bool | None = None,
+                     client=None) -> Iterator[Result]:
         """Segment many 2-D images, sharing engine batches across them; yield results in order.
 
         Items are arrays or (key, array) pairs; a result's `key` is the pair's key or the item's
         index. With on_error="report" a bad image yields a Result with `error` set and the rest
         still run; with "raise" the first bad image raises. With `pipeline` (default: on for GPU
         engines) the next images are prepared and finished images post-processed on helper
-        threads while the engine runs, so the engine waits as little as possible.
+        threads while the engine runs, so the engine waits as little as possible. With a Dask
+        `client`, whole images go to the cluster's workers instead (each loads the model once).
         """
+        if client is not None:
+            from .distributed import segment_images_on_cluster
+
+            yield from segment_images_on_cluster(client, self, images, on_error)
+            return
         pipeline = self.engine_name != "cpu" if pipeline is None else pipeline
         prepared = self._prepared(images)
         with ThreadPoolExecutor(1, thread_name_prefix="samcell-finish") if pipeline else _Inline() as finisher:

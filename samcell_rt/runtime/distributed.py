@@ -1,0 +1,88 @@
+"""Dask (extra `dist`): whole files or images go to workers; each worker process loads the model once.
+
+Workers need the model file and, for file runs, the input and output folders at the same paths
+(a shared filesystem), as is usual on a cluster. Results come back in input order; a failing
+file or image is reported, never fatal to the others.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+
+import numpy as np
+
+from .batch import FileOutcome, RunOptions, _row, stream_files
+from .segmenter import Result, Segmenter, _failed
+
+_SEGMENTERS: dict[tuple, Segmenter] = {}
+_LOCK = threading.Lock()
+
+
+def segmenter_spec(segmenter: Segmenter) -> tuple:
+    """What a worker needs to rebuild an equivalent Segmenter (picklable)."""
+    return (str(segmenter.info.path), segmenter.engine_name, segmenter.batch_size, segmenter.peak, segmenter.fill,
+            segmenter.scaling)
+
+
+def worker_segmenter(spec: tuple) -> Segmenter:
+    """The worker process's Segmenter for `spec`, loaded on first use only."""
+    with _LOCK:
+        if spec not in _SEGMENTERS:
+            model, engine, batch, peak, fill, scaling = spec
+            _SEGMENTERS[spec] = Segmenter(model, engine=engine, batch_size=batch, peak=peak, fill=fill, scaling=scaling)
+        return _SEGMENTERS[spec]
+
+
+def _file_task(spec: tuple, path: Path, out: Path, options: RunOptions) -> FileOutcome:
+    ((_, outcome),) = stream_files([(0, path)], out, worker_segmenter(spec), options)
+    return outcome
+
+
+def _image_task(spec: tuple, key, image: np.ndarray) -> Result:
+    return worker_segmenter(spec).segment_many([(key, image)], on_error="report").__next__()
+
+
+def segment_files_on_cluster(client, files: list[Path], out: Path, segmenter: Segmenter,
+                             options: RunOptions) -> Iterator[FileOutcome]:
+    """One task per file; outcomes in input order."""
+    spec = segmenter_spec(segmenter)
+    futures = [client.submit(_file_task, spec, path, out, options, pure=False) for path in files]
+    for path, future in zip(files, futures):
+        try:
+            yield future.result()
+        except Exception as exc:  # a worker died or the task raised: report it for this file only
+            yield FileOutcome(path, [_row(path, 0, error=f"worker failed: {type(exc).__name__}: {exc}")])
+
+
+def segment_images_on_cluster(client, segmenter: Segmenter, images: Iterable, on_error: str) -> Iterator[Result]:
+    """One task per image; results in input order."""
+    spec = segmenter_spec(segmenter)
+    futures = []
+    for index, item in enumerate(images):
+        key, image = item if isinstance(item, tuple) else (index, item)
+        futures.append((key, client.submit(_image_task, spec, key, np.asarray(image), pure=False)))
+    for key, future in futures:
+        try:
+            result = future.result()
+        except Exception as exc:
+            result = _failed(key, f"worker failed: {type(exc).__name__}: {exc}")
+        if not result.ok and on_error == "raise":
+            raise ValueError(result.error)
+        yield result
+
+
+@contextlib.contextmanager
+def dask_client(workers: int | None = None, address: str | None = None):
+    """A client on a new local cluster (`workers` processes, one thread each) or on `address`."""
+    from dask.distributed import Client, LocalCluster
+
+    if address:
+        with Client(address) as client:
+            yield client
+        return
+    with LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=None) as cluster, \
+            Client(cluster) as client:
+        yield client
