@@ -154,6 +154,33 @@ def build_engine_command(model, out, precision, max_batch, opt_batch, workspace,
 
 
 @main.command()
+@click.option("--model", "-m", default=None, help="Model file (.onnx) or model name.")
+@click.option("--engine", default="cpu", show_default=True, type=click.Choice(ENGINES))
+@click.option("--host", default="127.0.0.1", show_default=True, help="Interface to listen on (local only by default).")
+@click.option("--port", default=8766, show_default=True, type=click.IntRange(0, 65535))
+@click.option("--max-mb", default=256, show_default=True, type=click.FloatRange(min=1), help="Request size limit.")
+@click.option("--batch-size", default=None, type=click.IntRange(min=1), help="Tiles per engine call.")
+def serve(model, engine, host, port, max_mb, batch_size) -> None:
+    """HTTP API for instrument software: POST an image, get labels (TIFF) and metrics (JSON)."""
+    from .errors import SamcellError
+    from .runtime.segmenter import Segmenter
+
+    try:
+        import uvicorn
+
+        from .serve import create_service
+    except ImportError as exc:
+        raise click.UsageError(f"serve needs the 'gui' extra ({exc.name} missing)") from exc
+    try:
+        segmenter = Segmenter(model, engine=engine, batch_size=batch_size)
+    except SamcellError as exc:
+        raise click.UsageError(str(exc)) from exc
+    click.echo(f"samcell-rt service on http://{host}:{port}/ (model {segmenter.info.name}, engine "
+               f"{segmenter.engine_name}); POST images to /v1/segment?name=FILE.tif", err=True)
+    uvicorn.run(create_service(segmenter, max_mb), host=host, port=port, log_level="warning")
+
+
+@main.command()
 @click.option("--model", "-m", required=True, help="Model file (.onnx/.engine) or model name.")
 @click.option("--engines", default="cpu", show_default=True, help="Comma-separated engines to compare.")
 @click.option("--sizes", default="512,704x520,2048", show_default=True, help="Image sizes, N or WxH.")

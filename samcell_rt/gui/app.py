@@ -14,7 +14,8 @@ from starlette.responses import FileResponse, JSONResponse, Response
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
-from ..runtime.measure import with_physical_units
+from ..runtime.io import labels_tiff_bytes
+from ..runtime.measure import json_columns, with_physical_units
 from ..runtime.segmenter import Segmenter
 from .jobs import Job, JobQueue, frame_of
 
@@ -74,7 +75,7 @@ def create_app(segmenter: Segmenter, max_upload_mb: float = DEFAULT_MAX_UPLOAD_M
             pixel = job.stack.pixel_size_um
             body.update(metrics=result.metrics, shape=list(result.labels.shape), pixel_size_um=pixel,
                         peak=job.thresholds[0], fill=job.thresholds[1],
-                        cells=_columns(with_physical_units(result.cells, pixel)))
+                        cells=json_columns(with_physical_units(result.cells, pixel)))
         return JSONResponse(body)
 
     async def image_png(request: Request, job: Job, frame: int) -> Response:
@@ -96,21 +97,16 @@ def create_app(segmenter: Segmenter, max_upload_mb: float = DEFAULT_MAX_UPLOAD_M
     async def cells_csv(request: Request, job: Job, frame: int) -> Response:
         _, result = frame_of(job, frame)
         table = with_physical_units(result.cells, job.stack.pixel_size_um)
+        columns = json_columns(table)
         buffer = io.StringIO()
         writer = csv.writer(buffer, lineterminator="\n")
-        writer.writerow(table)
-        writer.writerows(zip(*(_plain(v) for v in table.values())))
+        writer.writerow(columns)
+        writer.writerows(zip(*columns.values()))
         return Response(buffer.getvalue(), media_type="text/csv", headers=_attachment(job, "_cells.csv"))
 
     async def labels_tif(request: Request, job: Job, frame: int) -> Response:
-        import tifffile
-
-        from ..runtime.io import label_dtype
-
         labels = np.stack([r.labels for r in job.results]) if len(job.results) > 1 else job.results[0].labels
-        buffer = io.BytesIO()
-        tifffile.imwrite(buffer, labels.astype(label_dtype(labels)), compression="zlib", photometric="minisblack")
-        return Response(buffer.getvalue(), media_type="image/tiff", headers=_attachment(job, "_labels.tif"))
+        return Response(labels_tiff_bytes(labels), media_type="image/tiff", headers=_attachment(job, "_labels.tif"))
 
     routes = [
         Route("/", index),
@@ -142,19 +138,6 @@ def _error(status: int, message: str) -> Response:
 def _attachment(job: Job, suffix: str) -> dict[str, str]:
     stem = "".join(c if c.isalnum() or c in "-_." else "_" for c in Path(job.name).stem)
     return {"Content-Disposition": f'attachment; filename="{stem}{suffix}"'}
-
-
-def _plain(values: np.ndarray) -> list:
-    """JSON/CSV-friendly Python values (NaN -> None, bools -> 0/1)."""
-    if values.dtype == bool:
-        return values.astype(int).tolist()
-    if values.dtype.kind == "f":
-        return [None if np.isnan(v) else round(float(v), 6) for v in values]
-    return values.tolist()
-
-
-def _columns(table: dict[str, np.ndarray]) -> dict[str, list]:
-    return {name: _plain(values) for name, values in table.items()}
 
 
 def _overlay_rgba(labels: np.ndarray, mode: str) -> np.ndarray:

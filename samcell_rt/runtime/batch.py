@@ -77,6 +77,7 @@ class RunOptions:
     pixel_size_um: float | None = None
     save_distance: bool = False
     overwrite: bool = False
+    plate_pixels: int = 8192 * 8192  # larger single-plane TIFFs take the banded, bounded-memory path
 
     def params(self, segmenter: Segmenter) -> dict:
         return {"peak": segmenter.peak, "fill": segmenter.fill, "scaling": segmenter.scaling,
@@ -113,6 +114,12 @@ def segment_files(files: list[Path], out: Path, segmenter: Segmenter, options: R
             manifest.record(outcome.path, outcome.rows, _outputs_of(outcome.path, out, outcome.rows, options))
         _report(outcome, on_file)
 
+    from .plate import is_plate
+
+    plates = [i for i in todo if is_plate(files[i], options.plate_pixels)]
+    todo = [i for i in todo if i not in plates]
+    for i in plates:
+        finished(i, plate_outcome(files[i], out, segmenter))
     if client is not None:
         from .distributed import segment_files_on_cluster
 
@@ -161,8 +168,22 @@ def stream_files(files: list[tuple[int, Path]], out: Path, segmenter: Segmenter,
         yield failures.pop(0)
 
 
+def plate_outcome(path: Path, out: Path, segmenter: Segmenter) -> FileOutcome:
+    """Banded processing of one large plate: tiled BigTIFF labels and its summary row."""
+    from .plate import segment_plate
+
+    start = time.perf_counter()
+    try:
+        result = segment_plate(path, out / f"{path.stem}_labels.tif", segmenter)
+    except (SamcellError, ValueError, OSError) as exc:
+        return FileOutcome(path, [_row(path, 0, error=str(exc))])
+    return FileOutcome(path, [_row(path, 0, result.metrics, seconds=time.perf_counter() - start)])
+
+
 def _outputs_of(path: Path, out: Path, rows: list[dict], options: RunOptions) -> list[str]:
     """Names of the files a finished input wrote (checked before it is skipped next time)."""
+    if not (out / f"{path.stem}_cells.csv").exists():  # a plate: labels only
+        return [f"{path.stem}_labels.tif"]
     names = [f"{path.stem}_labels.tif", f"{path.stem}_cells.csv"]
     if len(rows) > 1:
         names += [f"{path.stem}_f{row['frame']:04d}_overlay.png" for row in rows]

@@ -182,6 +182,17 @@ def write_labels(path: str | Path, labels: np.ndarray, pixel_size_um: float | No
                          bigtiff=data.nbytes > 2**31, **kwargs)
 
 
+def labels_tiff_bytes(labels: np.ndarray) -> bytes:
+    """A label image (or stack) encoded as a compressed uint16/uint32 TIFF, for HTTP responses."""
+    import io
+
+    import tifffile
+
+    buffer = io.BytesIO()
+    tifffile.imwrite(buffer, labels.astype(label_dtype(labels)), compression="zlib", photometric="minisblack")
+    return buffer.getvalue()
+
+
 def write_float_tiff(path: str | Path, data: np.ndarray) -> None:
     """Write a float32 array (e.g. distance maps, frames first) as a compressed TIFF, atomically."""
     import tifffile

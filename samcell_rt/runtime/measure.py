@@ -94,3 +94,15 @@ def image_metrics(labels: np.ndarray, cells: dict[str, np.ndarray] | None = None
     if pixel_size_um:
         metrics["mean_area_um2"] = metrics["mean_area_px"] * pixel_size_um**2
     return metrics
+
+
+def json_columns(table: dict[str, np.ndarray]) -> dict[str, list]:
+    """Per-cell columns as JSON-ready lists (NaN -> None, booleans -> 0/1)."""
+    def plain(values: np.ndarray) -> list:
+        if values.dtype == bool:
+            return values.astype(int).tolist()
+        if values.dtype.kind == "f":
+            return [None if np.isnan(v) else round(float(v), 6) for v in values]
+        return values.tolist()
+
+    return {name: plain(values) for name, values in table.items()}

@@ -1,0 +1,95 @@
+"""The localhost service: concurrent clients get correct, identical results; bad uploads get 4xx."""
+
+from __future__ import annotations
+
+import io
+import json
+import socket
+import threading
+import time
+import urllib.request
+from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
+import pytest
+import tifffile
+
+from samcell_rt.testing import as_dtype, synthetic_cells
+
+uvicorn = pytest.importorskip("uvicorn", reason="the service needs the 'gui' extra")
+
+
+@pytest.fixture(scope="module")
+def service(blob_path):
+    from samcell_rt import load_model
+    from samcell_rt.serve import create_service
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    server = uvicorn.Server(uvicorn.Config(create_service(load_model(str(blob_path), batch_size=4), max_mb=2),
+                                           host="127.0.0.1", port=port, log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 30
+    while not server.started and time.monotonic() < deadline:
+        time.sleep(0.05)
+    yield f"http://127.0.0.1:{port}"
+    server.should_exit = True
+    thread.join(timeout=10)
+
+
+def tiff(image) -> bytes:
+    buffer = io.BytesIO()
+    tifffile.imwrite(buffer, image)
+    return buffer.getvalue()
+
+
+def post(url, data, query="name=a.tif"):
+    request = urllib.request.Request(f"{url}/v1/segment?{query}", data=data, method="POST")
+    try:
+        with urllib.request.urlopen(request, timeout=120) as response:
+            return response.status, response.read(), dict(response.headers)
+    except urllib.error.HTTPError as exc:
+        return exc.code, exc.read(), dict(exc.headers)
+
+
+def test_health_and_model(service):
+    with urllib.request.urlopen(f"{service}/health", timeout=10) as response:
+        assert json.load(response) == {"status": "ok"}
+    with urllib.request.urlopen(f"{service}/v1/model", timeout=10) as response:
+        assert json.load(response)["name"] == "blob-test"
+
+
+def test_concurrent_requests_share_batches_and_agree(service, blob_path):
+    from samcell_rt import load_model
+    from samcell_rt.client import segment_remote
+
+    images = [as_dtype(synthetic_cells((300, 300), count=4 + i % 3, seed=i % 3)[0], "uint16") for i in range(12)]
+    expected = [load_model(str(blob_path)).segment(img).labels for img in images[:3]]
+    with ThreadPoolExecutor(6) as pool:
+        replies = list(pool.map(lambda img: segment_remote(service, tiff(img), name="x.tif", timeout=120), images))
+    for i, (labels, metrics) in enumerate(replies):
+        np.testing.assert_array_equal(labels, expected[i % 3])
+        assert metrics[0]["cells"] == 4 + i % 3
+
+
+def test_json_format_and_stacks(service):
+    stack = np.stack([as_dtype(synthetic_cells((260, 260), count=n, seed=n)[0], "uint8") for n in (2, 5)])
+    buffer = io.BytesIO()
+    tifffile.imwrite(buffer, stack, photometric="minisblack")
+    status, body, _ = post(service, buffer.getvalue(), "name=s.tif&format=json")
+    assert status == 200
+    reply = json.loads(body)
+    assert [f["cells"] for f in reply["frames"]] == [2, 5] and len(reply["frames"][1]["cells_table"]["id"]) == 5
+
+
+def test_bad_uploads_get_4xx_and_the_server_stays_up(service):
+    assert post(service, b"not a tiff")[0] == 422
+    assert post(service, b"x", "name=notes.txt")[0] == 415
+    assert post(service, b"x", "")[0] == 415
+    assert post(service, b"\0" * (3 * 2**20))[0] == 413
+    status, body, headers = post(service, tiff(as_dtype(synthetic_cells((256, 256), count=3)[0], "uint8")),
+                                 "name=ok.tif&format=tiff")
+    assert status == 200 and json.loads(headers["X-Samcell-Metrics"])[0]["cells"] == 3
+    assert tifffile.imread(io.BytesIO(body)).shape == (256, 256)
