@@ -4,7 +4,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 python -m pip install -q torch==2.13.0
-python -m pip install -q -e ".[cpu,export,gui,gui-test,dev]"
+python -m pip install -q -e ".[cpu,export,train,gui,gui-test,dist,dev]"
 # The GUI test drives the system Chromium; install it where we may (root on Debian), else it skips.
 if ! command -v chromium >/dev/null && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
     (apt-get update -qq && apt-get install -y -qq chromium) >/dev/null 2>&1 || echo "note: chromium not installed; GUI browser test will skip"

@@ -4,11 +4,8 @@ from __future__ import annotations
 
 import csv
 import shutil
-import socket
 import subprocess
 import sys
-import threading
-import time
 from pathlib import Path
 
 import cv2
@@ -16,19 +13,14 @@ import pytest
 import tifffile
 
 from samcell_rt.testing import as_dtype, synthetic_cells
+from tests.helpers import serving
 
 pytest.importorskip("starlette", reason="GUI tests need the 'gui' extra")
-uvicorn = pytest.importorskip("uvicorn", reason="GUI tests need the 'gui' extra")
+pytest.importorskip("uvicorn", reason="GUI tests need the 'gui' extra")
 playwright = pytest.importorskip("playwright.sync_api", reason="browser tests need playwright (extra 'gui-test')")
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
 pytestmark = pytest.mark.skipif(CHROMIUM is None, reason="no system Chromium (apt-get install chromium)")
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 @pytest.fixture()
@@ -36,17 +28,8 @@ def gui_url(blob_path):
     from samcell_rt import load_model
     from samcell_rt.gui.app import create_app
 
-    port = free_port()
-    server = uvicorn.Server(uvicorn.Config(create_app(load_model(str(blob_path))), host="127.0.0.1", port=port,
-                                           log_level="warning"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 30
-    while not server.started and time.monotonic() < deadline:
-        time.sleep(0.05)
-    yield f"http://127.0.0.1:{port}/"
-    server.should_exit = True
-    thread.join(timeout=10)
+    with serving(create_app(load_model(str(blob_path)))) as url:
+        yield url + "/"
 
 
 def test_upload_two_images_compare_with_cli_and_move_slider(gui_url, blob_path, tmp_path):

@@ -100,3 +100,63 @@ def test_tensorrt_engine_on_a_gpu(tmp_path, blob_path):
 
     out = engine.run(np.zeros((6, 1, 256, 256), np.uint8))  # more than max batch: chunked
     assert out.shape == (6, 1, 256, 256)
+
+
+class _FakeEngine:
+    """Stands in for a built TensorRT engine: returns the fp32 maps plus a chosen error."""
+
+    errors: list[float] = []
+
+    def __init__(self, path) -> None:
+        self.error = _FakeEngine.errors.pop(0)
+
+    def run(self, tiles):
+        from samcell_rt.export.tensorrt import _reference_maps
+
+        return _reference_maps(_FakeEngine.onnx, tiles) + self.error
+
+
+@pytest.fixture()
+def fake_tensorrt(monkeypatch, blob_path, tmp_path):
+    """The builder's control flow with TensorRT's calls replaced (no GPU here)."""
+    import sys
+    import types
+
+    import samcell_rt.export.tensorrt as builder
+
+    monkeypatch.setitem(sys.modules, "tensorrt", types.SimpleNamespace(__version__="10.9.0"))
+    monkeypatch.setattr(trt_engine, "device_facts", lambda: ("NVIDIA H100 80GB HBM3", "9.0"))
+    monkeypatch.setattr(trt_engine, "TensorRTEngine", _FakeEngine)
+    builds = []
+
+    def fake_build(onnx_path, precision, min_batch, opt_batch, max_batch, tile, workspace, cache, calibrator, pin):
+        builds.append(pin)
+        return b"engine-bytes", (["ln_0", "softmax_1", "sigmoid_out"] if pin else [])
+
+    monkeypatch.setattr(builder, "_build", fake_build)
+    monkeypatch.setenv("SAMCELL_RT_HOME", str(tmp_path / "home"))
+    _FakeEngine.onnx = blob_path
+    return builder, builds
+
+
+def test_fp16_guard_rebuilds_with_fp32_layers_and_reports_both_errors(fake_tensorrt, blob_path):
+    builder, builds = fake_tensorrt
+    _FakeEngine.errors = [0.05, 0.004]  # default build over 1e-2, pinned build within
+    report = builder.build_engine(blob_path, precision="fp16")
+    assert builds == [False, True]
+    assert report.errors == {"default": pytest.approx(0.05, abs=1e-6), "fp32-pinned": pytest.approx(0.004, abs=1e-6)}
+    header, offset = read_header(report.path)
+    assert header.fp32_layers == ["ln_0", "softmax_1", "sigmoid_out"]
+    assert header.max_abs_error == pytest.approx(0.004, abs=1e-6)
+    assert report.path == cached_engine_path(header)  # default destination: the engine cache
+    assert report.path.read_bytes()[offset:] == b"engine-bytes"
+
+
+def test_engine_failing_the_guard_is_never_written(fake_tensorrt, blob_path, tmp_path):
+    from samcell_rt.export.tensorrt import BuildError
+
+    builder, builds = fake_tensorrt
+    _FakeEngine.errors = [0.2, 0.03]
+    with pytest.raises(BuildError, match=r"default 0.2, fp32-pinned 0.03"):
+        builder.build_engine(blob_path, tmp_path / "x.engine", precision="fp16")
+    assert not (tmp_path / "x.engine").exists()

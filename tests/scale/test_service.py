@@ -4,9 +4,6 @@ from __future__ import annotations
 
 import io
 import json
-import socket
-import threading
-import time
 import urllib.request
 from concurrent.futures import ThreadPoolExecutor
 
@@ -15,8 +12,9 @@ import pytest
 import tifffile
 
 from samcell_rt.testing import as_dtype, synthetic_cells
+from tests.helpers import serving
 
-uvicorn = pytest.importorskip("uvicorn", reason="the service needs the 'gui' extra")
+pytest.importorskip("uvicorn", reason="the service needs the 'gui' extra")
 
 
 @pytest.fixture(scope="module")
@@ -24,19 +22,8 @@ def service(blob_path):
     from samcell_rt import load_model
     from samcell_rt.serve import create_service
 
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    server = uvicorn.Server(uvicorn.Config(create_service(load_model(str(blob_path), batch_size=4), max_mb=2),
-                                           host="127.0.0.1", port=port, log_level="warning"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 30
-    while not server.started and time.monotonic() < deadline:
-        time.sleep(0.05)
-    yield f"http://127.0.0.1:{port}"
-    server.should_exit = True
-    thread.join(timeout=10)
+    with serving(create_service(load_model(str(blob_path), batch_size=4), max_mb=2)) as url:
+        yield url
 
 
 def tiff(image) -> bytes:
