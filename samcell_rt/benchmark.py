@@ -175,7 +175,6 @@ def plot(report: dict, path: str | Path) -> None:
         axis.bar(np.arange(len(sizes)) + i * width, values, width, label=name)
     axis.set_xticks(np.arange(len(sizes)) + 0.4 - width / 2, sizes)
     axis.set_ylabel("seconds per image")
-    axis.set_yscale("log")
     axis.set_title(report["machine"]["cpu"][:60])
     axis.legend(fontsize=8)
     figure.tight_layout()
