@@ -34,6 +34,7 @@ from .runtime.preprocess import ImageValueError
 from .runtime.segmenter import Result, Segmenter
 
 DEFAULT_MAX_MB = 256
+DRAIN_LIMIT = 1 << 30  # oversized bodies up to this size are drained before answering 413
 
 
 class RequestError(Exception):
@@ -148,7 +149,11 @@ def create_service(segmenter: Segmenter, max_mb: float = DEFAULT_MAX_MB):
 
     async def segment(request: Request) -> Response:
         try:
-            if int(request.headers.get("content-length") or 0) > max_bytes:
+            declared = int(request.headers.get("content-length") or 0)
+            if declared > max_bytes:
+                if declared <= DRAIN_LIMIT:  # read and drop it, so the client sees the 413, not a reset
+                    async for _ in request.stream():
+                        pass
                 raise RequestError(413, f"image larger than {max_mb:g} MB")
             data, name = await _body(request, max_bytes)
             frames = await asyncio.to_thread(decode_image, data, name, max_bytes)

@@ -36,9 +36,9 @@ def post(url, data, query="name=a.tif"):
     request = urllib.request.Request(f"{url}/v1/segment?{query}", data=data, method="POST")
     try:
         with urllib.request.urlopen(request, timeout=120) as response:
-            return response.status, response.read(), dict(response.headers)
+            return response.status, response.read(), response.headers  # case-insensitive lookups
     except urllib.error.HTTPError as exc:
-        return exc.code, exc.read(), dict(exc.headers)
+        return exc.code, exc.read(), exc.headers
 
 
 def test_health_and_model(service):
