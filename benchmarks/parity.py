@@ -12,7 +12,6 @@ cells), and seconds per tile and per image for each side.
 from __future__ import annotations
 
 import json
-import sys
 import tempfile
 import time
 from pathlib import Path

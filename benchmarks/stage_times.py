@@ -9,7 +9,6 @@ tiling, CLAHE), blending and watershed take next to any real engine.
 from __future__ import annotations
 
 import json
-import sys
 import tempfile
 import time
 from pathlib import Path

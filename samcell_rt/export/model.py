@@ -64,8 +64,8 @@ def tiny_config(image_size: int = 1024) -> SamConfig:
     `image_size=1024` follows ViT-B's pipeline (tiles upsampled 4x); 256 feeds tiles natively
     (16x16 embedding), which makes CPU training tests ~10x cheaper.
     """
-    vision = dict(image_size=image_size, hidden_size=32, num_hidden_layers=2, num_attention_heads=2, mlp_dim=64, output_channels=32, num_pos_feats=16,
-                  global_attn_indexes=[1], window_size=7, initializer_range=0.02)
+    vision = dict(image_size=image_size, hidden_size=32, num_hidden_layers=2, num_attention_heads=2, mlp_dim=64,
+                  output_channels=32, num_pos_feats=16, global_attn_indexes=[1], window_size=7, initializer_range=0.02)
     decoder = dict(hidden_size=32, num_hidden_layers=2, num_attention_heads=2, mlp_dim=64, iou_head_hidden_dim=32)
     prompt = dict(hidden_size=32, image_size=image_size, image_embedding_size=image_size // 16)
     return SamConfig(vision_config=vision, prompt_encoder_config=prompt, mask_decoder_config=decoder,

@@ -134,7 +134,6 @@ def _max_error(model, tiles: np.ndarray, expected: np.ndarray) -> float:
 
 def _save(model, out: Path, metadata: dict[str, str]) -> None:
     import onnx
-
     from onnx import helper
 
     del model.metadata_props[:]

@@ -9,8 +9,14 @@ import pytest
 from samcell_rt.errors import EngineUnavailableError
 from samcell_rt.runtime.engines import open_engine, resolve_engine
 from samcell_rt.runtime.engines import tensorrt as trt_engine
-from samcell_rt.runtime.engines.trt_header import (EngineHeader, EngineMismatchError, cached_engine_path,
-                                                  find_cached_engine, read_header, write_engine)
+from samcell_rt.runtime.engines.trt_header import (
+    EngineHeader,
+    EngineMismatchError,
+    cached_engine_path,
+    find_cached_engine,
+    read_header,
+    write_engine,
+)
 
 
 def header(**changes) -> EngineHeader:
