@@ -56,3 +56,18 @@ def test_segment_many_with_client(blob_path, client):
     assert [r.key for r in remote] == [0, 1, 2, 3, 4] and [r.ok for r in remote] == [True] * 4 + [False]
     for a, b in zip(remote[:4], local[:4]):
         np.testing.assert_array_equal(a.labels, b.labels)
+
+
+def test_cli_workers_option(tmp_path, blob_path):
+    import subprocess
+    import sys
+
+    (tmp_path / "in").mkdir()
+    for i in range(3):
+        tifffile.imwrite(tmp_path / "in" / f"p{i}.tif", as_dtype(synthetic_cells((260, 260), count=2 + i, seed=i)[0],
+                                                                "uint8"))
+    proc = subprocess.run([sys.executable, "-m", "samcell_rt.cli", "segment", str(tmp_path / "in"), "-m", str(blob_path),
+                           "-o", str(tmp_path / "out"), "--workers", "2"], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    with open(tmp_path / "out" / "summary.csv", newline="") as handle:
+        assert [r["cells"] for r in csv.DictReader(handle)] == ["2", "3", "4"]
