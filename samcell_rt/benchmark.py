@@ -3,7 +3,7 @@ peer run of the reference PyPI `samcell` pipeline on the same weights and images
 
 Per configuration: median seconds per stage (read, preprocess, engine, blend, watershed, measure),
 tiles/s through the engine, images/s end to end, the share of wall time spent outside the engine,
-and the peak resident memory sampled while it ran.
+the engine's idle share when several images run pipelined, and the peak resident memory.
 """
 
 from __future__ import annotations
@@ -95,12 +95,24 @@ def bench_engine(model: str, engine: str, batch_size: int, images: dict[str, Pat
                 total = time.perf_counter() - start
                 runs.append({"read": read, **{STAGE_NAMES[k]: v for k, v in result.timings.items()}, "total": total})
         stages = _median(runs)
+        stream = _pipelined(segmenter, frame, count=4)
         tiles = len(tile_grid(*frame.shape, tile=segmenter.info.tile))
         rows.append({"engine": segmenter.engine_name, "batch_size": segmenter.batch_size, "size": size,
                      "tiles": tiles, "cells": result.metrics["cells"], "seconds": stages,
                      "tiles_per_second": tiles / stages["engine"], "images_per_second": 1 / stages["total"],
-                     "outside_engine_share": 1 - stages["engine"] / stages["total"], "peak_rss_mib": memory.peak})
+                     "outside_engine_share": 1 - stages["engine"] / stages["total"], "peak_rss_mib": memory.peak,
+                     **stream})
     return rows
+
+
+def _pipelined(segmenter, frame: np.ndarray, count: int) -> dict[str, float]:
+    """Several images through one pipelined `segment_many`: how much of the wall time the engine
+    sits idle (waiting for preparation or post-processing) when work overlaps."""
+    start = time.perf_counter()
+    results = list(segmenter.segment_many([frame] * count, pipeline=True))
+    wall = time.perf_counter() - start
+    engine = sum(r.timings["engine"] for r in results)
+    return {"pipelined_images_per_second": count / wall, "pipelined_engine_idle_share": max(0.0, 1 - engine / wall)}
 
 
 def bench_peer(checkpoint: str, images: dict[str, Path], repeats: int) -> dict[str, float]:
@@ -143,17 +155,21 @@ def run_bench(model: str, engines: list[str], sizes: list[str], batch_sizes: lis
 def markdown_table(report: dict) -> str:
     """A short table for the README."""
     peer = report.get("peer") is not None
-    head = "| engine | batch | image | tiles | s/image | tiles/s | outside engine | peak RSS MiB |" + \
+    head = "| engine | batch | image | tiles | s/image | tiles/s | outside engine | engine idle (pipelined) | peak RSS MiB |" + \
         (" peer s/image | speed-up |" if peer else "")
     lines = [head, "|" + "---|" * (head.count("|") - 1)]
     for row in report["rows"]:
         line = (f"| {row['engine']} | {row['batch_size']} | {row['size']} | {row['tiles']} | "
                 f"{row['seconds']['total']:.3f} | {row['tiles_per_second']:.2f} | {row['outside_engine_share']:.1%} | "
-                f"{row['peak_rss_mib']:.0f} |")
+                f"{_percent(row.get('pipelined_engine_idle_share'))} | {row['peak_rss_mib']:.0f} |")
         if peer:
             line += f" {row['peer_seconds']:.2f} | {row['speedup_vs_peer']:.1f}x |"
         lines.append(line)
     return "\n".join(lines) + "\n"
+
+
+def _percent(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.1%}"
 
 
 def plot(report: dict, path: str | Path) -> None:

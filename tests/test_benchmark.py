@@ -34,6 +34,7 @@ def test_bench_rows_and_peer_ratios(blob_path, tmp_path):
     assert set(row["seconds"]) == {"read", "preprocess", "engine", "blend", "watershed", "measure", "total"}
     assert row["speedup_vs_peer"] == pytest.approx(row["peer_seconds"] / row["seconds"]["total"])
     assert 0 < row["outside_engine_share"] < 1 and row["peak_rss_mib"] > 0
+    assert 0 <= row["pipelined_engine_idle_share"] < 1 and row["pipelined_images_per_second"] > 0
     assert "speed-up" in markdown_table(report)
 
 
