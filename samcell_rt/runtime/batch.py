@@ -37,6 +37,7 @@ class FileOutcome:
     path: Path
     rows: list[dict] = field(default_factory=list)
     skipped: bool = False
+    outputs: list[str] = field(default_factory=list)  # file names written in the output folder
 
     @property
     def ok(self) -> bool:
@@ -111,7 +112,7 @@ def segment_files(files: list[Path], out: Path, segmenter: Segmenter, options: R
     def finished(i: int, outcome: FileOutcome) -> None:
         outcomes[i] = outcome
         if outcome.ok:
-            manifest.record(outcome.path, outcome.rows, _outputs_of(outcome.path, out, outcome.rows, options))
+            manifest.record(outcome.path, outcome.rows, outcome.outputs)
         _report(outcome, on_file)
 
     from .plate import is_plate
@@ -177,21 +178,8 @@ def plate_outcome(path: Path, out: Path, segmenter: Segmenter) -> FileOutcome:
         result = segment_plate(path, out / f"{path.stem}_labels.tif", segmenter)
     except (SamcellError, ValueError, OSError) as exc:
         return FileOutcome(path, [_row(path, 0, error=str(exc))])
-    return FileOutcome(path, [_row(path, 0, result.metrics, seconds=time.perf_counter() - start)])
-
-
-def _outputs_of(path: Path, out: Path, rows: list[dict], options: RunOptions) -> list[str]:
-    """Names of the files a finished input wrote (checked before it is skipped next time)."""
-    if not (out / f"{path.stem}_cells.csv").exists():  # a plate: labels only
-        return [f"{path.stem}_labels.tif"]
-    names = [f"{path.stem}_labels.tif", f"{path.stem}_cells.csv"]
-    if len(rows) > 1:
-        names += [f"{path.stem}_f{row['frame']:04d}_overlay.png" for row in rows]
-    else:
-        names.append(f"{path.stem}_overlay.png")
-    if options.save_distance:
-        names.append(f"{path.stem}_distance.tif")
-    return names
+    return FileOutcome(path, [_row(path, 0, result.metrics, seconds=time.perf_counter() - start)],
+                       outputs=[f"{path.stem}_labels.tif"])
 
 
 def _report(outcome: FileOutcome, on_file: Callable[[FileOutcome], None] | None) -> None:
@@ -210,12 +198,16 @@ def _write_file_outputs(outcome: FileOutcome, stack: ImageStack, results: list[R
     try:
         labels = np.stack([r.labels for r in results]) if stack.is_stack else results[0].labels
         write_labels(out / f"{stem}_labels.tif", labels, stack.pixel_size_um)
+        outcome.outputs.append(f"{stem}_labels.tif")
         for result in results:
             name = f"{stem}_f{result.key[1]:04d}_overlay.png" if stack.is_stack else f"{stem}_overlay.png"
             write_png(out / name, overlay_image(result.image_u8, result.labels))
+            outcome.outputs.append(name)
         write_cells_csv(out / f"{stem}_cells.csv", results, stack.pixel_size_um)
+        outcome.outputs.append(f"{stem}_cells.csv")
         if save_distance:
             write_float_tiff(out / f"{stem}_distance.tif", np.stack([r.distance for r in results]))
+            outcome.outputs.append(f"{stem}_distance.tif")
     except OSError as exc:
         outcome.rows.append(_row(path, 0, error=f"cannot write outputs ({exc})"))
         return

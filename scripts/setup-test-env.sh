@@ -1,12 +1,11 @@
 #!/usr/bin/env bash
-# Installs samcell-rt with its test extras and runs the default (non-slow, non-GPU) test suite.
+# Installs samcell-rt with every extra the default test run exercises.
 # torch is pinned and installed first: an unpinned torch would pull GBs of CUDA packages.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 python -m pip install -q torch==2.13.0
 python -m pip install -q -e ".[cpu,export,train,gui,gui-test,dist,dev]"
-# The GUI test drives the system Chromium; install it where we may (root on Debian), else it skips.
+# The GUI test drives the system Chromium; install it where we may (root on Debian), else that test skips.
 if ! command -v chromium >/dev/null && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
     (apt-get update -qq && apt-get install -y -qq chromium) >/dev/null 2>&1 || echo "note: chromium not installed; GUI browser test will skip"
 fi
-python -m pytest -q -m "not slow and not gpu" "$@"
