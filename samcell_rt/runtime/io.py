@@ -54,12 +54,15 @@ def read_image(path: str | Path, channel: int | None = None) -> ImageStack:
     if path.stat().st_size == 0:
         raise ImageReadError(path, "file is empty")
     suffix = path.suffix.lower()
-    if suffix in TIFF_SUFFIXES:
-        data, axes, pixel_size = _read_tiff(path)
-    elif suffix in RASTER_SUFFIXES:
-        data, axes, pixel_size = _read_raster(path), "YXS", None
-    else:
-        raise ImageReadError(path, f"unsupported file type {suffix!r} (use TIFF, PNG, JPEG or BMP)")
+    try:
+        if suffix in TIFF_SUFFIXES:
+            data, axes, pixel_size = _read_tiff(path)
+        elif suffix in RASTER_SUFFIXES:
+            data, axes, pixel_size = _read_raster(path), "YXS", None
+        else:
+            raise ImageReadError(path, f"unsupported file type {suffix!r} (use TIFF, PNG, JPEG or BMP)")
+    except OSError as exc:  # permissions, vanished files, I/O errors
+        raise ImageReadError(path, f"cannot be read ({exc.strerror or exc})") from exc
     frames = _to_gray_frames(path, data, axes, channel)
     return ImageStack(path=path, frames=frames, pixel_size_um=pixel_size)
 

@@ -144,3 +144,16 @@ def test_labels_written_uint16_then_uint32_compressed(tmp_path):
     write_labels(tmp_path / "b.tif", big)
     np.testing.assert_array_equal(tifffile.imread(tmp_path / "b.tif"), big)
     assert not list(tmp_path.glob(".*part"))  # no temporary files left behind
+
+
+def test_os_errors_become_read_errors(tmp_path, monkeypatch):
+    """Permissions or I/O failures while reading are reported for that file, not raised raw."""
+    path = tmp_path / "locked.png"
+    path.write_bytes(b"\x89PNG....")
+
+    def refuse(*args, **kwargs):
+        raise PermissionError(13, "Permission denied")
+
+    monkeypatch.setattr(np, "fromfile", refuse)
+    with pytest.raises(ImageReadError, match="locked.png: cannot be read \\(Permission denied\\)"):
+        read_image(path)
