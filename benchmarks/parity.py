@@ -19,7 +19,7 @@ from pathlib import Path
 import click
 import numpy as np
 
-from samcell_rt.machine import machine_info
+from samcell_rt.machine import emit_report, machine_info
 
 
 def synthetic_images(shape: tuple[int, int], count: int) -> list[np.ndarray]:
@@ -123,11 +123,7 @@ def main(checkpoint, random_config, precisions, size, image_count, out) -> None:
             "speedup_vs_reference": report["reference"]["seconds_per_image"] / float(np.mean(seconds)),
         }
         click.echo(json.dumps({precision: report["samcell_rt"][precision]}), err=True)
-    text = json.dumps(report, indent=2)
-    click.echo(text)
-    if out:
-        out.parent.mkdir(parents=True, exist_ok=True)
-        out.write_text(text + "\n")
+    emit_report(report, out)
 
 
 if __name__ == "__main__":

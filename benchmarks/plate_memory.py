@@ -8,7 +8,6 @@ real command in a child process under /usr/bin/time, and records its peak RSS an
 
 from __future__ import annotations
 
-import json
 import re
 import subprocess
 import sys
@@ -19,7 +18,7 @@ from pathlib import Path
 import click
 import numpy as np
 
-from samcell_rt.machine import machine_info
+from samcell_rt.machine import emit_report, machine_info
 
 
 def write_plate(path: Path, size: int, density: float = 1 / 6000, radius: int = 12, seed: int = 0) -> int:
@@ -80,10 +79,7 @@ def main(size: int, out: Path | None) -> None:
     report = {"benchmark": "plate_memory", "image": f"{size}x{size} uint16, {discs} synthetic cells",
               "model": "blob test model", "peak_rss_gib": peak_kb / 2**20, "wall": wall,
               "labels_file_mib": labels_mb, "summary": summary, "machine": machine_info()}
-    text = json.dumps(report, indent=2)
-    click.echo(text)
-    if out:
-        out.write_text(text + "\n")
+    emit_report(report, out)
 
 
 if __name__ == "__main__":

@@ -9,7 +9,6 @@ number of requests: first from one client, then from N concurrent clients.
 from __future__ import annotations
 
 import io
-import json
 import socket
 import tempfile
 import threading
@@ -19,7 +18,7 @@ from pathlib import Path
 
 import click
 
-from samcell_rt.machine import machine_info
+from samcell_rt.machine import emit_report, machine_info
 
 
 def _serve(app) -> tuple[str, object]:
@@ -72,10 +71,7 @@ def main(count: int, clients: int, size: int, out: Path | None) -> None:
               "requests": count, "requests_per_second_1_client": rates[1],
               f"requests_per_second_{clients}_clients": rates[clients], "concurrency_gain": rates[clients] / rates[1],
               "machine": machine_info()}
-    text = json.dumps(report, indent=2)
-    click.echo(text)
-    if out:
-        out.write_text(text + "\n")
+    emit_report(report, out)
 
 
 if __name__ == "__main__":

@@ -8,14 +8,13 @@ tiling, CLAHE), blending and watershed take next to any real engine.
 
 from __future__ import annotations
 
-import json
 import tempfile
 import time
 from pathlib import Path
 
 import click
 
-from samcell_rt.machine import machine_info
+from samcell_rt.machine import emit_report, machine_info
 
 
 @click.command()
@@ -40,11 +39,7 @@ def main(size: int, repeats: int, batch_size: int, out: Path | None) -> None:
     report = {"benchmark": "stage_times", "image": f"{size}x{size} uint16", "tiles": _tiles(size),
               "cells": result.metrics["cells"],
               "model": "blob test model (blur + sigmoid)", "median_seconds": median, "machine": machine_info()}
-    text = json.dumps(report, indent=2)
-    click.echo(text)
-    if out:
-        out.parent.mkdir(parents=True, exist_ok=True)
-        out.write_text(text + "\n")
+    emit_report(report, out)
 
 
 def _tiles(size: int) -> int:

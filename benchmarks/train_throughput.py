@@ -5,7 +5,6 @@
 
 from __future__ import annotations
 
-import json
 import tempfile
 import time
 from pathlib import Path
@@ -13,7 +12,7 @@ from pathlib import Path
 import click
 import numpy as np
 
-from samcell_rt.machine import machine_info
+from samcell_rt.machine import emit_report, machine_info
 
 
 @click.command()
@@ -52,10 +51,7 @@ def main(config: str, batch_size: int, steps: int, device: str, out: Path | None
     report = {"benchmark": "train_throughput", "config": config, "device": str(trainer.device),
               "batch_size": batch_size, "seconds_per_step": seconds, "tiles_per_second": batch_size / seconds,
               "threads": torch.get_num_threads(), "machine": machine_info()}
-    text = json.dumps(report, indent=2)
-    click.echo(text)
-    if out:
-        out.write_text(text + "\n")
+    emit_report(report, out)
 
 
 if __name__ == "__main__":

@@ -40,3 +40,15 @@ def machine_info() -> dict:
             pass
     return {"cpu": cpu, "cores": len(os.sched_getaffinity(0)), "machine": platform.machine(), "gpu": gpu_info(),
             "python": platform.python_version(), "versions": versions}
+
+
+def emit_report(report: dict, out=None) -> None:
+    """Print a benchmark report as JSON and, when `out` is given, write it there too."""
+    import json
+    from pathlib import Path
+
+    text = json.dumps(report, indent=2)
+    print(text)
+    if out:
+        Path(out).parent.mkdir(parents=True, exist_ok=True)
+        Path(out).write_text(text + "\n")

@@ -149,11 +149,7 @@ def create_service(segmenter: Segmenter, max_mb: float = DEFAULT_MAX_MB):
 
     async def segment(request: Request) -> Response:
         try:
-            declared = int(request.headers.get("content-length") or 0)
-            if declared > max_bytes:
-                if declared <= DRAIN_LIMIT:  # read and drop it, so the client sees the 413, not a reset
-                    async for _ in request.stream():
-                        pass
+            if await oversized(request, max_bytes):
                 raise RequestError(413, f"image larger than {max_mb:g} MB")
             data, name = await _body(request, max_bytes)
             frames = await asyncio.to_thread(decode_image, data, name, max_bytes)
@@ -175,6 +171,18 @@ def create_service(segmenter: Segmenter, max_mb: float = DEFAULT_MAX_MB):
 
     routes = [Route("/health", health), Route("/v1/model", model), Route("/v1/segment", segment, methods=["POST"])]
     return Starlette(routes=routes, lifespan=lifespan)
+
+
+async def oversized(request, limit: int) -> bool:
+    """True when the declared body exceeds `limit`; the body is then read and dropped (up to
+    DRAIN_LIMIT) so the client receives the 413 instead of a connection reset mid-upload."""
+    declared = int(request.headers.get("content-length") or 0)
+    if declared <= limit:
+        return False
+    if declared <= DRAIN_LIMIT:
+        async for _ in request.stream():
+            pass
+    return True
 
 
 async def _body(request, max_bytes: int) -> tuple[bytes, str]:

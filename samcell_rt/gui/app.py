@@ -17,7 +17,7 @@ from starlette.staticfiles import StaticFiles
 from ..runtime.io import labels_tiff_bytes
 from ..runtime.measure import json_columns, with_physical_units
 from ..runtime.segmenter import Segmenter
-from ..serve import DRAIN_LIMIT
+from ..serve import oversized
 from .jobs import Job, JobQueue, frame_of
 
 STATIC = Path(__file__).parent / "static"
@@ -38,11 +38,7 @@ def create_app(segmenter: Segmenter, max_upload_mb: float = DEFAULT_MAX_UPLOAD_M
                              "peak": segmenter.peak, "fill": segmenter.fill, "max_upload_mb": max_upload_mb})
 
     async def upload(request: Request) -> Response:
-        declared = int(request.headers.get("content-length") or 0)
-        if declared > limit:
-            if declared <= DRAIN_LIMIT:  # read and drop it, so the browser sees the 413, not a reset
-                async for _ in request.stream():
-                    pass
+        if await oversized(request, limit):
             return _error(413, f"upload larger than {max_upload_mb:g} MB")
         form = await request.form(max_files=1000)
         accepted, rejected = [], []
