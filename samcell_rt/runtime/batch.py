@@ -20,6 +20,7 @@ from ..errors import SamcellError
 from .atomic import write_text_atomic
 from .io import ImageStack, is_image_file, overlay_image, read_image, write_float_tiff, write_labels, write_png
 from .measure import image_metrics, with_physical_units
+from .plate import PLATE_PIXELS, is_plate
 from .segmenter import Result, Segmenter
 
 SUMMARY_FIELDS = ("file", "frame", "cells", "mean_area_px", "median_area_px", "confluency", "mean_neighbours",
@@ -78,7 +79,7 @@ class RunOptions:
     pixel_size_um: float | None = None
     save_distance: bool = False
     overwrite: bool = False
-    plate_pixels: int = 8192 * 8192  # larger single-plane TIFFs take the banded, bounded-memory path
+    plate_pixels: int = PLATE_PIXELS  # larger single-plane TIFFs take the banded, bounded-memory path
 
     def params(self, segmenter: Segmenter) -> dict:
         return {"peak": segmenter.peak, "fill": segmenter.fill, "scaling": segmenter.scaling,
@@ -114,8 +115,6 @@ def segment_files(files: list[Path], out: Path, segmenter: Segmenter, options: R
         if outcome.ok:
             manifest.record(outcome.path, outcome.rows, outcome.outputs)
         _report(outcome, on_file)
-
-    from .plate import is_plate
 
     plates = [i for i in todo if is_plate(files[i], options.plate_pixels)]
     todo = [i for i in todo if i not in plates]

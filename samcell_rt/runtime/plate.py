@@ -23,10 +23,11 @@ from pathlib import Path
 import numpy as np
 
 from .atomic import atomic_path
+from .measure import area_metrics
 from .postprocess import labels_from_distance
-from .preprocess import enhance_tiles
+from .preprocess import enhance_tiles, to_uint8
 from .segmenter import Segmenter
-from .tiling import TileGrid, axis_starts, edge_weights, extract_tiles
+from .tiling import OVERLAP, TileGrid, axis_starts, edge_weights, extract_tiles
 
 PLATE_PIXELS = 8192 * 8192  # images above this many pixels take the banded path
 BAND = 1024
@@ -62,6 +63,9 @@ class LazyImage:
         return np.asarray(self.array[start:stop, :])
 
     def value_range(self, chunk: int = 1024) -> tuple[float, float]:
+        """min..max over the whole plane, streamed (uint8 needs no scaling: no pass)."""
+        if self.dtype == np.uint8:
+            return 0.0, 255.0
         lo, hi = np.inf, -np.inf
         for start in range(0, self.shape[0], chunk):
             band = self.rows(start, start + chunk)
@@ -76,31 +80,21 @@ class LazyImage:
         self._tif.close()
 
 
-def _scale(band: np.ndarray, lo: float, hi: float) -> np.ndarray:
-    """The same linear map as preprocess.to_uint8 "range", with the whole image's range."""
-    if band.dtype == np.uint8:
-        return band
-    if hi <= lo:
-        return np.zeros(band.shape, np.uint8)
-    scaled = (band.astype(np.float32) - lo) * (255.0 / (hi - lo))
-    return np.clip(np.rint(scaled), 0, 255).astype(np.uint8)
-
-
 def distance_rows(image: LazyImage, segmenter: Segmenter, timings: dict) -> Iterator[tuple[int, np.ndarray]]:
     """(first row, finished distance rows) in order, holding only about one tile row in memory."""
     from ._blend_kernel import accumulate
 
     height, width = image.shape
-    tile, overlap = segmenter.info.tile, 32
+    tile, overlap = segmenter.info.tile, OVERLAP
     ys, xs = axis_starts(height, tile, overlap), axis_starts(width, tile, overlap)
-    lo, hi = image.value_range() if image.dtype != np.uint8 else (0.0, 255.0)
+    lo, hi = image.value_range()
     weights = edge_weights(tile, overlap)
     base = 0  # image row of the accumulators' first row
     acc = np.zeros((0, width), np.float32)
     wsum = np.zeros((0, width), np.float32)
     for k, y in enumerate(ys):
         start = time.perf_counter()
-        band = _scale(image.rows(y, min(height, y + tile)), lo, hi)
+        band = to_uint8(image.rows(y, min(height, y + tile)), value_range=(lo, hi))
         grid = TileGrid(band.shape[0], width, np.zeros(1, np.int64), xs, tile, overlap)
         tiles = enhance_tiles(extract_tiles(band, grid))
         timings["preprocess"] += (t1 := time.perf_counter()) - start
@@ -208,10 +202,7 @@ def segment_plate(path: str | Path, out_labels: str | Path, segmenter: Segmenter
     finally:
         image.close()
     start = time.perf_counter()
-    cell_areas = areas[1:][areas[1:] > 0]
-    metrics = {"cells": int(cell_areas.size), "mean_area_px": float(cell_areas.mean()) if cell_areas.size else 0.0,
-               "median_area_px": float(np.median(cell_areas)) if cell_areas.size else 0.0,
-               "confluency": float(cell_areas.sum() / (height * width))}
+    metrics = area_metrics(areas[1:], height * width)
     timings["measure"] = time.perf_counter() - start
     return PlateResult((height, width), metrics, timings)
 

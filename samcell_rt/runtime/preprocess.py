@@ -20,12 +20,14 @@ class ImageValueError(ValueError):
     """The pixel values cannot be scaled (NaN/inf present)."""
 
 
-def to_uint8(image: np.ndarray, scaling: Scaling = "range", percentiles: tuple[float, float] = (0.1, 99.9)) -> np.ndarray:
+def to_uint8(image: np.ndarray, scaling: Scaling = "range", percentiles: tuple[float, float] = (0.1, 99.9),
+             value_range: tuple[float, float] | None = None) -> np.ndarray:
     """Scale a 2-D plane of any dtype to uint8 without wrap-around.
 
     "range" maps the image's own min..max onto 0..255 (nothing clipped); "percentile" maps the
     given percentiles and saturates the few values outside them, which suits images with hot
-    pixels. A constant image becomes all zeros.
+    pixels. A constant image becomes all zeros. `value_range` supplies min..max measured
+    elsewhere (a band of a plate scaled with the whole plate's range).
     """
     if image.dtype == np.uint8:
         return image
@@ -34,7 +36,9 @@ def to_uint8(image: np.ndarray, scaling: Scaling = "range", percentiles: tuple[f
     values = image.astype(np.float32, copy=False)
     if image.dtype.kind == "f" and not np.isfinite(values).all():
         raise ImageValueError("image contains NaN or infinite values")
-    if scaling == "percentile":
+    if value_range is not None:
+        lo, hi = value_range
+    elif scaling == "percentile":
         lo, hi = (float(v) for v in np.percentile(values, percentiles))
     else:
         lo, hi = float(values.min()), float(values.max())
