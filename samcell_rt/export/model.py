@@ -6,6 +6,10 @@ of its two passes as the reference processor does (PIL resizes the uint8 image, 
 three identical channels -> SAM image encoder -> prompt encoder with no prompt -> mask decoder
 (first of the three multimask outputs, as the reference reads `pred_masks[:, 0, 0]`) -> sigmoid.
 It wraps transformers' `SamModel`; it does not fork it.
+
+Two encoders share everything else: SAM ViT-B (1024 px input, tiles upsampled 4x, ImageNet
+normalisation) and SAMCell-Lite's TinyViT from LiteMedSAM (256 px native input, pixels / 255 as
+LiteMedSAM was trained). The config's `samcell_encoder` attribute says which; `build_sam` builds it.
 """
 
 from __future__ import annotations
@@ -17,6 +21,23 @@ from transformers import SamConfig, SamModel
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
+# encoder -> (mean, std) of the 0..1 pixel values it was pretrained on
+NORMALISATION = {"vit": (IMAGENET_MEAN, IMAGENET_STD), "tinyvit": ((0.0, 0.0, 0.0), (1.0, 1.0, 1.0))}
+
+
+def encoder_kind(config: SamConfig) -> str:
+    """`vit` (transformers' own SAM encoder) or `tinyvit` (SAMCell-Lite)."""
+    return getattr(config, "samcell_encoder", "vit")
+
+
+def build_sam(config: SamConfig) -> SamModel:
+    """A SamModel for this config, with the TinyViT encoder swapped in for SAMCell-Lite configs."""
+    model = SamModel(config)
+    if encoder_kind(config) == "tinyvit":
+        from .tinyvit import TinyViTEncoder
+
+        model.vision_encoder = TinyViTEncoder()
+    return model
 
 
 class SamCellTiles(nn.Module):
@@ -27,8 +48,9 @@ class SamCellTiles(nn.Module):
         self.sam = sam
         self.tile = tile
         self.input_size = sam.config.vision_config.image_size
-        self.register_buffer("mean", torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1) * 255.0, persistent=False)
-        self.register_buffer("std", torch.tensor(IMAGENET_STD).view(1, 3, 1, 1) * 255.0, persistent=False)
+        mean, std = NORMALISATION[encoder_kind(sam.config)]
+        self.register_buffer("mean", torch.tensor(mean).view(1, 3, 1, 1) * 255.0, persistent=False)
+        self.register_buffer("std", torch.tensor(std).view(1, 3, 1, 1) * 255.0, persistent=False)
 
     def pixel_values(self, tiles: torch.Tensor) -> torch.Tensor:
         """What the reference SamProcessor would hand the model for these tiles."""
@@ -72,9 +94,22 @@ def tiny_config(image_size: int = 1024) -> SamConfig:
                      initializer_range=0.02)
 
 
+def lite_config() -> SamConfig:
+    """SAMCell-Lite: LiteMedSAM's TinyViT encoder (256 px in, 64x64 embedding) + SAM's standard
+    prompt encoder and mask decoder. `vision_config` only carries the input size: the ViT that
+    SamModel builds from it is replaced by `build_sam`, so it is kept minimal."""
+    vision = dict(image_size=256, patch_size=4, hidden_size=8, num_hidden_layers=1, num_attention_heads=1, mlp_dim=8,
+                  output_channels=256, global_attn_indexes=[0])
+    prompt = dict(image_size=256, image_embedding_size=64)
+    return SamConfig(vision_config=vision, prompt_encoder_config=prompt, samcell_encoder="tinyvit")
+
+
+CONFIGS = {"vit-b": vit_b_config, "lite": lite_config, "tiny": tiny_config, "tiny-256": lambda: tiny_config(256)}
+
+
 def config_by_name(name: str) -> SamConfig:
-    """`vit-b`, `tiny` (1024 px input) or `tiny-256` (native 256 px input)."""
-    configs = {"vit-b": vit_b_config, "tiny": tiny_config, "tiny-256": lambda: tiny_config(256)}
+    """`vit-b`, `lite` (SAMCell-Lite), `tiny` (1024 px input) or `tiny-256` (native 256 px input)."""
+    configs = CONFIGS
     if name not in configs:
         raise ValueError(f"unknown config {name!r}; choose from {', '.join(configs)}")
     return configs[name]()
@@ -87,7 +122,7 @@ def random_sam(config: SamConfig, seed: int = 0) -> SamModel:
     would make parity tests pass trivially; weights are redrawn with fan-in scaling instead.
     """
     torch.manual_seed(seed)
-    model = SamModel(config).eval()
+    model = build_sam(config).eval()
     with torch.no_grad():
         for param in model.parameters():
             if param.dim() > 1:

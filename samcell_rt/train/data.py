@@ -9,7 +9,8 @@ Adapters (each yields (image path, labels) pairs):
 - plain pairs: `X.tif` with `X_labels.tif` (or `X_masks.*`), or `images/X.*` with `labels/X.*`;
 - Cellpose folders: `*_img.png` with `*_masks.png`;
 - Cell Tracking Challenge: `01/t*.tif` with `01_GT/SEG/man_seg*.tif` (only annotated frames);
-- LIVECell / COCO: a `*.json` annotation file whose images sit beside it (pycocotools).
+- LIVECell / COCO: a `*.json` annotation file whose images sit beside it (pycocotools);
+- `pkg:NAME`: annotated images that registry packages ship (see `packaged.py`).
 """
 
 from __future__ import annotations
@@ -99,6 +100,11 @@ def load_dataset(roots: list[str | Path], min_cell_area: int = 0) -> list[Sample
     """Load every annotated image under the given folders (or COCO json files)."""
     samples: list[Sample] = []
     for root in map(Path, roots):
+        if str(root).startswith("pkg:"):
+            from .packaged import load_packaged
+
+            samples += load_packaged(str(root)[len("pkg:"):])
+            continue
         if root.suffix == ".json":
             samples += load_coco(root)
             continue
@@ -106,14 +112,15 @@ def load_dataset(roots: list[str | Path], min_cell_area: int = 0) -> list[Sample
             image = read_image(image_path).frames[0]
             labels = read_image(label_path).frames[0].astype(np.int32)
             if min_cell_area:
-                labels = _drop_small(labels, min_cell_area)
+                labels = drop_small(labels, min_cell_area)
             samples.append(Sample(str(image_path), to_uint8(image), labels))
     if not samples:
         raise ValueError(f"no annotated images found in {', '.join(map(str, roots))}")
     return samples
 
 
-def _drop_small(labels: np.ndarray, min_area: int) -> np.ndarray:
+def drop_small(labels: np.ndarray, min_area: int) -> np.ndarray:
+    """Remove label ids smaller than `min_area` pixels (automatic labels' specks)."""
     areas = np.bincount(labels.ravel())
     small = np.flatnonzero(areas < min_area)
     return np.where(np.isin(labels, small[small > 0]), 0, labels)
@@ -131,14 +138,18 @@ class Augment:
 
 
 def random_crop(sample: Sample, rng: np.random.Generator, tile: int = 256,
-                augment: Augment | None = None) -> tuple[np.ndarray, np.ndarray]:
-    """One training pair: a preprocessed uint8 tile (T, T) and its float32 target (T, T)."""
+                augment: Augment | None = None, focus: float = 0.0) -> tuple[np.ndarray, np.ndarray]:
+    """One training pair: a preprocessed uint8 tile (T, T) and its float32 target (T, T).
+
+    With probability `focus` the crop is placed to contain a random cell pixel: sparse images (a
+    few bacteria in a large field) would otherwise give mostly empty crops.
+    """
     import cv2
 
     scale = rng.uniform(*augment.scale) if augment else 1.0
     size = max(8, int(round(tile / scale)))
     image, labels = _pad_to(sample.image, size), _pad_to(sample.labels, size)
-    y, x = rng.integers(0, image.shape[0] - size + 1), rng.integers(0, image.shape[1] - size + 1)
+    y, x = _corner(labels, size, rng, focus)
     image, labels = image[y : y + size, x : x + size], labels[y : y + size, x : x + size]
     if size != tile:
         image = cv2.resize(image, (tile, tile), interpolation=cv2.INTER_LINEAR)
@@ -146,6 +157,18 @@ def random_crop(sample: Sample, rng: np.random.Generator, tile: int = 256,
     if augment:
         image, labels = _augment(image, labels, rng, augment)
     return enhance_tile(np.ascontiguousarray(image)), distance_target(np.ascontiguousarray(labels))
+
+
+def _corner(labels: np.ndarray, size: int, rng: np.random.Generator, focus: float) -> tuple[int, int]:
+    """Top-left corner of a size x size crop: uniform, or (with probability `focus`) around a cell pixel."""
+    high_y, high_x = labels.shape[0] - size, labels.shape[1] - size
+    cells = np.flatnonzero(labels) if focus and rng.random() < focus else np.empty(0)
+    if not cells.size:
+        return int(rng.integers(0, high_y + 1)), int(rng.integers(0, high_x + 1))
+    cy, cx = divmod(int(cells[rng.integers(cells.size)]), labels.shape[1])
+    y = rng.integers(max(0, cy - size + 1), min(cy, high_y) + 1)
+    x = rng.integers(max(0, cx - size + 1), min(cx, high_x) + 1)
+    return int(y), int(x)
 
 
 def _pad_to(array: np.ndarray, size: int) -> np.ndarray:

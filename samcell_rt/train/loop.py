@@ -4,6 +4,11 @@ Recipe (paper, Methods): full fine-tuning of the image encoder and mask decoder,
 frozen; L2 loss between the sigmoid output and the distance-map target; AdamW, lr 1e-4, weight
 decay 0.1; 250 warm-up steps then linear decay to zero; early stopping on validation loss
 (patience 7 epochs, min delta 1e-4), keeping the best checkpoint. Mixed precision (bf16) on GPU.
+Options beyond the paper, for small CPU budgets: `freeze_stages` keeps the encoder's patch
+embedding and first N stages fixed (their backward pass is most of a TinyViT step's cost at full
+resolution), `focus` centres crops on cells, `max_minutes` ends training at the next epoch boundary.
+Batch-norm layers (TinyViT has them; ViT-B does not) always use their pretrained statistics: a
+batch of a few correlated crops is no estimate of them.
 
 Outputs in OUT: `best.safetensors` + `best.json` (SAM config, recipe, data, metrics: loadable by
 `export`), and `last.safetensors` + `last.json` + `last.state.pt` (optimiser and schedule) to resume.
@@ -42,6 +47,9 @@ class Recipe:
     seed: int = 0
     config: str = "vit-b"
     init: str | None = None
+    freeze_stages: int = 0
+    focus: float = 0.0
+    max_minutes: float = 0.0  # 0: no time limit
     augment: dict = field(default_factory=lambda: asdict(Augment()))
 
 
@@ -53,8 +61,9 @@ def split(samples: list[Sample], fraction: float, seed: int) -> tuple[list[Sampl
     return [samples[i] for i in order[count:]], val or [samples[i] for i in order[:1]]
 
 
-def _batch(samples: list[Sample], rng: np.random.Generator, size: int, tile: int, augment: Augment | None):
-    pairs = [random_crop(samples[rng.integers(len(samples))], rng, tile, augment) for _ in range(size)]
+def _batch(samples: list[Sample], rng: np.random.Generator, size: int, tile: int, augment: Augment | None,
+           focus: float = 0.0):
+    pairs = [random_crop(samples[rng.integers(len(samples))], rng, tile, augment, focus) for _ in range(size)]
     tiles = torch.from_numpy(np.stack([p[0] for p in pairs])[:, None])
     targets = torch.from_numpy(np.stack([p[1] for p in pairs])[:, None])
     return tiles, targets
@@ -85,8 +94,9 @@ class Trainer:
         config = config_by_name(recipe.config)
         sam = load_checkpoint(recipe.init, config).model if recipe.init else random_sam(config, recipe.seed)
         self.model = SamCellTiles(sam, recipe.tile).to(self.device)
-        for param in self.model.sam.prompt_encoder.parameters():
-            param.requires_grad_(False)
+        for module in self._frozen():
+            for param in module.parameters():
+                param.requires_grad_(False)
         trainable = [p for p in self.model.parameters() if p.requires_grad]
         self.optimizer = torch.optim.AdamW(trainable, lr=recipe.lr, weight_decay=recipe.weight_decay)
         self.train_set, self.val_set = split(samples, recipe.val_fraction, recipe.seed)
@@ -95,9 +105,22 @@ class Trainer:
         self.total_steps = self.steps_per_epoch * recipe.epochs
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, schedule(recipe.warmup_steps, self.total_steps))
         self.val_batch = _batch(self.val_set, np.random.default_rng(recipe.seed + 1), recipe.val_crops, recipe.tile, None)
-        self.data = {"sources": data_sources or [], "train_images": len(self.train_set), "val_images": len(self.val_set)}
+        self.data = {"sources": data_sources or [], "train_images": len(self.train_set), "val_images": len(self.val_set),
+                     "val_names": [s.name for s in self.val_set]}
         self.state = {"epoch": 0, "step": 0, "best_val": math.inf, "stale_epochs": 0, "history": []}
         self.rng = np.random.default_rng(recipe.seed + 2)
+
+    def _frozen(self) -> list[torch.nn.Module]:
+        """The prompt encoder (unused without prompts), plus the first `freeze_stages` encoder stages."""
+        encoder = self.model.sam.vision_encoder
+        stages = [encoder.patch_embed, *encoder.layers[: self.recipe.freeze_stages]] if self.recipe.freeze_stages else []
+        return [self.model.sam.prompt_encoder, *stages]
+
+    def _train_mode(self) -> None:
+        self.model.train()
+        for module in self.model.modules():
+            if isinstance(module, torch.nn.modules.batchnorm._BatchNorm):
+                module.eval()
 
     def loss(self, tiles: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
         """L2 loss on the sigmoid output (bf16 autocast on GPU)."""
@@ -119,13 +142,16 @@ class Trainer:
         from tqdm import tqdm
 
         augment = Augment(**self.recipe.augment)
-        while self.state["epoch"] < self.recipe.epochs and self.state["stale_epochs"] < self.recipe.patience:
-            self.model.train()
+        deadline = time.monotonic() + self.recipe.max_minutes * 60 if self.recipe.max_minutes else math.inf
+        while (self.state["epoch"] < self.recipe.epochs and self.state["stale_epochs"] < self.recipe.patience
+               and time.monotonic() < deadline):
+            self._train_mode()
             start, losses = time.perf_counter(), []
             bar = tqdm(range(self.steps_per_epoch), desc=f"epoch {self.state['epoch'] + 1}/{self.recipe.epochs}",
                        disable=not progress, leave=False)
             for _ in bar:
-                loss = self.loss(*_batch(self.train_set, self.rng, self.recipe.batch_size, self.recipe.tile, augment))
+                loss = self.loss(*_batch(self.train_set, self.rng, self.recipe.batch_size, self.recipe.tile, augment,
+                                         self.recipe.focus))
                 self.optimizer.zero_grad(set_to_none=True)
                 loss.backward()
                 self.optimizer.step()
@@ -135,7 +161,8 @@ class Trainer:
                 bar.set_postfix(loss=f"{losses[-1]:.4f}", lr=f"{self.scheduler.get_last_lr()[0]:.2e}")
             self._end_epoch(float(np.mean(losses)), self.validate(), time.perf_counter() - start)
         return {"best_val_loss": self.state["best_val"], "epochs": self.state["epoch"], "steps": self.state["step"],
-                "stopped_early": self.state["stale_epochs"] >= self.recipe.patience}
+                "stopped_early": self.state["stale_epochs"] >= self.recipe.patience,
+                "out_of_time": time.monotonic() >= deadline}
 
     def _end_epoch(self, train_loss: float, val_loss: float, seconds: float) -> None:
         self.state["epoch"] += 1

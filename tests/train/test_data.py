@@ -91,3 +91,14 @@ def test_random_crop_shapes_and_augmentation():
     small = Sample("small", np.zeros((50, 60), np.uint8), np.ones((50, 60), np.int32))
     tile, target = random_crop(small, rng, 256, None)  # padded up to a tile
     assert tile.shape == (256, 256) and target[:50, :60].max() == 1.0 and target[100, 100] == 0
+
+
+def test_focus_places_crops_on_cells():
+    labels = np.zeros((1000, 1000), np.int32)
+    labels[700:710, 300:312] = 1  # one small cell in a large empty field
+    sample = Sample("sparse", np.zeros((1000, 1000), np.uint8), labels)
+    rng = np.random.default_rng(0)
+    focused = [random_crop(sample, rng, 128, None, focus=1.0)[1].max() > 0 for _ in range(40)]
+    uniform = [random_crop(sample, rng, 128, None, focus=0.0)[1].max() > 0 for _ in range(40)]
+    assert all(focused)
+    assert sum(uniform) < 10  # a uniform 128 px crop rarely meets a 10 x 12 px cell in a 1000 px field

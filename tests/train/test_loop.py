@@ -90,3 +90,21 @@ def test_train_command_line(tmp_path):
     again = subprocess.run(args + ["--epochs", "2", "--resume"], capture_output=True, text=True, timeout=600)
     assert again.returncode == 0, again.stderr
     assert json.loads((tmp_path / "run" / "last.json").read_text())["metrics"]["epoch"] == 2
+
+
+def test_frozen_stages_and_batchnorm_statistics_stay_fixed(tmp_path):
+    """`freeze_stages` fixes the patch embedding and leading stages; batch norm keeps its statistics."""
+    import torch
+
+    recipe = tiny_recipe(config="lite", freeze_stages=2, epochs=1, steps_per_epoch=1, batch_size=1, val_crops=1)
+    trainer = Trainer(synthetic_samples(2), tmp_path / "run", recipe)
+    encoder = trainer.model.sam.vision_encoder
+    before = {k: v.clone() for k, v in trainer.model.state_dict().items()}
+    trainer.fit(progress=False)
+    after = trainer.model.state_dict()
+    frozen = ("sam.vision_encoder.patch_embed.", "sam.vision_encoder.layers.0.", "sam.vision_encoder.layers.1.")
+    for key, value in before.items():
+        if key.startswith(frozen) or "running_" in key or "num_batches_tracked" in key:
+            assert torch.equal(value, after[key]), key
+    changed = [k for k in before if k.startswith("sam.vision_encoder.layers.3.") and not torch.equal(before[k], after[k])]
+    assert changed and not any(p.requires_grad for p in encoder.layers[1].parameters())

