@@ -115,7 +115,7 @@ def test_resolve_model_errors(tmp_path, monkeypatch):
 def test_default_model_is_shipped_and_listed():
     """The wheel carries samcell-lite (+ its card); no --model means samcell-lite."""
     path = registry.resolve_model(None)
-    assert path == registry.SHIPPED_DIR / "samcell-lite.onnx" and path.stat().st_size <= 50 * 2**20
+    assert path == registry.SHIPPED_DIR / "samcell-lite.onnx" and path.stat().st_size <= 50_000_000
     default = [row for row in registry.model_table() if row["default"]]
     assert [row["name"] for row in default] == ["samcell-lite"]
     info = registry.model_info("samcell-lite")

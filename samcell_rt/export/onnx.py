@@ -54,6 +54,12 @@ def verification_tiles(tile: int = 256, seed: int = 0) -> np.ndarray:
     return np.concatenate([noise, enhance_tiles(np.stack(cells))])[:, None]
 
 
+# Constant folding stops at this size: the prompt-free dense embedding and the image-wide positional
+# encoding (1 x 256 x 64 x 64 each, 4 MiB) stay cheap Expand ops instead of 8 MiB of stored floats,
+# which would take SAMCell-Lite's fp32 file past 50 MB.
+FOLD_LIMIT_BYTES = 4_000_000
+
+
 def export_onnx(checkpoint: str | Path, out: str | Path, precision: str = "fp32", opset: int = 17,
                 name: str | None = None, version: str = "1", tile: int = 256, config=None,
                 peak: float = DEFAULT_PEAK, fill: float = DEFAULT_FILL) -> ExportReport:
@@ -101,7 +107,7 @@ def _trace(wrapper, tmp: Path, tile: int, opset: int):
         torch.onnx.export(wrapper, (dummy,), str(path), input_names=[INPUT_NAME], output_names=[OUTPUT_NAME],
                           dynamic_axes={INPUT_NAME: {0: "batch"}, OUTPUT_NAME: {0: "batch"}},
                           opset_version=opset, dynamo=False)
-    return onnxslim.slim(onnx.load(str(path)))
+    return onnxslim.slim(onnx.load(str(path)), size_threshold=FOLD_LIMIT_BYTES)
 
 
 def _convert(model, precision: str, tmp: Path):

