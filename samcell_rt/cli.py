@@ -285,7 +285,7 @@ def models_pull(name, precision) -> None:
 @click.option("--warmup-steps", default=250, show_default=True, type=click.IntRange(min=0))
 @click.option("--patience", default=7, show_default=True, type=click.IntRange(min=1))
 @click.option("--freeze-stages", default=0, show_default=True, type=click.IntRange(min=0),
-              help="Keep the encoder's patch embedding and first N stages fixed (cheaper steps on CPU).")
+              help="Keep the encoder's patch embedding and first N stages (ViT-B: blocks) fixed: cheaper CPU steps.")
 @click.option("--focus", default=0.0, show_default=True, type=click.FloatRange(0, 1),
               help="Share of crops placed on a cell (for sparse images).")
 @click.option("--max-minutes", default=0.0, show_default=True, type=click.FloatRange(min=0),
