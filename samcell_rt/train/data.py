@@ -112,14 +112,14 @@ def load_dataset(roots: list[str | Path], min_cell_area: int = 0) -> list[Sample
             image = read_image(image_path).frames[0]
             labels = read_image(label_path).frames[0].astype(np.int32)
             if min_cell_area:
-                labels = drop_small(labels, min_cell_area)
+                labels = _drop_small(labels, min_cell_area)
             samples.append(Sample(str(image_path), to_uint8(image), labels))
     if not samples:
         raise ValueError(f"no annotated images found in {', '.join(map(str, roots))}")
     return samples
 
 
-def drop_small(labels: np.ndarray, min_area: int) -> np.ndarray:
+def _drop_small(labels: np.ndarray, min_area: int) -> np.ndarray:
     """Remove label ids smaller than `min_area` pixels (automatic labels' specks)."""
     areas = np.bincount(labels.ravel())
     small = np.flatnonzero(areas < min_area)

