@@ -29,10 +29,12 @@ def __getattr__(name: str) -> Any:
 
 
 def load_model(model: str | None = None, engine: str = "cpu", **options: Any) -> Segmenter:
-    """Load a model (path or shipped name) on an engine, ready to segment many images."""
+    """Load a model (file path, shipped or downloaded model name; None: the shipped default) on an
+    engine, ready to segment many images. Options go to `Segmenter` (batch_size, peak, fill, ...)."""
+    from .models import resolve_model
     from .runtime.segmenter import Segmenter
 
-    return Segmenter(model, engine=engine, **options)
+    return Segmenter(resolve_model(model), engine=engine, **options)
 
 
 def segment(image: np.ndarray, model: str | None = None, engine: str = "cpu", **options: Any) -> Result:

@@ -59,7 +59,7 @@ def bench_images(sizes: list[str], folder: Path) -> dict[str, Path]:
     """One synthetic 16-bit TIFF per size (cell density like a sub-confluent culture)."""
     import tifffile
 
-    from .testing import as_dtype, synthetic_cells
+    from .synthetic import as_dtype, synthetic_cells
 
     paths = {}
     for size in sizes:
@@ -76,11 +76,12 @@ def _median(runs: list[dict]) -> dict[str, float]:
 
 def bench_engine(model: str, engine: str, batch_size: int, images: dict[str, Path], repeats: int) -> list[dict]:
     """Rows for one engine and batch size over every image size."""
+    from .models import resolve_model
     from .runtime.io import read_image
     from .runtime.segmenter import Segmenter
     from .runtime.tiling import tile_grid
 
-    segmenter = Segmenter(model, engine=engine, batch_size=batch_size)
+    segmenter = Segmenter(resolve_model(model), engine=engine, batch_size=batch_size)
     rows = []
     for size, path in images.items():
         frame = read_image(path).frames[0]

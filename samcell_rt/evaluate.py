@@ -114,41 +114,42 @@ def pooled(scores: list[PairScore]) -> dict:
             "count_error": n_pred - n_ref, "n_ref": n_ref, "n_pred": n_pred}
 
 
-def pair_files(pred_dir: Path, gt_dir: Path, suffix: str = "_labels") -> list[tuple[str, Path, Path]]:
-    """(name, prediction, reference) triples: `<stem>_labels.tif` pairs with `<stem>.<ext>` in gt_dir.
-
-    Cell Tracking Challenge references (`man_seg<NNN>.tif`) pair with `t<NNN>_labels.tif`.
-    """
+def pair_files(pred_dir: Path, gt_dir: Path, suffix: str = "_labels") -> list[tuple[str, Path | None, Path]]:
+    """(name, prediction or None, reference) for every reference in gt_dir: `<stem>_labels.tif`
+    pairs with `<stem>.<ext>`; Cell Tracking Challenge references (`man_seg<NNN>.tif`) pair with
+    `t<NNN>_labels.tif`. A reference with no prediction is kept (None): it scores as an empty one."""
     from .runtime.io import is_image_file
 
-    references = {p.stem: p for p in sorted(gt_dir.iterdir()) if p.is_file() and is_image_file(p)}
-    for stem in [s for s in references if s.startswith("man_seg")]:
-        references.setdefault("t" + stem[len("man_seg"):], references[stem])
+    predictions = {p.stem[: -len(suffix)]: p for p in sorted(pred_dir.iterdir())
+                   if p.is_file() and is_image_file(p) and p.stem.endswith(suffix)}
     pairs = []
-    for pred in sorted(pred_dir.iterdir()):
-        if pred.is_file() and is_image_file(pred) and pred.stem.endswith(suffix):
-            stem = pred.stem[: -len(suffix)]
-            if stem in references:
-                pairs.append((stem, pred, references[stem]))
+    for ref in sorted(p for p in gt_dir.iterdir() if p.is_file() and is_image_file(p)):
+        ctc = "t" + ref.stem[len("man_seg"):] if ref.stem.startswith("man_seg") else None
+        stem = ref.stem if ref.stem in predictions or ctc not in predictions else ctc
+        pairs.append((stem, predictions.get(stem), ref))
     return pairs
 
 
 def evaluate_folders(pred_dir: str | Path, gt_dir: str | Path) -> dict:
-    """Score every paired label image; {"SEG", "DET", "OP_CSB", "AP50", "AP75", "images": [...]}."""
+    """Score every reference against its prediction (missing ones as empty, listed with "missing": True);
+    {"SEG", "DET", "OP_CSB", "AP50", "AP75", "missing": [...], "images": [...]}."""
     from .runtime.io import read_image
 
     pairs = pair_files(Path(pred_dir), Path(gt_dir))
-    if not pairs:
+    if not any(pred for _, pred, _ in pairs):
         raise ValueError(f"no prediction in {pred_dir} pairs with a reference in {gt_dir} "
                          "(expected <stem>_labels.tif beside <stem>.tif)")
-    scores = []
+    scores, images = [], []
     for name, pred, ref in pairs:
-        pred_frames, ref_frames = read_image(pred).frames, read_image(ref).frames
+        ref_frames = read_image(ref).frames
+        pred_frames = read_image(pred).frames if pred else np.zeros_like(ref_frames)
         if pred_frames.shape != ref_frames.shape:
             raise ValueError(f"{pred}: shape {pred_frames.shape} differs from its reference {ref} {ref_frames.shape}")
         for f, (p, r) in enumerate(zip(pred_frames, ref_frames)):
             scores.append(score_pair(r, p, name if len(pred_frames) == 1 else f"{name}[{f}]"))
-    return {**pooled(scores), "images": [s.as_dict() for s in scores]}
+            images.append({**scores[-1].as_dict(), "missing": pred is None})
+    missing = [name for name, pred, _ in pairs if pred is None]
+    return {**pooled(scores), "missing": missing, "images": images}
 
 
 PEAKS = (0.3, 0.35, 0.4, 0.45, 0.47, 0.5, 0.55, 0.6, 0.65, 0.7)
@@ -161,9 +162,11 @@ def threshold_sweep(distance_dir: str | Path, gt_dir: str | Path, peaks=PEAKS, f
     from .runtime.postprocess import labels_from_distance
 
     pairs = pair_files(Path(distance_dir), Path(gt_dir), suffix="_distance")
-    if not pairs:
+    if not any(d for _, d, _ in pairs):
         raise ValueError(f"no <stem>_distance.tif in {distance_dir} pairs with a reference in {gt_dir}")
-    data = [(name, read_image(d).frames, read_image(r).frames) for name, d, r in pairs]
+    refs = {name: read_image(r).frames for name, _, r in pairs}
+    data = [(name, read_image(d).frames if d else np.zeros(refs[name].shape, np.float32), refs[name])
+            for name, d, _ in pairs]  # a missing map scores as an empty prediction
     rows = []
     for peak in peaks:
         for fill in fills:

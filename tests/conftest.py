@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from samcell_rt.testing import blob_model
+from samcell_rt.synthetic import blob_model
 
 
 @pytest.fixture(scope="session")

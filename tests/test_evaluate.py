@@ -119,7 +119,7 @@ def test_threshold_sweep_from_saved_distance_maps(tmp_path):
 
 
 def test_segment_then_evaluate_and_sweep_end_to_end(tmp_path, blob_path):
-    from samcell_rt.testing import as_dtype, synthetic_cells
+    from samcell_rt.synthetic import as_dtype, synthetic_cells
 
     image, truth = synthetic_cells((300, 340), count=10, seed=5)
     (tmp_path / "img").mkdir()

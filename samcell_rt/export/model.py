@@ -19,6 +19,8 @@ import torch.nn.functional as F
 from torch import nn
 from transformers import SamConfig, SamModel
 
+from . import CONFIG_NAMES
+
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 # encoder -> (mean, std) of the 0..1 pixel values it was pretrained on
@@ -104,7 +106,7 @@ def lite_config() -> SamConfig:
     return SamConfig(vision_config=vision, prompt_encoder_config=prompt, samcell_encoder="tinyvit")
 
 
-CONFIGS = {"vit-b": vit_b_config, "lite": lite_config, "tiny": tiny_config, "tiny-256": lambda: tiny_config(256)}
+CONFIGS = dict(zip(CONFIG_NAMES, (vit_b_config, lite_config, tiny_config, lambda: tiny_config(256))))
 
 
 def config_by_name(name: str) -> SamConfig:

@@ -21,9 +21,8 @@ from ..errors import SamcellError
 from ..runtime.atomic import atomic_path
 from ..runtime.contract import INPUT_NAME, OUTPUT_NAME, PREPROCESS, PROPS
 from ..runtime.postprocess import DEFAULT_FILL, DEFAULT_PEAK
+from . import TOLERANCE
 
-# precision -> maximum absolute error allowed against torch fp32
-TOLERANCE = {"fp32": 1e-4, "fp16": 1e-2, "int8": 5e-2}
 FP32_OPS_IN_FP16 = ["LayerNormalization", "Softmax", "Sigmoid", "ReduceMean", "Pow", "Sqrt", "Erf"]
 
 
@@ -46,7 +45,7 @@ class ExportReport:
 def verification_tiles(tile: int = 256, seed: int = 0) -> np.ndarray:
     """(4, 1, T, T) uint8: two random tiles and two synthetic-cell tiles after the contrast step."""
     from ..runtime.preprocess import enhance_tiles, to_uint8
-    from ..testing import synthetic_cells
+    from ..synthetic import synthetic_cells
 
     rng = np.random.default_rng(seed)
     noise = rng.integers(0, 256, (2, tile, tile), dtype=np.uint8)

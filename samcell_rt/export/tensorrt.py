@@ -95,7 +95,7 @@ def build_engine(onnx_path: str | Path, out: str | Path | None = None, precision
     import onnx
     import tensorrt as trt
 
-    from ..registry import cache_dir
+    from ..cache import cache_dir
     from ..runtime.engines.tensorrt import TensorRTEngine, device_facts
 
     onnx_path = Path(onnx_path)

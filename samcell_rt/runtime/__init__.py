@@ -1,4 +1,3 @@
 """The lean runtime: numpy, OpenCV, scipy, numba and onnxruntime only. Never imports torch."""
 
-# Engine names (kept here, import-free, so the CLI can offer them without loading numpy).
-ENGINES = ("auto", "cpu", "cuda", "ort-tensorrt", "tensorrt")
+MAX_PIXELS = 1 << 30  # ~1.07 gigapixels (32768 x 32768) per file unless the caller allows more

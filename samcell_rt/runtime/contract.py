@@ -6,6 +6,8 @@ import hashlib
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
+
 from ..errors import ModelError
 
 INPUT_NAME = "tiles"
@@ -55,6 +57,25 @@ class ModelInfo:
             raise ModelError(path, f"thresholds must lie in [0, 1] (peak {peak}, fill {fill})")
         return cls(Path(path), values["name"], values["version"], tile, peak, fill,
                    values["source_sha256"], values["preprocess"])
+
+
+OUTPUT_SLACK = 1e-3  # fp16 engines may overshoot [0, 1] by rounding
+
+
+def check_output(path: Path, tiles: np.ndarray, maps: np.ndarray) -> None:
+    """Raise ModelError unless `maps` are the float32 distance maps in [0, 1] the contract promises.
+
+    A model that returns NaN would otherwise yield "0 cells, ok" and one returning 2.0 a single
+    cell covering the image; both are a broken model, not a property of the image.
+    """
+    if maps.shape != tiles.shape or maps.dtype != np.float32:
+        raise ModelError(path, f"returned {maps.dtype} {maps.shape} for tiles {tiles.shape}; the contract is "
+                               f"float32 of the same shape")
+    if not np.isfinite(maps).all():
+        raise ModelError(path, "returned NaN or infinite distance values")
+    low, high = float(maps.min()), float(maps.max())
+    if low < -OUTPUT_SLACK or high > 1 + OUTPUT_SLACK:
+        raise ModelError(path, f"returned distance values in [{low:.3g}, {high:.3g}]; the contract is [0, 1]")
 
 
 def file_sha256(path: str | Path, chunk: int = 1 << 20) -> str:

@@ -7,6 +7,12 @@ Reading rules (documented for users in the README):
 - Colour: RGB(A) samples become gray by ITU-R BT.601 luma (0.299 R + 0.587 G + 0.114 B), alpha
   dropped. `channel=N` picks one channel instead. A channel axis that is not 3/4 colour samples
   needs an explicit `channel`, because averaging fluorescence channels would be a silent guess.
+- Sizes are read from the header before any pixel is decoded: a file claiming more than
+  `max_pixels` pixels (default MAX_PIXELS) is refused, so a lying header cannot exhaust memory.
+- Pixel size: only calibration a microscope program writes counts: OME PhysicalSize, ImageJ
+  metadata in microns, or TIFF resolution tags whose pixel size is plausible for a microscope
+  (MICROSCOPE_UM). General programs write 72 or 300 dpi by default (352.8 / 84.7 um per
+  pixel): that is no calibration, and physical units are left empty.
 - Any failure raises `ImageReadError` naming the file and the cause.
 """
 
@@ -18,8 +24,9 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import ImageReadError
-from .atomic import atomic_path
+from . import MAX_PIXELS
 
+MICROSCOPE_UM = (0.005, 20.0)  # plausible micrometres per pixel, from super-resolution to macro lenses
 TIFF_SUFFIXES = (".tif", ".tiff")
 RASTER_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp")
 IMAGE_SUFFIXES = TIFF_SUFFIXES + RASTER_SUFFIXES
@@ -33,6 +40,7 @@ class ImageStack:
     path: Path
     frames: np.ndarray
     pixel_size_um: float | None = None
+    pixel_size_source: str = ""  # "ome", "imagej", "tiff-resolution", or "" when uncalibrated
 
     @property
     def is_stack(self) -> bool:
@@ -44,7 +52,7 @@ def is_image_file(path: Path) -> bool:
     return path.suffix.lower() in IMAGE_SUFFIXES
 
 
-def read_image(path: str | Path, channel: int | None = None) -> ImageStack:
+def read_image(path: str | Path, channel: int | None = None, max_pixels: int = MAX_PIXELS) -> ImageStack:
     """Read an image file as gray frames; raise ImageReadError on any problem."""
     path = Path(path)
     if not path.exists():
@@ -54,20 +62,28 @@ def read_image(path: str | Path, channel: int | None = None) -> ImageStack:
     if path.stat().st_size == 0:
         raise ImageReadError(path, "file is empty")
     suffix = path.suffix.lower()
+    if suffix not in IMAGE_SUFFIXES:
+        raise ImageReadError(path, f"unsupported file type {suffix!r} (use TIFF, PNG, JPEG or BMP)")
     try:
         if suffix in TIFF_SUFFIXES:
-            data, axes, pixel_size = _read_tiff(path)
-        elif suffix in RASTER_SUFFIXES:
-            data, axes, pixel_size = _read_raster(path), "YXS", None
+            data, axes, pixel_size, source = _read_tiff(path, max_pixels)
         else:
-            raise ImageReadError(path, f"unsupported file type {suffix!r} (use TIFF, PNG, JPEG or BMP)")
+            data, axes, pixel_size, source = _read_raster(path, max_pixels), "YXS", None, ""
     except OSError as exc:  # permissions, vanished files, I/O errors
         raise ImageReadError(path, f"cannot be read ({exc.strerror or exc})") from exc
     frames = _to_gray_frames(path, data, axes, channel)
-    return ImageStack(path=path, frames=frames, pixel_size_um=pixel_size)
+    return ImageStack(path, frames, pixel_size, source)
 
 
-def _read_tiff(path: Path) -> tuple[np.ndarray, str, float | None]:
+def check_pixels(path: Path, shape: tuple[int, ...], max_pixels: int) -> None:
+    """Refuse a header that claims more pixels than allowed, before anything is decoded."""
+    pixels = int(np.prod(shape, dtype=np.float64))
+    if pixels > max_pixels:
+        raise ImageReadError(path, f"header claims {' x '.join(map(str, shape))} = {pixels:,} pixels, above the limit "
+                                   f"of {max_pixels:,} (raise it with --max-pixels if the image is real)")
+
+
+def _read_tiff(path: Path, max_pixels: int) -> tuple[np.ndarray, str, float | None, str]:
     import tifffile
 
     try:
@@ -75,9 +91,10 @@ def _read_tiff(path: Path) -> tuple[np.ndarray, str, float | None]:
             if not tif.series:
                 raise ImageReadError(path, "TIFF holds no image data")
             series = tif.series[0]
+            check_pixels(path, series.shape, max_pixels)
             data = series.asarray()
             expected = int(np.prod(series.shape))
-            pixel_size = _tiff_pixel_size_um(tif)
+            pixel_size, source = tiff_pixel_size_um(tif)
             axes = series.axes
     except ImageReadError:
         raise
@@ -85,39 +102,49 @@ def _read_tiff(path: Path) -> tuple[np.ndarray, str, float | None]:
         raise ImageReadError(path, f"not a readable TIFF ({type(exc).__name__}: {exc})") from exc
     if data.size != expected:
         raise ImageReadError(path, "TIFF is truncated (fewer pixels than its header declares)")
-    return data, axes, pixel_size
+    return data, axes, pixel_size, source
 
 
-def _tiff_pixel_size_um(tif) -> float | None:
-    """Pixel size in micrometres from OME or ImageJ metadata or the resolution tags, if any."""
+def tiff_pixel_size_um(tif) -> tuple[float | None, str]:
+    """(micrometres per pixel, where it came from) from microscope calibration only; (None, "") otherwise."""
     import re
 
     if tif.ome_metadata:
         match = re.search(r'PhysicalSizeX="([0-9.eE+-]+)"', tif.ome_metadata)
         unit = re.search(r'PhysicalSizeXUnit="([^"]+)"', tif.ome_metadata)
         if match and (unit is None or unit.group(1) in ("µm", "um", "\u00b5m")):
-            return float(match.group(1))
+            return _plausible(float(match.group(1)), "ome")
     page = tif.pages.first
-    res = page.tags.get("XResolution")
-    unit_tag = page.tags.get("ResolutionUnit")
-    if res is None or unit_tag is None:
-        return None
+    res, unit_tag = page.tags.get("XResolution"), page.tags.get("ResolutionUnit")
+    if res is None:
+        return None, ""
     num, den = res.value
     if num == 0:
-        return None
-    per_unit_um = {2: 25400.0, 3: 10000.0}.get(int(unit_tag.value))  # inch, centimetre
-    if per_unit_um is None:
-        if tif.imagej_metadata and tif.imagej_metadata.get("unit") in ("micron", "um", "\u00b5m"):
-            return den / num
-        return None
-    return per_unit_um * den / num
+        return None, ""
+    if tif.imagej_metadata and tif.imagej_metadata.get("unit") in ("micron", "um", "\u00b5m"):
+        return _plausible(den / num, "imagej")
+    per_unit_um = {2: 25400.0, 3: 10000.0}.get(int(unit_tag.value) if unit_tag else 0)  # inch, centimetre
+    return _plausible(per_unit_um * den / num, "tiff-resolution") if per_unit_um else (None, "")
 
 
-def _read_raster(path: Path) -> np.ndarray:
+def _plausible(pixel_um: float, source: str) -> tuple[float | None, str]:
+    low, high = MICROSCOPE_UM
+    return (pixel_um, source) if low <= pixel_um <= high else (None, "")
+
+
+def _read_raster(path: Path, max_pixels: int) -> np.ndarray:
     import cv2
+    import imagesize
 
+    width, height = imagesize.get(path)
+    if width < 0 or height < 0:
+        raise ImageReadError(path, f"not a readable {path.suffix.lstrip('.').upper()} image (no size in its header)")
+    check_pixels(path, (height, width), max_pixels)
     buffer = np.fromfile(path, dtype=np.uint8)
-    data = cv2.imdecode(buffer, cv2.IMREAD_UNCHANGED)
+    try:
+        data = cv2.imdecode(buffer, cv2.IMREAD_UNCHANGED)
+    except cv2.error as exc:
+        raise ImageReadError(path, f"OpenCV cannot decode it ({exc.err})") from exc
     if data is None:
         raise ImageReadError(path, f"not a readable {path.suffix.lstrip('.').upper()} image (corrupt or truncated)")
     if data.ndim == 2:
@@ -154,7 +181,8 @@ def _reduce_channels(path: Path, data: np.ndarray, axes: str, axis: int, channel
             raise ImageReadError(path, f"--channel {channel} out of range: the image has {count} channels")
         return np.take(data, [channel], axis=axis), axes
     if count not in (3, 4):
-        raise ImageReadError(path, f"image has {count} channels; choose one with --channel N (0..{count - 1})")
+        raise ImageReadError(path, f"image has {count} channels; choose one, 0..{count - 1} (--channel N on the "
+                                   "command line, channel=N in the service)")
     rgb = np.moveaxis(np.take(data, [0, 1, 2], axis=axis), axis, -1).astype(np.float64)
     luma = rgb @ _LUMA
     if data.dtype.kind in "ui":
@@ -162,63 +190,3 @@ def _reduce_channels(path: Path, data: np.ndarray, axes: str, axis: int, channel
     else:
         luma = luma.astype(np.float32)
     return np.expand_dims(luma, axis), axes
-
-
-def label_dtype(labels: np.ndarray) -> np.dtype:
-    """uint16 while the cell count fits, uint32 beyond: labels are never scaled or wrapped."""
-    return np.dtype(np.uint16) if int(labels.max(initial=0)) <= np.iinfo(np.uint16).max else np.dtype(np.uint32)
-
-
-def write_labels(path: str | Path, labels: np.ndarray, pixel_size_um: float | None = None) -> None:
-    """Write labels (H, W) or a stack (N, H, W) as a compressed uint16/uint32 TIFF, atomically."""
-    import tifffile
-
-    labels = np.asarray(labels)
-    if labels.min(initial=0) < 0:
-        raise ValueError("labels must be non-negative")
-    data = labels.astype(label_dtype(labels), copy=False)
-    kwargs = {}
-    if pixel_size_um:
-        kwargs = {"resolution": (1e4 / pixel_size_um, 1e4 / pixel_size_um), "resolutionunit": "CENTIMETER"}
-    with atomic_path(path) as tmp:
-        tifffile.imwrite(tmp, data, compression="zlib", photometric="minisblack",
-                         bigtiff=data.nbytes > 2**31, **kwargs)
-
-
-def labels_tiff_bytes(labels: np.ndarray) -> bytes:
-    """A label image (or stack) encoded as a compressed uint16/uint32 TIFF, for HTTP responses."""
-    import io
-
-    import tifffile
-
-    buffer = io.BytesIO()
-    tifffile.imwrite(buffer, labels.astype(label_dtype(labels)), compression="zlib", photometric="minisblack")
-    return buffer.getvalue()
-
-
-def write_float_tiff(path: str | Path, data: np.ndarray) -> None:
-    """Write a float32 array (e.g. distance maps, frames first) as a compressed TIFF, atomically."""
-    import tifffile
-
-    with atomic_path(path) as tmp:
-        tifffile.imwrite(tmp, np.asarray(data, dtype=np.float32), compression="zlib", photometric="minisblack")
-
-
-def overlay_image(gray_u8: np.ndarray, labels: np.ndarray) -> np.ndarray:
-    """RGB picture of the image with each cell's outline drawn in yellow."""
-    from skimage.segmentation import find_boundaries
-
-    rgb = np.repeat(gray_u8[..., None], 3, axis=2)
-    rgb[find_boundaries(labels, mode="inner")] = (255, 255, 0)
-    return rgb
-
-
-def write_png(path: str | Path, rgb: np.ndarray) -> None:
-    """Write an RGB uint8 array as PNG, atomically."""
-    import cv2
-
-    ok, encoded = cv2.imencode(".png", np.ascontiguousarray(rgb[..., ::-1]))
-    if not ok:
-        raise OSError(f"{path}: PNG encoding failed")
-    with atomic_path(path) as tmp:
-        tmp.write_bytes(encoded.tobytes())

@@ -78,26 +78,27 @@ def with_physical_units(table: dict[str, np.ndarray], pixel_size_um: float | Non
     return {**table, **extra}
 
 
-def area_metrics(areas: np.ndarray, pixels: int) -> dict[str, float]:
-    """Count, mean/median area and confluency from per-label pixel counts (zeros = unused ids)."""
+def area_metrics(areas: np.ndarray, pixels: int, pixel_size_um: float | None = None) -> dict[str, float]:
+    """Count, mean/median area and confluency from per-label pixel counts (zeros = unused ids);
+    mean area in square micrometres when the pixel size is known."""
     areas = areas[areas > 0]
-    return {
+    metrics = {
         "cells": int(areas.size),
         "mean_area_px": float(areas.mean()) if areas.size else 0.0,
         "median_area_px": float(np.median(areas)) if areas.size else 0.0,
         "confluency": float(areas.sum() / pixels) if pixels else 0.0,
     }
+    if pixel_size_um:
+        metrics["mean_area_um2"] = metrics["mean_area_px"] * pixel_size_um**2
+    return metrics
 
 
 def image_metrics(labels: np.ndarray, cells: dict[str, np.ndarray] | None = None,
                   pixel_size_um: float | None = None) -> dict[str, float]:
     """Cell count, mean/median area (pixels), confluency (covered fraction), mean neighbours."""
-    areas = np.bincount(labels.ravel())[1:]
-    metrics = area_metrics(areas, labels.size)
+    metrics = area_metrics(np.bincount(labels.ravel())[1:], labels.size, pixel_size_um)
     if cells is not None:
         metrics["mean_neighbours"] = float(cells["neighbours"].mean()) if metrics["cells"] else 0.0
-    if pixel_size_um:
-        metrics["mean_area_um2"] = metrics["mean_area_px"] * pixel_size_um**2
     return metrics
 
 

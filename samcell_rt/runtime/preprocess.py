@@ -11,16 +11,15 @@ from typing import Literal
 
 import numpy as np
 
+from ..errors import ImageValueError
+
 CLAHE_CLIP = 1.0
 CLAHE_GRID = (8, 8)
 Scaling = Literal["range", "percentile"]
+PERCENTILES = (0.1, 99.9)
 
 
-class ImageValueError(ValueError):
-    """The pixel values cannot be scaled (NaN/inf present)."""
-
-
-def to_uint8(image: np.ndarray, scaling: Scaling = "range", percentiles: tuple[float, float] = (0.1, 99.9),
+def to_uint8(image: np.ndarray, scaling: Scaling = "range", percentiles: tuple[float, float] = PERCENTILES,
              value_range: tuple[float, float] | None = None) -> np.ndarray:
     """Scale a 2-D plane of any dtype to uint8 without wrap-around.
 

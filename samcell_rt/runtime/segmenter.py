@@ -19,11 +19,13 @@ from typing import Literal
 
 import numpy as np
 
-from ..errors import SamcellError
-from .engines import Engine, open_engine
+from ..errors import EXIT_FILE_FAILED, ImageValueError, SamcellError
+from .contract import check_output
+from .engines import open_engine
+from .engines.base import Engine
 from .measure import cell_table, image_metrics
 from .postprocess import labels_from_distance
-from .preprocess import ImageValueError, Scaling, enhance_tiles, to_uint8
+from .preprocess import Scaling, enhance_tiles, to_uint8
 from .tiling import TileGrid, blend, extract_tiles, tile_grid
 
 STAGES = ("preprocess", "engine", "blend", "postprocess", "measure")
@@ -52,6 +54,12 @@ class Result:
     def ok(self) -> bool:
         return self.error is None
 
+    @classmethod
+    def failed(cls, key: Hashable, message: str) -> Result:
+        """The result of an image that could not be segmented: empty arrays and the reason."""
+        empty = np.zeros((0, 0), dtype=np.int32)
+        return cls(key, empty, empty.astype(np.float32), empty.astype(np.uint8), error=message)
+
 
 @dataclass
 class _Job:
@@ -66,16 +74,19 @@ class _Job:
 
 
 class Segmenter:
-    """A loaded model plus thresholds; `segment` and `segment_many` may be called from many threads."""
+    """A loaded model plus thresholds; `segment` and `segment_many` may be called from many threads.
 
-    def __init__(self, model: str | Path | None = None, engine: str | Engine = "cpu", batch_size: int | None = None,
+    `model` is an ONNX or engine file, or an engine already open. Model names (the shipped
+    default, downloaded models) are resolved by `samcell_rt.load_model`, not here: the runtime
+    knows nothing of registries.
+    """
+
+    def __init__(self, model: str | Path | Engine, engine: str = "cpu", batch_size: int | None = None,
                  peak: float | None = None, fill: float | None = None, threads: int | None = None,
                  scaling: Scaling = "range") -> None:
-        from ..registry import resolve_model
-
         if batch_size is not None and batch_size < 1:
             raise ValueError("batch_size must be at least 1")
-        self.engine = engine if not isinstance(engine, str) else open_engine(resolve_model(model), engine, threads)
+        self.engine = open_engine(model, engine, threads) if isinstance(model, (str, Path)) else model
         self.info = self.engine.info
         batch_size = batch_size or self.engine.default_batch
         self.batch_size = min(batch_size, self.engine.max_batch or batch_size)
@@ -105,23 +116,17 @@ class Segmenter:
         return next(self.segment_many([image]))
 
     def segment_many(self, images: Iterable[np.ndarray | tuple[Hashable, np.ndarray]],
-                     on_error: Literal["raise", "report"] = "raise", pipeline: bool | None = None,
-                     client=None) -> Iterator[Result]:
+                     on_error: Literal["raise", "report"] = "raise", pipeline: bool | None = None) -> Iterator[Result]:
         """Segment many 2-D images, sharing engine batches across them; yield results in order.
 
         Items are arrays or (key, array) pairs; a result's `key` is the pair's key or the item's
         index. With on_error="report" a bad image yields a Result with `error` set and the rest
-        still run; with "raise" the first bad image raises. With `pipeline` (default: on for GPU
-        engines) the next images are prepared and finished images post-processed on helper
-        threads while the engine runs, so the engine waits as little as possible. With a Dask
-        `client`, whole images go to the cluster's workers instead (each loads the model once).
+        still run; with "raise" the first bad image raises. A broken model (ModelError) always
+        raises. With `pipeline` (default: the engine table's choice, on for GPU engines) the next
+        images are prepared and finished images post-processed on helper threads while the engine
+        runs, so the engine waits as little as possible.
         """
-        if client is not None:
-            from .distributed import segment_images_on_cluster
-
-            yield from segment_images_on_cluster(client, self, images, on_error)
-            return
-        pipeline = self.engine_name != "cpu" if pipeline is None else pipeline
+        pipeline = self.engine.pipelined if pipeline is None else pipeline
         prepared = self._prepared(images)
         with ThreadPoolExecutor(1, thread_name_prefix="samcell-finish") if pipeline else _Inline() as finisher:
             pending: deque[_Job] = deque()
@@ -131,7 +136,7 @@ class Segmenter:
                     if on_error == "raise":
                         raise item.error
                     self._run_batches(pending, finished, finisher, final=True)
-                    finished.append(_completed(_failed(item.key, str(item.error))))
+                    finished.append(_completed(Result.failed(item.key, str(item.error))))
                 else:
                     pending.append(item)
                     self._run_batches(pending, finished, finisher, final=False)
@@ -141,21 +146,37 @@ class Segmenter:
             while finished:
                 yield finished.popleft().result()
 
+    def run_tiles(self, tiles: np.ndarray) -> np.ndarray:
+        """Distance maps (N, T, T) for enhanced uint8 tiles (N, T, T), in engine batches of `batch_size`.
+
+        For callers that tile on their own (the banded plate path): same batching and output checks.
+        """
+        return np.concatenate([self._engine_run(tiles[i : i + self.batch_size])
+                               for i in range(0, len(tiles), self.batch_size)])
+
+    def _engine_run(self, tiles: np.ndarray) -> np.ndarray:
+        batch = tiles[:, None]
+        maps = self.engine.run(batch)
+        check_output(self.info.path, batch, maps)
+        return maps[:, 0]
+
     def _prepared(self, images: Iterable) -> Iterator[_Job | _Failure]:
         for index, item in enumerate(images):
             key, image = item if isinstance(item, tuple) else (index, item)
             try:
                 yield self._prepare(key, image)
-            except (SamcellError, ImageValueError, ValueError) as exc:
+            except SamcellError as exc:
+                if exc.exit_code != EXIT_FILE_FAILED:  # not the image's fault: a broken model stops the run
+                    raise
                 yield _Failure(key, exc)
 
     def _prepare(self, key: Hashable, image: np.ndarray) -> _Job:
         start = time.perf_counter()
         image = np.asarray(image)
         if image.ndim != 2:
-            raise ValueError(f"expected a 2-D gray image, got shape {image.shape}")
+            raise ImageValueError(f"expected a 2-D gray image, got shape {image.shape}")
         if image.size == 0:
-            raise ValueError(f"image has no pixels (shape {image.shape})")
+            raise ImageValueError(f"image has no pixels (shape {image.shape})")
         image_u8 = to_uint8(image, self.scaling)
         grid = tile_grid(*image_u8.shape, tile=self.info.tile)
         tiles = enhance_tiles(extract_tiles(image_u8, grid))
@@ -185,11 +206,11 @@ class Segmenter:
             if len(batch) == self.batch_size:
                 break
         start = time.perf_counter()
-        maps = self.engine.run(np.stack(batch)[:, None])
+        maps = self._engine_run(np.stack(batch))
         elapsed = time.perf_counter() - start
         offset = 0
         for job, first, take in parts:
-            job.maps[first : first + take] = maps[offset : offset + take, 0]
+            job.maps[first : first + take] = maps[offset : offset + take]
             job.done += take
             job.timings["engine"] += elapsed * take / len(batch)
             offset += take
@@ -278,8 +299,3 @@ def _prefetch(items: Iterator, depth: int) -> Iterator:
 @dataclass
 class _Raised:
     error: BaseException
-
-
-def _failed(key: Hashable, message: str) -> Result:
-    empty = np.zeros((0, 0), dtype=np.int32)
-    return Result(key, empty, empty.astype(np.float32), empty.astype(np.uint8), error=message)

@@ -143,7 +143,7 @@ def test_export_command_line(tmp_path, tiny_checkpoint, blob_path):
     image = tmp_path / "img.tif"
     import tifffile
 
-    from samcell_rt.testing import as_dtype, synthetic_cells
+    from samcell_rt.synthetic import as_dtype, synthetic_cells
 
     tifffile.imwrite(image, as_dtype(synthetic_cells((300, 300), count=5)[0], "uint16"))
     proc = cli("segment", str(image), "--model", str(tmp_path / "m.onnx"), "--out", str(tmp_path / "out"))
@@ -151,7 +151,7 @@ def test_export_command_line(tmp_path, tiny_checkpoint, blob_path):
     assert (tmp_path / "out" / "img_labels.tif").exists()
     (tmp_path / "bad.pt").write_bytes(b"nope")
     proc = cli("export", str(tmp_path / "bad.pt"), "--out", str(tmp_path / "x.onnx"), "--config", "tiny")
-    assert proc.returncode == 1 and "bad.pt" in proc.stderr and not (tmp_path / "x.onnx").exists()
+    assert proc.returncode == 2 and "bad.pt" in proc.stderr and not (tmp_path / "x.onnx").exists()
 
 
 @pytest.mark.slow
@@ -159,7 +159,7 @@ def test_full_vit_b_export_verifies_and_segments(tmp_path):
     """Full SAM ViT-B (random weights, published checkpoint format): export, verify, segment."""
     from samcell_rt import load_model
     from samcell_rt.export.model import random_sam, vit_b_config
-    from samcell_rt.testing import synthetic_cells
+    from samcell_rt.synthetic import synthetic_cells
 
     torch.save(random_sam(vit_b_config()).state_dict(), tmp_path / "samcell-vitb.pt")
     report = export_onnx(tmp_path / "samcell-vitb.pt", tmp_path / "vitb.onnx")

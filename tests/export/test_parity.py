@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from samcell_rt.runtime.postprocess import labels_from_distance
-from samcell_rt.testing import as_dtype, synthetic_cells
+from samcell_rt.synthetic import as_dtype, synthetic_cells
 
 # The reference blends the first 5 rows/columns' corner pixels and the whole first row and column
 # with total weight <= 1e-4 and then fills them from wrongly indexed pixels (see tiling.py):

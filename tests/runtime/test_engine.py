@@ -10,7 +10,7 @@ from onnx import TensorProto, helper
 from samcell_rt.errors import EngineUnavailableError, ModelError
 from samcell_rt.runtime.contract import PROPS
 from samcell_rt.runtime.engines import open_engine, resolve_engine
-from samcell_rt.testing import blob_model
+from samcell_rt.synthetic import blob_model
 
 
 def test_reads_metadata_and_runs_dynamic_batch(blob_path):
@@ -75,7 +75,7 @@ def test_unreadable_model_file(tmp_path):
 def test_engine_selection(blob_path):
     assert resolve_engine("cpu", blob_path) == ("cpu", blob_path)
     assert resolve_engine("auto", blob_path)[0] in ("cpu", "cuda", "tensorrt")
-    with pytest.raises(ValueError, match="unknown engine"):
+    with pytest.raises(EngineUnavailableError, match="unknown engine"):
         resolve_engine("warp-drive", blob_path)
 
 

@@ -8,7 +8,8 @@ import pytest
 import tifffile
 
 from samcell_rt.errors import ImageReadError
-from samcell_rt.runtime.io import label_dtype, read_image, write_labels
+from samcell_rt.runs.writers import label_dtype, write_labels
+from samcell_rt.runtime.io import read_image
 
 
 @pytest.mark.parametrize("dtype", [np.uint8, np.uint16, np.int32, np.float32, np.float64])
@@ -149,7 +150,7 @@ def test_labels_written_uint16_then_uint32_compressed(tmp_path):
 def test_os_errors_become_read_errors(tmp_path, monkeypatch):
     """Permissions or I/O failures while reading are reported for that file, not raised raw."""
     path = tmp_path / "locked.png"
-    path.write_bytes(b"\x89PNG....")
+    path.write_bytes(cv2.imencode(".png", np.zeros((4, 4), np.uint8))[1].tobytes())
 
     def refuse(*args, **kwargs):
         raise PermissionError(13, "Permission denied")

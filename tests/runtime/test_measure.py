@@ -53,7 +53,7 @@ def test_border_flag_and_confluency():
 
 def test_values_agree_with_regionprops():
     rng = np.random.default_rng(0)
-    from samcell_rt.testing import synthetic_cells
+    from samcell_rt.synthetic import synthetic_cells
 
     _, labels = synthetic_cells((200, 220), count=12, radius=10, seed=4)
     labels[50:70, 50:90] = 99  # an elongated cell

@@ -5,7 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from samcell_rt.runtime.preprocess import ImageValueError, enhance_tile, to_uint8
+from samcell_rt.errors import ImageValueError
+from samcell_rt.runtime.preprocess import enhance_tile, to_uint8
 
 
 def test_uint8_passes_through_unchanged():

@@ -7,8 +7,8 @@ import threading
 import numpy as np
 import pytest
 
-from samcell_rt.runtime.preprocess import ImageValueError
-from samcell_rt.testing import as_dtype, matched_iou, synthetic_cells
+from samcell_rt.errors import ImageValueError
+from samcell_rt.synthetic import as_dtype, matched_iou, synthetic_cells
 from tests.helpers import same_up_to_renumbering
 
 

@@ -81,10 +81,10 @@ def test_auto_selection_order(tmp_path, monkeypatch, blob_path):
     monkeypatch.setattr(onnx_engine, "available", lambda name: name == "cuda")
     assert resolve_engine("auto", blob_path) == ("cuda", blob_path)
     cached = tmp_path / "m.engine"
-    monkeypatch.setattr("samcell_rt.runtime.engines.cached_trt_engine", lambda model: cached)
+    monkeypatch.setattr(trt_engine, "locate", lambda name, model: cached)
     assert resolve_engine("auto", blob_path) == ("tensorrt", cached)
     assert resolve_engine("tensorrt", cached) == ("tensorrt", cached)
-    with pytest.raises(ValueError, match="is a TensorRT engine"):
+    with pytest.raises(EngineUnavailableError, match="m.engine is a .engine file.*use --engine tensorrt or auto"):
         resolve_engine("cpu", cached)
 
 

@@ -10,7 +10,7 @@ import pytest
 pytest.importorskip("torch", reason="the trainer needs the 'train' extra")
 pytest.importorskip("safetensors", reason="the trainer needs the 'train' extra")
 
-from samcell_rt.testing import synthetic_cells  # noqa: E402
+from samcell_rt.synthetic import synthetic_cells  # noqa: E402
 from samcell_rt.train.data import Sample  # noqa: E402
 from samcell_rt.train.loop import Recipe, Trainer, schedule  # noqa: E402
 

@@ -1,70 +1,92 @@
-"""Engine selection: by name, or `auto` (TensorRT -> CUDA -> CPU), never silently falling back.
+"""The engine table: every inference engine in one import-free place, and how names become engines.
 
-`auto` takes native TensorRT only when an engine built for this model, GPU and TensorRT version
-is in the cache (`samcell-rt build-engine` makes one), then onnxruntime's CUDA provider, then the
-CPU. A named engine that cannot start raises EngineUnavailableError.
+Each row names the module that loads the engine (imported only when used), the tiles per engine
+call when the caller does not say, whether the segmenter pipelines around it (prepares and
+post-processes on helper threads while a GPU runs), which model files it takes, and what it
+needs. The CLI's choices, `auto`'s order, the README's engine list and resolution all read this
+table, so a new engine is one new row plus its module.
+
+`auto` tries the rows flagged for it in table order and takes the first that can serve the model
+here (a cached TensorRT engine built for this model and GPU, then onnxruntime's CUDA provider,
+then the CPU), and says which. A named engine that cannot start raises EngineUnavailableError,
+never silently falling back.
 """
 
 from __future__ import annotations
 
+import importlib
+from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from ...errors import EngineUnavailableError
-from .. import ENGINES
-from .base import Engine
+if TYPE_CHECKING:
+    from .base import Engine
+
+AUTO = "auto"
 
 
-def cached_trt_engine(model: Path) -> Path | None:
-    """A cached TensorRT engine valid for `model` on this machine, or None."""
-    from . import tensorrt as trt_engine
-    from .trt_header import find_cached_engine
+@dataclass(frozen=True)
+class EngineSpec:
+    """One row of the engine table."""
 
-    if model.suffix == ".engine":
-        return model
-    if not trt_engine.available():
-        return None
-    import tensorrt
+    name: str
+    module: str  # module under samcell_rt.runtime.engines with `load(name, path, threads)` and `locate(name, model)`
+    default_batch: int  # CPU: 1 (batching gains nothing, a ViT-B batch costs GBs); GPUs want full batches
+    pipelined: bool
+    in_auto: bool
+    suffixes: tuple[str, ...]  # model files it takes
+    needs: str  # what to install, for error messages and docs
 
-    from ..contract import file_sha256
 
-    gpu, capability = trt_engine.device_facts()
-    return find_cached_engine(file_sha256(model), gpu, capability, tensorrt.__version__)
+TABLE: tuple[EngineSpec, ...] = (
+    EngineSpec("tensorrt", "tensorrt", 8, True, True, (".engine", ".onnx"),
+               "TensorRT or TensorRT-RTX plus cuda-python and an NVIDIA GPU (extras 'tensorrt' / 'tensorrt-rtx')"),
+    EngineSpec("cuda", "onnx", 8, True, True, (".onnx",), "onnxruntime-gpu and an NVIDIA GPU (extra 'gpu')"),
+    EngineSpec("ort-tensorrt", "onnx", 8, True, False, (".onnx",),
+               "onnxruntime-gpu with its TensorRT provider and an NVIDIA GPU (extra 'gpu')"),
+    EngineSpec("cpu", "onnx", 1, False, True, (".onnx",), "onnxruntime (extra 'cpu')"),
+)
+SPECS = {spec.name: spec for spec in TABLE}
+CHOICES = (AUTO, *sorted(SPECS, key=lambda n: n != "cpu"))  # what users may type; cpu first after auto
+
+
+def spec(name: str) -> EngineSpec:
+    """The table row for a concrete engine name."""
+    from ...errors import EngineUnavailableError
+
+    if name not in SPECS:
+        raise EngineUnavailableError(f"unknown engine {name!r}; choose from {', '.join(CHOICES)}")
+    return SPECS[name]
+
+
+def _module(row: EngineSpec):
+    return importlib.import_module(f"{__name__}.{row.module}")
 
 
 def resolve_engine(name: str, model: Path) -> tuple[str, Path]:
-    """(concrete engine name, file to load) for an engine name and a model file."""
-    from . import onnx
+    """(concrete engine name, file to load) for an engine name or `auto` and a model file."""
+    from ...errors import EngineUnavailableError
 
-    if name not in ENGINES:
-        raise ValueError(f"unknown engine {name!r}; choose from {', '.join(ENGINES)}")
-    if model.suffix == ".engine":
-        if name not in ("auto", "tensorrt"):
-            raise ValueError(f"{model} is a TensorRT engine: use --engine tensorrt or auto")
-        return "tensorrt", model
-    if name == "tensorrt":
-        engine = cached_trt_engine(model)
-        if engine is None:
-            raise EngineUnavailableError(f"no TensorRT engine for {model} on this machine: build one with "
-                                         f"`samcell-rt build-engine {model}` (needs the 'tensorrt' extra and a GPU)")
-        return "tensorrt", engine
-    if name != "auto":
-        return name, model
-    engine = cached_trt_engine(model)
-    if engine is not None:
-        return "tensorrt", engine
-    return ("cuda" if onnx.available("cuda") else "cpu"), model
+    if name == AUTO:
+        for row in TABLE:
+            if row.in_auto and model.suffix in row.suffixes:
+                found = _module(row).locate(row.name, model)
+                if found is not None:
+                    return row.name, found
+        raise EngineUnavailableError(f"no engine on this machine can run {model}")
+    row = spec(name)
+    if model.suffix not in row.suffixes:
+        takers = [r.name for r in TABLE if model.suffix in r.suffixes]
+        hint = f"use --engine {' or '.join([*takers, AUTO])}" if takers else "give an .onnx model"
+        raise EngineUnavailableError(f"{model} is a {model.suffix or 'suffix-less'} file, which engine {name!r} "
+                                     f"cannot run: {hint}")
+    return name, _module(row).locate(row.name, model) or model
 
 
 def open_engine(model: str | Path, engine: str = "cpu", threads: int | None = None) -> Engine:
-    """Load `model` on the named engine; raise EngineUnavailableError if it cannot start."""
+    """Load `model` on the named engine (or `auto`); raise EngineUnavailableError if it cannot start."""
     name, path = resolve_engine(engine, Path(model))
-    if name == "tensorrt":
-        from .tensorrt import TensorRTEngine
-
-        return TensorRTEngine(path)
-    from .onnx import OnnxEngine
-
-    return OnnxEngine(path, name, threads=threads)
+    return _module(SPECS[name]).load(name, path, threads)
 
 
-__all__ = ["ENGINES", "Engine", "open_engine", "resolve_engine"]
+__all__ = ["AUTO", "CHOICES", "SPECS", "TABLE", "EngineSpec", "open_engine", "resolve_engine", "spec"]

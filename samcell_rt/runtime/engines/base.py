@@ -19,5 +19,6 @@ class Engine(Protocol):
     info: ModelInfo
     max_batch: int | None
     default_batch: int
+    pipelined: bool  # prepare and post-process on helper threads while it runs (GPU engines)
 
     def run(self, tiles: np.ndarray) -> np.ndarray: ...

@@ -9,6 +9,7 @@ import numpy as np
 
 from ...errors import EngineUnavailableError, ModelError
 from ..contract import INPUT_NAME, OUTPUT_NAME, ModelInfo
+from . import spec
 
 # The one place where engine names map to onnxruntime providers.
 PROVIDERS = {
@@ -16,11 +17,6 @@ PROVIDERS = {
     "cuda": ["CUDAExecutionProvider", "CPUExecutionProvider"],
     "ort-tensorrt": ["TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider"],
 }
-
-
-# Tiles per engine call when the caller does not say: on CPU batching gains nothing and a ViT-B
-# batch at 1024 px costs GBs of attention maps (DESIGN, Measured facts); GPUs want full batches.
-DEFAULT_BATCH = {"cpu": 1, "cuda": 8, "ort-tensorrt": 8}
 
 
 def default_threads() -> int:
@@ -38,24 +34,34 @@ def available(engine: str) -> bool:
     return PROVIDERS[engine][0] in ort.get_available_providers()
 
 
+def locate(engine: str, model: Path) -> Path | None:
+    """The model itself when onnxruntime here offers the engine's provider (always for cpu), else None."""
+    return model if engine == "cpu" or available(engine) else None
+
+
+def load(engine: str, path: Path, threads: int | None) -> OnnxEngine:
+    """The engine table's loader."""
+    return OnnxEngine(path, engine, threads)
+
+
 class OnnxEngine:
     """An onnxruntime session for one model file; `run` is thread-safe (onnxruntime guarantees it)."""
 
     max_batch: int | None = None
-    default_batch: int = 1
 
     def __init__(self, path: str | Path, engine: str = "cpu", threads: int | None = None) -> None:
         import onnxruntime as ort
 
         self.name = engine
         path = Path(path)
-        self.default_batch = DEFAULT_BATCH.get(engine, 1)
+        row = spec(engine)
+        self.default_batch, self.pipelined = row.default_batch, row.pipelined
         if engine not in PROVIDERS:
-            raise ValueError(f"unknown onnxruntime engine {engine!r}; choose from {sorted(PROVIDERS)}")
+            raise EngineUnavailableError(f"engine {engine!r} does not run on onnxruntime")
         if not available(engine):
             raise EngineUnavailableError(
                 f"engine {engine!r} needs onnxruntime's {PROVIDERS[engine][0]}, which this installation lacks "
-                f"(install the 'gpu' extra on a CUDA machine, or use --engine cpu)")
+                f"(needs {row.needs}; or use --engine cpu)")
         options = ort.SessionOptions()
         options.intra_op_num_threads = threads or default_threads()
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL

@@ -15,6 +15,7 @@ import numpy as np
 
 from ...errors import EngineUnavailableError
 from ..contract import INPUT_NAME, OUTPUT_NAME, ModelInfo
+from . import spec
 from .trt_header import read_header
 
 
@@ -56,6 +57,29 @@ def available() -> bool:
     return True
 
 
+def locate(engine: str, model: Path) -> Path | None:
+    """The engine file to load for `model`: itself when it is one, else a cached engine valid here."""
+    if model.suffix == ".engine":
+        return model
+    if not available():
+        return None
+    import tensorrt
+
+    from ..contract import file_sha256
+    from .trt_header import find_cached_engine
+
+    gpu, capability = device_facts()
+    return find_cached_engine(file_sha256(model), gpu, capability, tensorrt.__version__)
+
+
+def load(engine: str, path: Path, threads: int | None) -> TensorRTEngine:
+    """The engine table's loader: an ONNX model here means no engine was built for it."""
+    if path.suffix != ".engine":
+        raise EngineUnavailableError(f"no TensorRT engine for {path} on this machine: build one with "
+                                     f"`samcell-rt build-engine {path}` (needs {spec(engine).needs})")
+    return TensorRTEngine(path)
+
+
 class _ThreadState:
     """Per-thread context, stream and buffers (contexts are not thread-safe)."""
 
@@ -78,6 +102,7 @@ class TensorRTEngine:
     """A deserialised TensorRT engine behind the engine protocol."""
 
     name = "tensorrt"
+    pipelined = True
 
     def __init__(self, path: str | Path) -> None:
         try:

@@ -93,7 +93,7 @@ def read_header(path: str | Path) -> tuple[EngineHeader, int]:
 
 def cached_engine_path(header: EngineHeader) -> Path:
     """Where the engine for these facts lives in the user cache."""
-    from ...registry import cache_dir
+    from ...cache import cache_dir
 
     name = header.model_props.get("samcell.model_name", "model")
     return cache_dir() / "engines" / f"{name}-{header.precision}-{header.cache_key()}.engine"
@@ -102,7 +102,7 @@ def cached_engine_path(header: EngineHeader) -> Path:
 def find_cached_engine(onnx_sha256: str, gpu_name: str, compute_capability: str, tensorrt_version: str,
                        precision: str = "fp16") -> Path | None:
     """A cached engine valid for this ONNX model on this GPU and TensorRT, if one was built."""
-    from ...registry import cache_dir
+    from ...cache import cache_dir
 
     for path in sorted((cache_dir() / "engines").glob("*.engine")):
         try:

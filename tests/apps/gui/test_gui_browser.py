@@ -12,7 +12,7 @@ import cv2
 import pytest
 import tifffile
 
-from samcell_rt.testing import as_dtype, synthetic_cells
+from samcell_rt.synthetic import as_dtype, synthetic_cells
 from tests.helpers import serving
 
 pytest.importorskip("starlette", reason="GUI tests need the 'gui' extra")
@@ -26,7 +26,7 @@ pytestmark = pytest.mark.skipif(CHROMIUM is None, reason="no system Chromium (ap
 @pytest.fixture()
 def gui_url(blob_path):
     from samcell_rt import load_model
-    from samcell_rt.gui.app import create_app
+    from samcell_rt.apps.gui.app import create_app
 
     with serving(create_app(load_model(str(blob_path)))) as url:
         yield url + "/"

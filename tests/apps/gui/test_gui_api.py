@@ -8,7 +8,7 @@ import time
 import pytest
 import tifffile
 
-from samcell_rt.testing import as_dtype, synthetic_cells
+from samcell_rt.synthetic import as_dtype, synthetic_cells
 
 pytest.importorskip("starlette", reason="GUI tests need the 'gui' extra")
 pytest.importorskip("httpx", reason="starlette's test client needs httpx")
@@ -19,7 +19,7 @@ def client(blob_path):
     from starlette.testclient import TestClient
 
     from samcell_rt import load_model
-    from samcell_rt.gui.app import create_app
+    from samcell_rt.apps.gui.app import create_app
 
     with TestClient(create_app(load_model(str(blob_path)), max_upload_mb=1)) as test_client:
         yield test_client
@@ -52,7 +52,7 @@ def test_upload_process_rethreshold_and_download(client):
     assert client.post(f"/api/images/{job['id']}/thresholds", json={"peak": 0.99, "fill": 0.09}).json()["metrics"]["cells"] == 0
     tif = client.get(f"/api/images/{job['id']}/labels.tif")
     assert tif.status_code == 200 and tifffile.imread(io.BytesIO(tif.content)).shape == (300, 320)
-    assert client.get(f"/api/images/{job['id']}/cells.csv").text.startswith("id,")
+    assert client.get(f"/api/images/{job['id']}/cells.csv").text.startswith("frame,id,")
     assert client.get(f"/api/images/{job['id']}/overlay.png?mode=fill").headers["content-type"] == "image/png"
 
 

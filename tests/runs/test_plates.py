@@ -6,8 +6,9 @@ import numpy as np
 import pytest
 import tifffile
 
-from samcell_rt.runtime.plate import segment_plate
-from samcell_rt.testing import as_dtype
+from samcell_rt.runs.folders import RunOptions
+from samcell_rt.runs.plates import segment_plate
+from samcell_rt.synthetic import as_dtype
 from tests.helpers import same_up_to_renumbering
 
 pytest.importorskip("zarr", reason="banded reading uses zarr")
@@ -35,7 +36,8 @@ def test_banded_labels_equal_whole_image_labels(tmp_path, blob_path, tiled):
     tifffile.imwrite(tmp_path / "plate.tif", image, compression="zlib", **kwargs)
     segmenter = load_model(str(blob_path), batch_size=4)
     whole = segmenter.segment(image)
-    result = segment_plate(tmp_path / "plate.tif", tmp_path / "labels.tif", segmenter, band=256, halo=96)
+    result = segment_plate(tmp_path / "plate.tif", tmp_path / "labels.tif", segmenter, RunOptions(), band=256,
+                           halo=96)
     with tifffile.TiffFile(tmp_path / "labels.tif") as tif:
         assert tif.is_bigtiff and tif.pages.first.is_tiled
         banded = tif.asarray()
@@ -48,7 +50,7 @@ def test_banded_labels_equal_whole_image_labels(tmp_path, blob_path, tiled):
 
 def test_cli_sends_large_tiffs_down_the_banded_path(tmp_path, blob_path, monkeypatch):
     from samcell_rt import load_model
-    from samcell_rt.runtime.batch import RunOptions, segment_files
+    from samcell_rt.runs.folders import RunOptions, segment_files
 
     image = as_dtype(cells_on_seams((600, 500)), "uint8")
     tifffile.imwrite(tmp_path / "big.tif", image, tile=(256, 256))

@@ -10,8 +10,10 @@ from pathlib import Path
 
 import numpy as np
 
+from ..errors import SamcellError
 
-class ServiceError(RuntimeError):
+
+class ServiceError(SamcellError):
     """The service answered with an error status."""
 
     def __init__(self, status: int, message: str) -> None:
@@ -19,8 +21,8 @@ class ServiceError(RuntimeError):
         self.status = status
 
 
-def segment_remote(url: str, image: str | Path | bytes, name: str | None = None,
-                   timeout: float = 600.0) -> tuple[np.ndarray, list[dict]]:
+def segment_remote(url: str, image: str | Path | bytes, name: str | None = None, timeout: float = 600.0,
+                   channel: int | None = None) -> tuple[np.ndarray, list[dict]]:
     """Send an image file (path or bytes) to the service; return (labels, metrics per frame)."""
     import io
 
@@ -33,7 +35,7 @@ def segment_remote(url: str, image: str | Path | bytes, name: str | None = None,
         data = image
     if not name:
         raise ValueError("pass name='X.tif' (the suffix tells the service the format) with raw bytes")
-    query = urllib.parse.urlencode({"name": name, "format": "tiff"})
+    query = urllib.parse.urlencode({"name": name, "format": "tiff", **({"channel": channel} if channel is not None else {})})
     request = urllib.request.Request(f"{url.rstrip('/')}/v1/segment?{query}", data=data, method="POST",
                                      headers={"Content-Type": "application/octet-stream"})
     try:

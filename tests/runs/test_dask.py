@@ -8,14 +8,14 @@ import numpy as np
 import pytest
 import tifffile
 
-from samcell_rt.testing import as_dtype, synthetic_cells
+from samcell_rt.synthetic import as_dtype, synthetic_cells
 
 pytest.importorskip("dask.distributed", reason="Dask runs need the 'dist' extra")
 
 
 @pytest.fixture(scope="module")
 def client():
-    from samcell_rt.runtime.distributed import dask_client
+    from samcell_rt.runs.dask import dask_client
 
     with dask_client(workers=2) as dask:
         yield dask
@@ -23,7 +23,7 @@ def client():
 
 def test_files_on_two_workers_match_the_serial_run(tmp_path, blob_path, client):
     from samcell_rt import load_model
-    from samcell_rt.runtime.batch import segment_files
+    from samcell_rt.runs.folders import segment_files
 
     (tmp_path / "in").mkdir()
     for i in range(5):
@@ -48,10 +48,11 @@ def test_files_on_two_workers_match_the_serial_run(tmp_path, blob_path, client):
 
 def test_segment_many_with_client(blob_path, client):
     from samcell_rt import load_model
+    from samcell_rt.runs.dask import segment_many
 
     segmenter = load_model(str(blob_path))
     images = [synthetic_cells((260, 300), count=3 + i, seed=i)[0] for i in range(4)] + [np.full((3, 3), np.nan)]
-    remote = list(segmenter.segment_many(images, client=client, on_error="report"))
+    remote = list(segment_many(client, segmenter, images, on_error="report"))
     local = list(segmenter.segment_many(images, on_error="report"))
     assert [r.key for r in remote] == [0, 1, 2, 3, 4] and [r.ok for r in remote] == [True] * 4 + [False]
     for a, b in zip(remote[:4], local[:4]):

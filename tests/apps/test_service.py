@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import tifffile
 
-from samcell_rt.testing import as_dtype, synthetic_cells
+from samcell_rt.synthetic import as_dtype, synthetic_cells
 from tests.helpers import serving
 
 pytest.importorskip("uvicorn", reason="the service needs the 'gui' extra")
@@ -20,7 +20,7 @@ pytest.importorskip("uvicorn", reason="the service needs the 'gui' extra")
 @pytest.fixture(scope="module")
 def service(blob_path):
     from samcell_rt import load_model
-    from samcell_rt.serve import create_service
+    from samcell_rt.apps.serve import create_service
 
     with serving(create_service(load_model(str(blob_path), batch_size=4), max_mb=2)) as url:
         yield url
@@ -50,7 +50,7 @@ def test_health_and_model(service):
 
 def test_concurrent_requests_share_batches_and_agree(service, blob_path):
     from samcell_rt import load_model
-    from samcell_rt.client import segment_remote
+    from samcell_rt.apps.client import segment_remote
 
     images = [as_dtype(synthetic_cells((300, 300), count=4 + i % 3, seed=i % 3)[0], "uint16") for i in range(12)]
     expected = [load_model(str(blob_path)).segment(img).labels for img in images[:3]]

@@ -12,7 +12,7 @@ import time
 import numpy as np
 import tifffile
 
-from samcell_rt.testing import as_dtype, synthetic_cells
+from samcell_rt.synthetic import as_dtype, synthetic_cells
 
 
 def make_folder(folder, count=4, size=(300, 300)):

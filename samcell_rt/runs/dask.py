@@ -14,8 +14,9 @@ from pathlib import Path
 
 import numpy as np
 
-from .batch import FileOutcome, RunOptions, _row, stream_files
-from .segmenter import Result, Segmenter, _failed
+from ..errors import ImageValueError
+from ..runtime.segmenter import Result, Segmenter
+from .folders import FileOutcome, RunOptions, stream_files
 
 _SEGMENTERS: dict[tuple, Segmenter] = {}
 _LOCK = threading.Lock()
@@ -54,11 +55,11 @@ def segment_files_on_cluster(client, files: list[Path], out: Path, segmenter: Se
         try:
             yield future.result()
         except Exception as exc:  # a worker died or the task raised: report it for this file only
-            yield FileOutcome(path, [_row(path, 0, error=f"worker failed: {type(exc).__name__}: {exc}")])
+            yield FileOutcome.failed(path, f"worker failed: {type(exc).__name__}: {exc}")
 
 
-def segment_images_on_cluster(client, segmenter: Segmenter, images: Iterable, on_error: str) -> Iterator[Result]:
-    """One task per image; results in input order."""
+def segment_many(client, segmenter: Segmenter, images: Iterable, on_error: str = "raise") -> Iterator[Result]:
+    """`segmenter.segment_many` on a Dask cluster: one task per image, results in input order."""
     spec = segmenter_spec(segmenter)
     futures = []
     for index, item in enumerate(images):
@@ -68,9 +69,9 @@ def segment_images_on_cluster(client, segmenter: Segmenter, images: Iterable, on
         try:
             result = future.result()
         except Exception as exc:
-            result = _failed(key, f"worker failed: {type(exc).__name__}: {exc}")
+            result = Result.failed(key, f"worker failed: {type(exc).__name__}: {exc}")
         if not result.ok and on_error == "raise":
-            raise ValueError(result.error)
+            raise ImageValueError(result.error)
         yield result
 
 

@@ -3,14 +3,17 @@
 Endpoints:
 - GET  /health                 -> {"status": "ok"}
 - GET  /v1/model               -> model name, version, thresholds, engine
-- POST /v1/segment?name=X.tif  -> body: the image file's bytes (or multipart field `file`).
-  `format=json` (default): metrics per frame and the per-cell table; `format=tiff`: the label
-  image (uint16/uint32 TIFF, a stack for multi-frame input) with the metrics as JSON in the
-  `X-Samcell-Metrics` header.
-Errors: 413 too large, 415 not an image type, 422 unreadable image or bad values, 503 shutting down.
+- POST /v1/segment?name=X.tif[&format=json|tiff][&channel=N][&cells=0]
+  -> body: the image file's bytes (or multipart field `file`). FORMATS lists the answers:
+  `json` (default) metrics per frame and the per-cell table; `tiff` the label image
+  (uint16/uint32 TIFF, a stack for multi-frame input) with the metrics as JSON in the
+  `X-Samcell-Metrics` header. `channel` picks one channel of multi-channel images.
+Errors: 400 bad query, 413 too large, 415 not an image type, 422 unreadable image or bad values,
+500 a model failure; every error is JSON {"error": message}.
 
 The model is loaded once. A batching worker takes every request waiting at that moment and runs
-their frames through one `segment_many` call, so concurrent requests share engine batches.
+their frames through one `segment_many` call, so concurrent requests share engine batches; any
+failure fails only the requests of that batch, never the worker.
 """
 
 from __future__ import annotations
@@ -27,23 +30,16 @@ from pathlib import Path
 
 import numpy as np
 
-from .errors import SamcellError
-from .runtime.io import IMAGE_SUFFIXES, labels_tiff_bytes, read_image
-from .runtime.measure import json_columns
-from .runtime.preprocess import ImageValueError
-from .runtime.segmenter import Result, Segmenter
+from ..errors import ImageReadError
+from ..runs.writers import label_image, labels_tiff_bytes
+from ..runtime.io import IMAGE_SUFFIXES, MAX_PIXELS, read_image
+from ..runtime.measure import json_columns
+from ..runtime.segmenter import Result, Segmenter
+from .http import RequestError, guarded, query_int, read_body, read_form
 
 DEFAULT_MAX_MB = 256
-DRAIN_LIMIT = 1 << 30  # oversized bodies up to this size are drained before answering 413
-
-
-class RequestError(Exception):
-    """A client error with its HTTP status."""
-
-    def __init__(self, status: int, message: str) -> None:
-        super().__init__(message)
-        self.status = status
-
+FORMATS = {"json": "metrics per frame and the per-cell table (JSON)",
+           "tiff": "label image (TIFF), metrics in the X-Samcell-Metrics header"}
 
 @dataclass
 class _Request:
@@ -67,17 +63,21 @@ class BatchingWorker:
 
     def _run(self) -> None:
         while (first := self._queue.get()) is not None:
-            batch = [first]
-            while len(batch) < self.max_requests:
-                try:
-                    item = self._queue.get_nowait()
-                except queue.Empty:
-                    break
-                if item is None:
-                    self._queue.put(None)
-                    break
-                batch.append(item)
-            self._segment(batch)
+            self._segment(self._gather(first))
+
+    def _gather(self, first: _Request) -> list[_Request]:
+        """`first` plus every request waiting now (up to max_requests)."""
+        batch = [first]
+        while len(batch) < self.max_requests:
+            try:
+                item = self._queue.get_nowait()
+            except queue.Empty:
+                break
+            if item is None:
+                self._queue.put(None)
+                break
+            batch.append(item)
+        return batch
 
     def _segment(self, batch: list[_Request]) -> None:
         items = [((r, f), frame) for r, request in enumerate(batch) for f, frame in enumerate(request.frames)]
@@ -85,7 +85,7 @@ class BatchingWorker:
         try:
             for result in self.segmenter.segment_many(items, on_error="report"):
                 results[result.key[0]].append(result)
-        except Exception as exc:  # an engine failure fails these requests, not the server
+        except Exception as exc:  # a model or engine failure fails these requests, not the worker
             for request in batch:
                 request.future.set_exception(exc)
             return
@@ -101,10 +101,8 @@ class BatchingWorker:
         self._thread.join(timeout=10)
 
 
-def decode_image(data: bytes, name: str, max_bytes: int) -> np.ndarray:
+def decode_image(data: bytes, name: str, channel: int | None = None, max_pixels: int = MAX_PIXELS) -> np.ndarray:
     """Frames of an uploaded image; RequestError for anything a client got wrong."""
-    if len(data) > max_bytes:
-        raise RequestError(413, f"image larger than {max_bytes // 2**20} MB")
     suffix = Path(name).suffix.lower()
     if suffix not in IMAGE_SUFFIXES:
         raise RequestError(415, f"{name!r}: not an accepted image type ({', '.join(IMAGE_SUFFIXES)}); "
@@ -113,8 +111,8 @@ def decode_image(data: bytes, name: str, max_bytes: int) -> np.ndarray:
         path = Path(tmp) / f"upload{suffix}"
         path.write_bytes(data)
         try:
-            return read_image(path).frames
-        except SamcellError as exc:
+            return read_image(path, channel, max_pixels).frames
+        except ImageReadError as exc:
             raise RequestError(422, f"{name}: {exc.cause}") from exc
 
 
@@ -124,11 +122,7 @@ def metrics_body(results: list[Result], include_cells: bool) -> dict:
     return {"frames": frames, "shape": list(results[0].labels.shape)}
 
 
-def labels_tiff(results: list[Result]) -> bytes:
-    return labels_tiff_bytes(np.stack([r.labels for r in results]) if len(results) > 1 else results[0].labels)
-
-
-def create_service(segmenter: Segmenter, max_mb: float = DEFAULT_MAX_MB):
+def create_service(segmenter: Segmenter, max_mb: float = DEFAULT_MAX_MB, max_pixels: int = MAX_PIXELS):
     """The Starlette app around one loaded model."""
     from starlette.applications import Starlette
     from starlette.requests import Request
@@ -145,22 +139,19 @@ def create_service(segmenter: Segmenter, max_mb: float = DEFAULT_MAX_MB):
         info = segmenter.info
         return JSONResponse({"name": info.name, "version": info.version, "tile": info.tile, "peak": segmenter.peak,
                              "fill": segmenter.fill, "engine": segmenter.engine_name,
-                             "source_sha256": info.source_sha256})
+                             "source_sha256": info.source_sha256, "formats": FORMATS})
 
+    @guarded
     async def segment(request: Request) -> Response:
-        try:
-            if await oversized(request, max_bytes):
-                raise RequestError(413, f"image larger than {max_mb:g} MB")
-            data, name = await _body(request, max_bytes)
-            frames = await asyncio.to_thread(decode_image, data, name, max_bytes)
-            results = await asyncio.wrap_future(worker.submit(frames))
-        except RequestError as exc:
-            return JSONResponse({"error": str(exc)}, status_code=exc.status)
-        except (ImageValueError, ValueError) as exc:
-            return JSONResponse({"error": str(exc)}, status_code=422)
         wants = request.query_params.get("format", "json")
+        if wants not in FORMATS:
+            raise RequestError(400, f"format={wants!r} is not offered; choose one of {', '.join(FORMATS)}")
+        channel = query_int(request, "channel")
+        data, name = await _upload(request, max_bytes)
+        frames = await asyncio.to_thread(decode_image, data, name, channel, max_pixels)
+        results = await asyncio.wrap_future(worker.submit(frames))
         if wants == "tiff":
-            return Response(labels_tiff(results), media_type="image/tiff",
+            return Response(labels_tiff_bytes(label_image(results)), media_type="image/tiff",
                             headers={"X-Samcell-Metrics": json.dumps(metrics_body(results, False)["frames"])})
         return JSONResponse(metrics_body(results, request.query_params.get("cells", "1") != "0"))
 
@@ -173,30 +164,12 @@ def create_service(segmenter: Segmenter, max_mb: float = DEFAULT_MAX_MB):
     return Starlette(routes=routes, lifespan=lifespan)
 
 
-async def oversized(request, limit: int) -> bool:
-    """True when the declared body exceeds `limit`; the body is then read and dropped (up to
-    DRAIN_LIMIT) so the client receives the 413 instead of a connection reset mid-upload."""
-    declared = int(request.headers.get("content-length") or 0)
-    if declared <= limit:
-        return False
-    if declared <= DRAIN_LIMIT:
-        async for _ in request.stream():
-            pass
-    return True
-
-
-async def _body(request, max_bytes: int) -> tuple[bytes, str]:
-    """The image bytes and file name from a raw or multipart body, read with a size cap."""
+async def _upload(request, max_bytes: int) -> tuple[bytes, str]:
+    """The image bytes and file name from a raw or multipart body, read under the size limit."""
     if request.headers.get("content-type", "").startswith("multipart/form-data"):
-        form = await request.form(max_files=1)
+        form = await read_form(request, max_bytes, max_files=1)
         upload = form.get("file")
         if upload is None or isinstance(upload, str):
             raise RequestError(422, "multipart body needs a file field named 'file'")
-        return await upload.read(max_bytes + 1), upload.filename or "image"
-    chunks, size = [], 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > max_bytes:
-            raise RequestError(413, f"image larger than {max_bytes // 2**20} MB")
-        chunks.append(chunk)
-    return b"".join(chunks), request.query_params.get("name", "")
+        return await upload.read(), upload.filename or "image"
+    return await read_body(request, max_bytes), request.query_params.get("name", "")

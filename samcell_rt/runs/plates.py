@@ -10,29 +10,41 @@ values and markers as in the whole-image run, so labels equal the in-memory path
 renumbering (tests check this on cells placed across band boundaries). Labels are streamed to a
 tiled, compressed uint32 BigTIFF (uint32 because the cell count is unknown until the end).
 
-Scaling to 8 bit uses the image's full value range, found in a first streaming pass.
+Preprocessing follows the run's options like every other input: the 8-bit scaling uses the
+plate's whole value range (`range`, found in a first streaming pass) or its percentiles
+(`percentile`, from an even subsample of at most SAMPLE_PIXELS pixels); tiles go through the
+segmenter's own batching and output checks; the pixel size comes from `--pixel-size` or trusted
+metadata. The header's size is checked against the pixel limit before anything is read, and
+`progress` hears (tiles done, tiles total) after every tile row.
 """
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
-from .atomic import atomic_path
-from .measure import area_metrics
-from .postprocess import labels_from_distance
-from .preprocess import enhance_tiles, to_uint8
-from .segmenter import Segmenter
-from .tiling import OVERLAP, TileGrid, axis_starts, edge_weights, extract_tiles
+from ..errors import ImageReadError, ImageValueError
+from ..runtime.atomic import atomic_path
+from ..runtime.io import check_pixels, tiff_pixel_size_um
+from ..runtime.measure import area_metrics
+from ..runtime.postprocess import labels_from_distance
+from ..runtime.preprocess import PERCENTILES, enhance_tiles, to_uint8
+from ..runtime.segmenter import STAGES, Segmenter
+from ..runtime.tiling import OVERLAP, TileGrid, axis_starts, edge_weights, extract_tiles
 
-PLATE_PIXELS = 8192 * 8192  # images above this many pixels take the banded path
+if TYPE_CHECKING:
+    from .folders import Progress, RunOptions
+
 BAND = 1024
 HALO = 256
 TIFF_TILE = 256
+SAMPLE_PIXELS = 10_000_000
 
 
 @dataclass
@@ -42,37 +54,57 @@ class PlateResult:
     shape: tuple[int, int]
     metrics: dict[str, float]
     timings: dict[str, float] = field(default_factory=dict)
+    pixel_size_um: float | None = None
+    pixel_size_source: str = ""
 
 
 class LazyImage:
     """Row bands of a 2-D TIFF plane read on demand."""
 
-    def __init__(self, path: str | Path) -> None:
+    def __init__(self, path: str | Path, max_pixels: int) -> None:
         import tifffile
         import zarr
 
-        self._tif = tifffile.TiffFile(path)
-        series = self._tif.series[0]
-        if len(series.shape) != 2:
-            raise ValueError(f"{path}: banded processing needs a single 2-D plane, got shape {series.shape}")
-        self.array = zarr.open(series.aszarr(), mode="r")
+        path = Path(path)
+        try:
+            self._tif = tifffile.TiffFile(path)
+        except Exception as exc:  # tifffile raises many types for corrupt input
+            raise ImageReadError(path, f"not a readable TIFF ({type(exc).__name__}: {exc})") from exc
+        try:
+            series = self._tif.series[0]
+            if len(series.shape) != 2:
+                raise ImageReadError(path, f"banded processing needs a single 2-D plane, got shape {series.shape}")
+            check_pixels(path, series.shape, max_pixels)
+            self.array = zarr.open(series.aszarr(), mode="r")
+        except BaseException:
+            self._tif.close()
+            raise
         self.shape: tuple[int, int] = tuple(series.shape)
         self.dtype = np.dtype(series.dtype)
+        self.pixel_size_um, self.pixel_size_source = tiff_pixel_size_um(self._tif)
 
     def rows(self, start: int, stop: int) -> np.ndarray:
         return np.asarray(self.array[start:stop, :])
 
-    def value_range(self, chunk: int = 1024) -> tuple[float, float]:
-        """min..max over the whole plane, streamed (uint8 needs no scaling: no pass)."""
+    def bands(self, chunk: int = 1024, step: int = 1) -> Iterator[np.ndarray]:
+        """The plane in row bands (every `step`-th row and column), checked for NaN/inf."""
+        for start in range(0, self.shape[0], chunk):
+            band = self.rows(start, start + chunk)[::step, ::step]
+            if band.dtype.kind == "f" and not np.isfinite(band).all():
+                raise ImageValueError("image contains NaN or infinite values")
+            yield band
+
+    def value_range(self, scaling: str) -> tuple[float, float]:
+        """The values that map to 0 and 255: min..max, or percentiles of an even subsample."""
         if self.dtype == np.uint8:
             return 0.0, 255.0
+        if scaling == "percentile":
+            step = max(1, math.ceil(math.sqrt(self.shape[0] * self.shape[1] / SAMPLE_PIXELS)))
+            sample = np.concatenate([band.ravel() for band in self.bands(step=step)]).astype(np.float32)
+            lo, hi = np.percentile(sample, PERCENTILES)
+            return float(lo), float(hi)
         lo, hi = np.inf, -np.inf
-        for start in range(0, self.shape[0], chunk):
-            band = self.rows(start, start + chunk)
-            if band.dtype.kind == "f" and not np.isfinite(band).all():
-                from .preprocess import ImageValueError
-
-                raise ImageValueError("image contains NaN or infinite values")
+        for band in self.bands():
             lo, hi = min(lo, float(band.min())), max(hi, float(band.max()))
         return lo, hi
 
@@ -80,14 +112,15 @@ class LazyImage:
         self._tif.close()
 
 
-def distance_rows(image: LazyImage, segmenter: Segmenter, timings: dict) -> Iterator[tuple[int, np.ndarray]]:
+def distance_rows(image: LazyImage, segmenter: Segmenter, timings: dict,
+                  progress: Progress | None = None) -> Iterator[tuple[int, np.ndarray]]:
     """(first row, finished distance rows) in order, holding only about one tile row in memory."""
-    from ._blend_kernel import accumulate
+    from ..runtime._blend_kernel import accumulate
 
     height, width = image.shape
     tile, overlap = segmenter.info.tile, OVERLAP
     ys, xs = axis_starts(height, tile, overlap), axis_starts(width, tile, overlap)
-    lo, hi = image.value_range()
+    lo, hi = image.value_range(segmenter.scaling)
     weights = edge_weights(tile, overlap)
     base = 0  # image row of the accumulators' first row
     acc = np.zeros((0, width), np.float32)
@@ -98,8 +131,7 @@ def distance_rows(image: LazyImage, segmenter: Segmenter, timings: dict) -> Iter
         grid = TileGrid(band.shape[0], width, np.zeros(1, np.int64), xs, tile, overlap)
         tiles = enhance_tiles(extract_tiles(band, grid))
         timings["preprocess"] += (t1 := time.perf_counter()) - start
-        maps = np.concatenate([segmenter.engine.run(tiles[i : i + segmenter.batch_size][:, None])
-                               for i in range(0, len(tiles), segmenter.batch_size)])[:, 0]
+        maps = segmenter.run_tiles(tiles)
         timings["engine"] += (t2 := time.perf_counter()) - t1
         end = min(height, y + tile)
         if end - base > acc.shape[0]:  # grow the rolling buffers to cover this tile row
@@ -112,6 +144,8 @@ def distance_rows(image: LazyImage, segmenter: Segmenter, timings: dict) -> Iter
         rows = acc[:done] / wsum[:done]
         acc, wsum = acc[done:].copy(), wsum[done:].copy()
         timings["blend"] += time.perf_counter() - t2
+        if progress is not None:
+            progress((k + 1) * len(xs), len(ys) * len(xs))
         yield base, rows
         base += done
 
@@ -168,21 +202,21 @@ def _stitch(local: np.ndarray, core_start: int, core_end: int, previous: np.ndar
     return mapping[core], next_id
 
 
-def segment_plate(path: str | Path, out_labels: str | Path, segmenter: Segmenter, band: int = BAND,
-                  halo: int = HALO) -> PlateResult:
+def segment_plate(path: str | Path, out_labels: str | Path, segmenter: Segmenter, options: RunOptions,
+                  band: int = BAND, halo: int = HALO, progress: Progress | None = None) -> PlateResult:
     """Segment a large 2-D TIFF in bands; write labels as a tiled BigTIFF; return per-image numbers."""
     import tifffile
 
     if band % TIFF_TILE:
         raise ValueError(f"band must be a multiple of {TIFF_TILE}")
-    timings = dict.fromkeys(("preprocess", "engine", "blend", "postprocess", "measure"), 0.0)
-    image = LazyImage(path)
+    timings = dict.fromkeys(STAGES, 0.0)
+    image = LazyImage(path, options.max_pixels)
     height, width = image.shape
     areas = np.zeros(1, np.int64)
     try:
         def tiles() -> Iterator[np.ndarray]:
             nonlocal areas
-            bands = label_bands(distance_rows(image, segmenter, timings), height, width, segmenter.peak,
+            bands = label_bands(distance_rows(image, segmenter, timings, progress), height, width, segmenter.peak,
                                 segmenter.fill, band, halo, timings)
             for labels in bands:
                 counts = np.bincount(labels.ravel())
@@ -202,12 +236,14 @@ def segment_plate(path: str | Path, out_labels: str | Path, segmenter: Segmenter
     finally:
         image.close()
     start = time.perf_counter()
-    metrics = area_metrics(areas[1:], height * width)
+    pixel_size, source = (options.pixel_size_um, "option") if options.pixel_size_um else \
+        (image.pixel_size_um, image.pixel_size_source)
+    metrics = area_metrics(areas[1:], height * width, pixel_size)
     timings["measure"] = time.perf_counter() - start
-    return PlateResult((height, width), metrics, timings)
+    return PlateResult((height, width), metrics, timings, pixel_size, source)
 
 
-def is_plate(path: Path, threshold: int = PLATE_PIXELS) -> bool:
+def is_plate(path: Path, threshold: int) -> bool:
     """A single-plane TIFF larger than `threshold` pixels (read from the header only)."""
     import tifffile
 

@@ -1,0 +1,1 @@
+"""Programs built on the runtime: the HTTP service, its Python client and the local GUI."""

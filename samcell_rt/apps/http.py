@@ -1,0 +1,100 @@
+"""HTTP helpers shared by the service and the GUI: bounded bodies, client errors, JSON replies.
+
+Upload limits count the bytes actually received, whatever the client declares: a chunked body
+(no Content-Length) is cut off at the limit like any other. Oversized bodies are read and dropped
+up to DRAIN_LIMIT before the 413 goes out, so clients see the answer instead of a reset.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+
+from ..errors import EXIT_FILE_FAILED, SamcellError
+
+DRAIN_LIMIT = 1 << 30
+log = logging.getLogger("samcell_rt.apps")
+
+
+class RequestError(Exception):
+    """A client error with its HTTP status."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+def too_large(limit: int) -> RequestError:
+    return RequestError(413, f"body larger than the {limit / 2**20:g} MB limit")
+
+
+async def _drain(stream, received: int) -> None:
+    async for chunk in stream:
+        received += len(chunk)
+        if received > DRAIN_LIMIT:
+            return
+
+
+async def read_body(request, limit: int) -> bytes:
+    """The whole request body, or RequestError 413 once more than `limit` bytes arrive."""
+    stream = request.stream()
+    if int(request.headers.get("content-length") or 0) > limit:
+        await _drain(stream, 0)
+        raise too_large(limit)
+    chunks, size = [], 0
+    async for chunk in stream:
+        size += len(chunk)
+        if size > limit:
+            await _drain(stream, size)
+            raise too_large(limit)
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+async def read_form(request, limit: int, max_files: int):
+    """A multipart form parsed from a body read under `limit` (see read_body)."""
+    from starlette.requests import Request
+
+    body = await read_body(request, limit)
+
+    async def replay() -> dict:
+        return {"type": "http.request", "body": body, "more_body": False}
+
+    return await Request(request.scope, replay).form(max_files=max_files)
+
+
+def error(status: int, message: str):
+    from starlette.responses import JSONResponse
+
+    return JSONResponse({"error": message}, status_code=status)
+
+
+def query_int(request, name: str, default: int | None = None, minimum: int = 0) -> int | None:
+    """An integer query parameter, or RequestError 400 naming it."""
+    raw = request.query_params.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise RequestError(400, f"query parameter {name}={raw!r} is not an integer") from None
+    if value < minimum:
+        raise RequestError(400, f"query parameter {name}={value} must be at least {minimum}")
+    return value
+
+
+def guarded(handler):
+    """Turn every failure of a handler into a clear JSON error: RequestError keeps its status, a bad
+    image is 422, anything else 500 with its message (and a log line), never a bare traceback page."""
+    @functools.wraps(handler)
+    async def wrapped(request, *args):
+        try:
+            return await handler(request, *args)
+        except RequestError as exc:
+            return error(exc.status, str(exc))
+        except SamcellError as exc:
+            return error(422 if exc.exit_code == EXIT_FILE_FAILED else 500, str(exc))
+        except Exception as exc:  # last resort: the server keeps serving
+            log.exception("request failed")
+            return error(500, f"internal error: {type(exc).__name__}: {exc}")
+    return wrapped

@@ -1,0 +1,77 @@
+"""The output folder's manifest: which inputs own which outputs, and which are done with what.
+
+`OUT/manifest.json` maps each input (absolute path) to its size and modification time, the
+model's sha256, the run parameters, the files it wrote and its summary rows, and each output
+stem to the input that owns it. It is rewritten atomically after every finished input, so a run
+killed at any moment leaves a manifest that describes only complete outputs, and the next run
+skips exactly those. Ownership is claimed before any work: an input from another folder with
+the same file name cannot overwrite the outputs of the first, so a "done" entry never describes
+files that another input has replaced.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from ..errors import InputError
+from ..runtime.atomic import write_text_atomic
+
+NAME = "manifest.json"
+VERSION = 2
+
+
+class Manifest:
+    """Read once at start, updated and saved per finished input."""
+
+    def __init__(self, out: Path, model_sha256: str, params: dict) -> None:
+        self.path = out / NAME
+        self.model_sha256, self.params = model_sha256, params
+        try:
+            data = json.loads(self.path.read_text())
+            self.entries: dict[str, dict] = data["inputs"]
+            self.owners: dict[str, str] = data.get("owners") or {Path(k).stem: k for k in self.entries}
+        except (OSError, ValueError, KeyError, TypeError, AttributeError):
+            self.entries, self.owners = {}, {}  # absent or unreadable: nothing counts as done or owned
+
+    def claim(self, files: list[Path], take_over: bool = False) -> None:
+        """Record each input as the owner of its output stem; refuse inputs whose stem another input
+        owns unless `take_over` (the user asked to overwrite)."""
+        for path in files:
+            key, owner = str(path.resolve()), self.owners.get(path.stem)
+            if owner is not None and owner != key and not take_over:
+                raise InputError(f"{path} would overwrite the outputs of {owner} in {self.path.parent} (same file "
+                                 "name); use another --out folder, rename the file, or pass --overwrite")
+            if owner is not None and owner != key:
+                self.entries.pop(owner, None)
+        self.owners.update({path.stem: str(path.resolve()) for path in files})
+        self._save()
+
+    @staticmethod
+    def _source(path: Path) -> dict:
+        stat = path.stat()
+        return {"size": stat.st_size, "mtime_ns": stat.st_mtime_ns}
+
+    def done_rows(self, path: Path) -> list[dict] | None:
+        """The summary rows of `path` if it was finished with this model and these parameters."""
+        entry = self.entries.get(str(path.resolve()))
+        if entry is None or entry.get("model_sha256") != self.model_sha256 or entry.get("params") != self.params:
+            return None
+        try:
+            if entry.get("source") != self._source(path):
+                return None
+        except OSError:
+            return None
+        if not all((self.path.parent / name).exists() for name in entry.get("outputs", [])):
+            return None
+        return entry["rows"]
+
+    def record(self, path: Path, rows: list[dict], outputs: list[str]) -> None:
+        """Mark `path` done and save the manifest atomically."""
+        self.entries[str(path.resolve())] = {"source": self._source(path), "model_sha256": self.model_sha256,
+                                             "params": self.params, "outputs": outputs, "rows": rows}
+        self._save()
+
+    def _save(self) -> None:
+        write_text_atomic(self.path, json.dumps({"version": VERSION, "owners": self.owners, "inputs": self.entries},
+                                                indent=1))

@@ -1,0 +1,211 @@
+"""Every output samcell-rt writes, in one place for the CLI, the GUI and the service.
+
+The OUTPUTS table names each kind of per-file output and its file-name suffix; folder runs use it
+to write, and to recognise their own outputs so they are never read back as inputs. Labels are
+uint16 (uint32 above 65,535 cells) TIFFs, a stack for multi-frame inputs; overlays outline cells
+in yellow; the cells CSV has one row per cell and frame; summary rows one per frame. Files are
+written atomically (temporary file + rename).
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from ..runtime.atomic import atomic_path, write_text_atomic
+from ..runtime.measure import image_metrics, with_physical_units
+from ..runtime.segmenter import Result
+
+OUTLINE_RGB = (255, 255, 0)
+
+
+@dataclass(frozen=True)
+class OutputKind:
+    """One kind of per-input output file: `<stem><suffix>` (overlays of stacks: `<stem>_fNNNN<suffix>`)."""
+
+    name: str
+    suffix: str
+    description: str
+
+
+OUTPUTS = (
+    OutputKind("labels", "_labels.tif", "labels, uint16/uint32 TIFF (a stack for multi-frame inputs)"),
+    OutputKind("overlay", "_overlay.png", "the image with cell outlines (one per frame)"),
+    OutputKind("cells", "_cells.csv", "one row per cell and frame"),
+    OutputKind("distance", "_distance.tif", "float32 distance maps (with --save-distance)"),
+)
+SUFFIXES = {kind.name: kind.suffix for kind in OUTPUTS}
+SUMMARY = "summary.csv"
+SUMMARY_FIELDS = ("file", "frame", "cells", "mean_area_px", "median_area_px", "confluency", "mean_neighbours",
+                  "mean_area_um2", "pixel_size_um", "pixel_size_source", "seconds", "status", "error")
+
+
+def output_name(stem: str, kind: str, frame: int | None = None) -> str:
+    """File name of one output; `frame` for the per-frame overlays of a stack."""
+    return f"{stem}_f{frame:04d}{SUFFIXES[kind]}" if frame is not None else f"{stem}{SUFFIXES[kind]}"
+
+
+def is_output_name(name: str) -> bool:
+    """True for names samcell-rt writes into an output folder (never inputs there)."""
+    return name == SUMMARY or any(name.endswith(kind.suffix) for kind in OUTPUTS)
+
+
+def label_dtype(labels: np.ndarray) -> np.dtype:
+    """uint16 while the cell count fits, uint32 beyond: labels are never scaled or wrapped."""
+    return np.dtype(np.uint16) if int(labels.max(initial=0)) <= np.iinfo(np.uint16).max else np.dtype(np.uint32)
+
+
+def label_image(results: list[Result]) -> np.ndarray:
+    """The labels of one input: (H, W) for a single frame, (N, H, W) for a stack."""
+    return np.stack([r.labels for r in results]) if len(results) > 1 else results[0].labels
+
+
+def _write_tiff(target, data: np.ndarray, pixel_size_um: float | None = None) -> None:
+    import tifffile
+
+    kwargs = {}
+    if pixel_size_um:
+        kwargs = {"resolution": (1e4 / pixel_size_um, 1e4 / pixel_size_um), "resolutionunit": "CENTIMETER"}
+    tifffile.imwrite(target, data, compression="zlib", photometric="minisblack", bigtiff=data.nbytes > 2**31, **kwargs)
+
+
+def write_labels(path: str | Path, labels: np.ndarray, pixel_size_um: float | None = None) -> None:
+    """Write labels (H, W) or a stack (N, H, W) as a compressed uint16/uint32 TIFF, atomically."""
+    labels = np.asarray(labels)
+    if labels.min(initial=0) < 0:
+        raise ValueError("labels must be non-negative")
+    with atomic_path(path) as tmp:
+        _write_tiff(tmp, labels.astype(label_dtype(labels), copy=False), pixel_size_um)
+
+
+def labels_tiff_bytes(labels: np.ndarray, pixel_size_um: float | None = None) -> bytes:
+    """A label image (or stack) as TIFF bytes, for downloads and HTTP responses."""
+    buffer = io.BytesIO()
+    _write_tiff(buffer, labels.astype(label_dtype(labels), copy=False), pixel_size_um)
+    return buffer.getvalue()
+
+
+def write_float_tiff(path: str | Path, data: np.ndarray) -> None:
+    """Write a float32 array (e.g. distance maps, frames first) as a compressed TIFF, atomically."""
+    with atomic_path(path) as tmp:
+        _write_tiff(tmp, np.asarray(data, dtype=np.float32))
+
+
+def outlines(labels: np.ndarray) -> np.ndarray:
+    """Boolean mask of each cell's inner boundary pixels."""
+    from skimage.segmentation import find_boundaries
+
+    return find_boundaries(labels, mode="inner")
+
+
+def overlay_image(gray_u8: np.ndarray, labels: np.ndarray) -> np.ndarray:
+    """RGB picture of the image with each cell's outline drawn in yellow."""
+    rgb = np.repeat(gray_u8[..., None], 3, axis=2)
+    rgb[outlines(labels)] = OUTLINE_RGB
+    return rgb
+
+
+def overlay_layer(labels: np.ndarray, mode: str = "outline") -> np.ndarray:
+    """Transparent RGBA layer for viewers: yellow outlines, or filled cells one colour per label."""
+    rgba = np.zeros(labels.shape + (4,), np.uint8)
+    if mode == "fill":
+        palette = np.random.default_rng(0).integers(60, 256, (int(labels.max(initial=0)) + 1, 3), dtype=np.uint8)
+        rgba[..., :3] = palette[labels]
+        rgba[..., 3] = np.where(labels > 0, 160, 0)
+    else:
+        rgba[outlines(labels)] = (*OUTLINE_RGB, 255)
+    return rgba
+
+
+def png_bytes(pixels: np.ndarray) -> bytes:
+    """PNG encoding of an RGB or RGBA uint8 array."""
+    import cv2
+
+    order = {3: cv2.COLOR_RGB2BGR, 4: cv2.COLOR_RGBA2BGRA}[pixels.shape[2]]
+    ok, encoded = cv2.imencode(".png", cv2.cvtColor(np.ascontiguousarray(pixels), order))
+    if not ok:
+        raise OSError("PNG encoding failed")
+    return encoded.tobytes()
+
+
+def write_png(path: str | Path, pixels: np.ndarray) -> None:
+    """Write an RGB(A) uint8 array as PNG, atomically."""
+    data = png_bytes(pixels)
+    with atomic_path(path) as tmp:
+        tmp.write_bytes(data)
+
+
+def fmt(value: float | None) -> str:
+    """Numbers in CSV files: 6 significant digits, empty for unknown."""
+    return "" if value is None else f"{value:.6g}"
+
+
+def _cell(value) -> str:
+    if isinstance(value, (bool, np.bool_, int, np.integer)):
+        return str(int(value))
+    return "" if np.isnan(value) else fmt(float(value))
+
+
+def cells_csv(results: list[Result], pixel_size_um: float | None) -> str:
+    """One row per cell and frame (results in frame order); micrometre columns when calibrated."""
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    for index, result in enumerate(results):
+        table = with_physical_units(result.cells, pixel_size_um)
+        if index == 0:
+            writer.writerow(["frame", *table])
+        for values in zip(*table.values()):
+            writer.writerow([index, *(_cell(v) for v in values)])
+    return buffer.getvalue()
+
+
+def summary_row(path: Path, frame: int, metrics: dict | None = None, seconds: float = 0.0, error: str | None = None,
+                pixel_size_um: float | None = None, pixel_size_source: str = "") -> dict:
+    """One summary.csv row: a frame's numbers, or the reason it failed."""
+    row = {"file": str(path), "frame": frame, "status": "ok" if error is None else "failed", "error": error or "",
+           "pixel_size_um": fmt(pixel_size_um) if pixel_size_um else "", "pixel_size_source": pixel_size_source}
+    for name in ("cells", "mean_area_px", "median_area_px", "confluency", "mean_neighbours", "mean_area_um2"):
+        value = (metrics or {}).get(name)
+        row[name] = "" if value is None else value if name == "cells" else fmt(value)
+    row["seconds"] = fmt(seconds) if metrics is not None else ""
+    return row
+
+
+def write_summary(path: Path, rows: list[dict]) -> None:
+    """Write the summary CSV atomically."""
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=SUMMARY_FIELDS, lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(rows)
+    write_text_atomic(path, buffer.getvalue())
+
+
+def write_file_outputs(out: Path, stem: str, results: list[Result], pixel_size_um: float | None,
+                       save_distance: bool) -> list[str]:
+    """Labels, overlays, cells CSV (and distance maps) of one input's frames; returns the names written."""
+    written = [output_name(stem, "labels")]
+    write_labels(out / written[0], label_image(results), pixel_size_um)
+    stack = len(results) > 1
+    for index, result in enumerate(results):
+        name = output_name(stem, "overlay", index if stack else None)
+        write_png(out / name, overlay_image(result.image_u8, result.labels))
+        written.append(name)
+    written.append(output_name(stem, "cells"))
+    write_text_atomic(out / written[-1], cells_csv(results, pixel_size_um))
+    if save_distance:
+        written.append(output_name(stem, "distance"))
+        write_float_tiff(out / written[-1], np.stack([r.distance for r in results]))
+    return written
+
+
+def frame_rows(path: Path, results: list[Result], pixel_size_um: float | None, pixel_size_source: str,
+               extra_seconds: float = 0.0) -> list[dict]:
+    """Summary rows of one input's finished frames; `extra_seconds` (reading) is shared among them."""
+    share = extra_seconds / len(results)
+    return [summary_row(path, index, image_metrics(r.labels, r.cells, pixel_size_um),
+                        share + sum(r.timings.values()), None, pixel_size_um, pixel_size_source)
+            for index, r in enumerate(results)]
