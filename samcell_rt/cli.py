@@ -148,6 +148,8 @@ def _progress(files: int):
 
             def on_file(outcome) -> None:
                 nonlocal tile_bar
+                for message in outcome.warnings:
+                    tqdm.write(f"warning: {outcome.path}: {message}", file=sys.stderr)
                 for row in outcome.rows:
                     if row["status"] != "ok":
                         tqdm.write(f"error: {row['file']}: {row['error']}", file=sys.stderr)

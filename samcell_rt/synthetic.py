@@ -14,10 +14,55 @@ import numpy as np
 from .runtime.contract import INPUT_NAME, OUTPUT_NAME, PREPROCESS, PROPS
 
 
+def _metadata(tile: int, props: dict[str, str] | None) -> dict[str, str]:
+    metadata = {
+        PROPS["name"]: "blob-test", PROPS["version"]: "0", PROPS["tile"]: str(tile),
+        PROPS["peak_threshold"]: "0.47", PROPS["fill_threshold"]: "0.09",
+        PROPS["source_sha256"]: "0" * 64, PROPS["preprocess"]: PREPROCESS,
+    }
+    metadata.update(props or {})
+    return {k: v for k, v in metadata.items() if v is not None}
+
+
+def _save(path: str | Path, nodes: list, inits: list, tile: int, props: dict[str, str] | None, name: str) -> Path:
+    import onnx
+    from onnx import TensorProto, helper
+
+    graph = helper.make_graph(
+        nodes, name,
+        [helper.make_tensor_value_info(INPUT_NAME, TensorProto.UINT8, ["batch", 1, tile, tile])],
+        [helper.make_tensor_value_info(OUTPUT_NAME, TensorProto.FLOAT, ["batch", 1, tile, tile])],
+        inits,
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    helper.set_model_props(model, _metadata(tile, props))
+    onnx.checker.check_model(model)
+    path = Path(path)
+    onnx.save(model, path)
+    return path
+
+
+def broken_model(path: str | Path, value: float, crop: int = 0, tile: int = 256) -> Path:
+    """A contract-shaped model that misbehaves, for tests of the output checks: every output pixel is
+    `value` (NaN, 2.0, ...), and with `crop` > 0 the maps come back `crop` rows short."""
+    from onnx import TensorProto, helper
+
+    nodes = [helper.make_node("Cast", [INPUT_NAME], ["f"], to=TensorProto.FLOAT),
+             helper.make_node("Mul", ["f", "zero"], ["z"]),
+             helper.make_node("Add", ["z", "value"], ["full"]),
+             helper.make_node("Slice", ["full", "starts", "ends", "axes"], [OUTPUT_NAME])]
+    inits = [helper.make_tensor("zero", TensorProto.FLOAT, [], [0.0]),
+             helper.make_tensor("value", TensorProto.FLOAT, [], [value]),
+             helper.make_tensor("starts", TensorProto.INT64, [1], [crop]),
+             helper.make_tensor("ends", TensorProto.INT64, [1], [tile]),
+             helper.make_tensor("axes", TensorProto.INT64, [1], [2])]
+    return _save(path, nodes, inits, tile, None, "broken")
+
+
 def blob_model(path: str | Path, tile: int = 256, sigma: float = 4.0, gain: float = 8.0, centre: float = 0.75,
                props: dict[str, str] | None = None) -> Path:
     """Write the blob model: sigmoid(gain * (gaussian_blur(tile / 255) - centre))."""
-    import onnx
     from onnx import TensorProto, helper
 
     radius = int(3 * sigma)
@@ -38,25 +83,7 @@ def blob_model(path: str | Path, tile: int = 256, sigma: float = 4.0, gain: floa
         helper.make_tensor("centre", TensorProto.FLOAT, [], [centre]),
         helper.make_tensor("gain", TensorProto.FLOAT, [], [gain]),
     ]
-    graph = helper.make_graph(
-        nodes, "blob",
-        [helper.make_tensor_value_info(INPUT_NAME, TensorProto.UINT8, ["batch", 1, tile, tile])],
-        [helper.make_tensor_value_info(OUTPUT_NAME, TensorProto.FLOAT, ["batch", 1, tile, tile])],
-        inits,
-    )
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
-    model.ir_version = 8
-    metadata = {
-        PROPS["name"]: "blob-test", PROPS["version"]: "0", PROPS["tile"]: str(tile),
-        PROPS["peak_threshold"]: "0.47", PROPS["fill_threshold"]: "0.09",
-        PROPS["source_sha256"]: "0" * 64, PROPS["preprocess"]: PREPROCESS,
-    }
-    metadata.update(props or {})
-    helper.set_model_props(model, {k: v for k, v in metadata.items() if v is not None})
-    onnx.checker.check_model(model)
-    path = Path(path)
-    onnx.save(model, path)
-    return path
+    return _save(path, nodes, inits, tile, props, "blob")
 
 
 def synthetic_cells(shape: tuple[int, int] = (512, 512), count: int = 20, radius: int = 12, gap: int = 8,

@@ -33,6 +33,7 @@ class FileOutcome:
     rows: list[dict] = field(default_factory=list)
     skipped: bool = False
     outputs: list[str] = field(default_factory=list)  # file names written in the output folder
+    warnings: list[str] = field(default_factory=list)  # reader remarks on a file that was still usable
 
     @property
     def ok(self) -> bool:
@@ -69,14 +70,18 @@ class RunOptions:
 def expand_inputs(inputs: Iterable[str], out: Path | None = None) -> list[Path]:
     """Files, folders (their image files, sorted) and glob patterns -> a list of files.
 
-    Outputs samcell-rt wrote into `out` are skipped, so an output folder equal to an input folder
-    is safe to run twice. Two inputs whose outputs would share names are refused.
+    samcell-rt's own outputs are skipped: those a manifest records in their folder, and anything
+    named like an output in `out`, so an output folder equal to an input folder is safe to run
+    twice. Two inputs whose outputs would share names are refused.
     """
+    from .manifest import recorded_outputs
+
     files: list[Path] = []
     for spec in inputs:
         path = Path(spec)
         if path.is_dir():
-            files.extend(sorted(p for p in path.iterdir() if p.is_file() and is_image_file(p)))
+            own = recorded_outputs(path)
+            files.extend(sorted(p for p in path.iterdir() if p.is_file() and is_image_file(p) and p.name not in own))
         elif path.exists():
             files.append(path)
         elif glob.has_magic(spec):
@@ -240,7 +245,7 @@ def _file_outcome(stack: ImageStack, results: list[Result], out: Path, read_seco
     except OSError as exc:
         return FileOutcome.failed(stack.path, f"cannot write outputs ({exc.strerror or exc})")
     rows = frame_rows(stack.path, results, stack.pixel_size_um, stack.pixel_size_source, read_seconds)
-    return FileOutcome(stack.path, rows, outputs=outputs)
+    return FileOutcome(stack.path, rows, outputs=outputs, warnings=stack.warnings)
 
 
 def plate_outcome(path: Path, out: Path, segmenter: Segmenter, options: RunOptions,

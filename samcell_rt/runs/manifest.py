@@ -21,6 +21,15 @@ NAME = "manifest.json"
 VERSION = 2
 
 
+def recorded_outputs(folder: Path) -> set[str]:
+    """Names of the files samcell-rt wrote into `folder`, by its manifest (empty without one)."""
+    try:
+        entries = json.loads((folder / NAME).read_text())["inputs"]
+        return {name for entry in entries.values() for name in entry.get("outputs", [])}
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        return set()
+
+
 class Manifest:
     """Read once at start, updated and saved per finished input."""
 

@@ -31,7 +31,7 @@ import numpy as np
 
 from ..errors import ImageReadError, ImageValueError
 from ..runtime.atomic import atomic_path
-from ..runtime.io import check_pixels, tiff_pixel_size_um
+from ..runtime.io import check_pixels, tiff_pixel_size_um, tiff_warnings
 from ..runtime.measure import area_metrics
 from ..runtime.postprocess import labels_from_distance
 from ..runtime.preprocess import PERCENTILES, enhance_tiles, to_uint8
@@ -250,7 +250,7 @@ def is_plate(path: Path, threshold: int) -> bool:
     if path.suffix.lower() not in (".tif", ".tiff"):
         return False
     try:
-        with tifffile.TiffFile(path) as tif:
+        with tiff_warnings(), tifffile.TiffFile(path) as tif:  # the read reports what is wrong, once
             shape = tif.series[0].shape
     except Exception:
         return False  # let the normal reader report what is wrong with it

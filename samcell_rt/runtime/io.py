@@ -18,7 +18,10 @@ Reading rules (documented for users in the README):
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import contextlib
+import logging
+from collections.abc import Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -41,6 +44,7 @@ class ImageStack:
     frames: np.ndarray
     pixel_size_um: float | None = None
     pixel_size_source: str = ""  # "ome", "imagej", "tiff-resolution", or "" when uncalibrated
+    warnings: list[str] = field(default_factory=list)  # what the TIFF reader noticed, once per file
 
     @property
     def is_stack(self) -> bool:
@@ -65,14 +69,40 @@ def read_image(path: str | Path, channel: int | None = None, max_pixels: int = M
     if suffix not in IMAGE_SUFFIXES:
         raise ImageReadError(path, f"unsupported file type {suffix!r} (use TIFF, PNG, JPEG or BMP)")
     try:
-        if suffix in TIFF_SUFFIXES:
-            data, axes, pixel_size, source = _read_tiff(path, max_pixels)
-        else:
-            data, axes, pixel_size, source = _read_raster(path, max_pixels), "YXS", None, ""
+        with tiff_warnings() as warnings:
+            if suffix in TIFF_SUFFIXES:
+                data, axes, pixel_size, source = _read_tiff(path, max_pixels)
+            else:
+                data, axes, pixel_size, source = _read_raster(path, max_pixels), "YXS", None, ""
     except OSError as exc:  # permissions, vanished files, I/O errors
         raise ImageReadError(path, f"cannot be read ({exc.strerror or exc})") from exc
     frames = _to_gray_frames(path, data, axes, channel)
-    return ImageStack(path, frames, pixel_size, source)
+    return ImageStack(path, frames, pixel_size, source, list(dict.fromkeys(warnings)))
+
+
+class _Collect(logging.Handler):
+    def __init__(self, messages: list[str]) -> None:
+        super().__init__(logging.WARNING)
+        self.messages = messages
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.messages.append(record.getMessage())
+
+
+@contextlib.contextmanager
+def tiff_warnings() -> Iterator[list[str]]:
+    """Collect what tifffile logs while a file is opened, instead of letting it print: callers
+    report it once per file with the file's name (a header probe and the read would print it twice)."""
+    logger = logging.getLogger("tifffile")
+    messages: list[str] = []
+    handler, propagate = _Collect(messages), logger.propagate
+    logger.addHandler(handler)
+    logger.propagate = False
+    try:
+        yield messages
+    finally:
+        logger.removeHandler(handler)
+        logger.propagate = propagate
 
 
 def check_pixels(path: Path, shape: tuple[int, ...], max_pixels: int) -> None:
