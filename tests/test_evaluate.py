@@ -141,3 +141,21 @@ def test_segment_then_evaluate_and_sweep_end_to_end(tmp_path, blob_path):
     proc = cli("evaluate", "--sweep", str(tmp_path / "out"), "--gt", str(tmp_path / "gt"))
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.count("OP_CSB") == 60  # 10 peaks x 6 fills
+
+
+def test_a_reference_without_prediction_scores_as_empty_and_is_listed(tmp_path):
+    """gt {b, c}, pred {b}: c counts as a prediction with no cells (once reported OP_CSB 1.0)."""
+    pred, gt = tmp_path / "pred", tmp_path / "gt"
+    pred.mkdir()
+    gt.mkdir()
+    for name in ("b", "c"):
+        tifffile.imwrite(gt / f"{name}.tif", GT)
+    tifffile.imwrite(pred / "b_labels.tif", GT)
+    report = evaluate_folders(pred, gt)
+    assert report["missing"] == ["c"] and [i["missing"] for i in report["images"]] == [False, True]
+    n = int(GT.max())
+    assert report["SEG"] == pytest.approx(0.5) and report["DET"] == pytest.approx(1 - 10 * n / (20 * n))
+    assert report["OP_CSB"] < 1
+    proc = subprocess.run([sys.executable, "-m", "samcell_rt.cli", "evaluate", "--gt", str(gt)],
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2 and "give --pred FOLDER" in proc.stderr and "not both" not in proc.stderr

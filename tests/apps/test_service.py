@@ -80,3 +80,51 @@ def test_bad_uploads_get_4xx_and_the_server_stays_up(service):
                                  "name=ok.tif&format=tiff")
     assert status == 200 and json.loads(headers["X-Samcell-Metrics"])[0]["cells"] == 3
     assert tifffile.imread(io.BytesIO(body)).shape == (256, 256)
+
+
+def lying_png() -> bytes:
+    import struct
+    import zlib
+
+    import cv2
+
+    data = bytearray(cv2.imencode(".png", np.zeros((8, 8), np.uint8))[1].tobytes())
+    data[16:24] = struct.pack(">II", 100_000, 100_000)
+    data[29:33] = struct.pack(">I", zlib.crc32(bytes(data[12:29])))
+    return bytes(data)
+
+
+def chunked_post(url: str, path: str, size: int) -> int:
+    """POST `size` bytes with Transfer-Encoding: chunked (no Content-Length); the status code."""
+    import http.client
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(url)
+    connection = http.client.HTTPConnection(parts.hostname, parts.port, timeout=60)
+    body = (b"\0" * 65536 for _ in range(size // 65536))
+    connection.request("POST", path, body=body, encode_chunked=True,
+                       headers={"Content-Type": "application/octet-stream"})
+    status = connection.getresponse().status
+    connection.close()
+    return status
+
+
+def test_hostile_requests_get_clear_4xx(service):
+    status, body, _ = post(service, lying_png(), "name=huge.png")
+    assert status == 422 and "100000 x 100000" in json.loads(body)["error"]
+    status, body, _ = post(service, b"x", "name=a.tif&format=xml")
+    assert status == 400 and "json, tiff" in json.loads(body)["error"]
+    status, body, _ = post(service, b"x", "name=a.tif&channel=one")
+    assert status == 400 and "channel" in json.loads(body)["error"]
+    assert chunked_post(service, "/v1/segment?name=a.tif", 3 * 2**20) == 413
+    assert post(service, b"not a tiff")[0] == 422  # still serving
+
+
+def test_channel_query_picks_a_channel(service):
+    image = as_dtype(synthetic_cells((256, 256), count=4, seed=3)[0], "uint8")
+    buffer = io.BytesIO()
+    tifffile.imwrite(buffer, np.stack([image, np.zeros_like(image)]), metadata={"axes": "CYX"})
+    status, body, _ = post(service, buffer.getvalue(), "name=two.tif")
+    assert status == 422 and "channel=N" in json.loads(body)["error"]
+    status, body, _ = post(service, buffer.getvalue(), "name=two.tif&channel=0")
+    assert status == 200 and json.loads(body)["frames"][0]["cells"] == 4

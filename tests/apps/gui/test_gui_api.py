@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import io
 import time
+from pathlib import Path
 
+import numpy as np
 import pytest
 import tifffile
 
@@ -65,3 +67,62 @@ def test_rejections(client):
     assert body["status"] == "failed" and "broken.tif" in body["error"] and "/tmp" not in body["error"]
     assert client.get("/api/images/999").status_code == 404
     assert client.get(f"/api/images/{broken['accepted'][0]['id']}/image.png").status_code == 409
+
+
+def test_thresholds_without_fill_and_bad_json_are_400(client):
+    image = as_dtype(synthetic_cells((260, 260), count=3, seed=5)[0], "uint8")
+    job = client.post("/api/images", files=[("files", ("t.tif", tiff_bytes(image), "image/tiff"))]).json()["accepted"][0]
+    wait_done(client, job["id"])
+    reply = client.post(f"/api/images/{job['id']}/thresholds", json={"peak": 0.5})
+    assert reply.status_code == 400 and "missing fill" in reply.json()["error"]
+    assert client.post(f"/api/images/{job['id']}/thresholds", content=b"{").status_code == 400
+    assert client.get(f"/api/images/{job['id']}?frame=x").status_code == 400
+    assert client.get(f"/api/images/{job['id']}/overlay.png?mode=zebra").status_code == 400
+
+
+def test_chunked_upload_over_the_limit_is_413(client):
+    def chunks():
+        for _ in range(32):
+            yield b"\0" * 65536  # 2 MB in total, no Content-Length
+
+    reply = client.post("/api/images", content=chunks(), headers={"Content-Type": "multipart/form-data; boundary=x"})
+    assert reply.status_code == 413
+
+
+def test_worker_survives_a_lying_header_and_any_exception(client, monkeypatch):
+    import struct
+    import zlib
+
+    import cv2
+
+    data = bytearray(cv2.imencode(".png", np.zeros((8, 8), np.uint8))[1].tobytes())
+    data[16:24] = struct.pack(">II", 100_000, 100_000)
+    data[29:33] = struct.pack(">I", zlib.crc32(bytes(data[12:29])))
+    huge = client.post("/api/images", files=[("files", ("huge.png", bytes(data), "image/png"))]).json()["accepted"][0]
+    assert "100000 x 100000" in wait_done(client, huge["id"])["error"]
+    jobs = client.app.state.jobs
+    monkeypatch.setattr(jobs.segmenter, "segment_many", lambda frames: (_ for _ in ()).throw(RuntimeError("boom")))
+    image = as_dtype(synthetic_cells((260, 260), count=3, seed=6)[0], "uint8")
+    boom = client.post("/api/images", files=[("files", ("b.tif", tiff_bytes(image), "image/tiff"))]).json()["accepted"][0]
+    assert wait_done(client, boom["id"])["error"] == "boom"
+    monkeypatch.undo()
+    ok = client.post("/api/images", files=[("files", ("c.tif", tiff_bytes(image), "image/tiff"))]).json()["accepted"][0]
+    assert wait_done(client, ok["id"])["status"] == "done"
+
+
+def test_results_live_on_disk_memory_stays_bounded_and_jobs_can_be_removed(client):
+    jobs = client.app.state.jobs
+    image = as_dtype(synthetic_cells((300, 320), count=4, seed=7)[0], "uint16")
+    ids = [client.post("/api/images", files=[("files", (f"m{i}.tif", tiff_bytes(image), "image/tiff"))]).json()
+           ["accepted"][0]["id"] for i in range(jobs.in_memory + 3)]
+    for job_id in ids:
+        assert wait_done(client, job_id)["status"] == "done"
+    assert len(jobs._loaded) <= jobs.in_memory
+    folder = Path(jobs._folder.name)
+    assert not list(folder.glob("*.tif"))  # uploads deleted once read
+    assert client.get(f"/api/images/{ids[0]}").json()["metrics"]["cells"] == 4  # reloaded from disk
+    assert client.delete(f"/api/images/{ids[0]}").status_code == 200
+    assert client.get(f"/api/images/{ids[0]}").status_code == 404
+    assert not (folder / f"{ids[0]}.results").exists()
+    client.app.state.jobs.close()
+    assert not folder.exists()
