@@ -13,7 +13,7 @@ from pathlib import Path
 
 import click
 
-from . import __version__
+from . import __version__, load_model
 from .errors import SamcellError
 from .export import CONFIG_NAMES, TOLERANCE
 from .runtime import MAX_PIXELS
@@ -61,6 +61,16 @@ def threshold_options(f):
                         help="How clearly a cell centre must stand out to start a cell (0-1; default: the model's, "
                              "usually 0.47). Raise it if one cell is split into several, lower it if faint cells "
                              "are missed.")(f)
+
+
+def server_options(port: int):
+    """--host / --port for the HTTP programs (local only unless the user opens it up)."""
+    def decorate(f):
+        f = click.option("--port", default=port, show_default=True, type=click.IntRange(0, 65535),
+                         help="Port to listen on.")(f)
+        return click.option("--host", default="127.0.0.1", show_default=True,
+                            help="Interface to listen on (local only by default).")(f)
+    return decorate
 
 
 def max_pixels_option(f):
@@ -113,16 +123,13 @@ def segment(inputs, model, out, engine, batch_size, peak, fill, channel, scaling
     Example:
       samcell-rt segment plate/*.tif --out results/ --pixel-size 0.65
     """
-    from .models import resolve_model
     from .runs.folders import RunOptions, expand_inputs, prepare_output, segment_files
-    from .runtime.segmenter import Segmenter
 
     if workers is not None and dask_address is not None:
         raise click.UsageError("give --workers (local cluster) or --dask ADDRESS, not both")
     files = expand_inputs(inputs, out)
     prepare_output(out)
-    segmenter = Segmenter(resolve_model(model), engine=engine, batch_size=batch_size, peak=peak, fill=fill,
-                          threads=threads, scaling=scaling)
+    segmenter = load_model(model, engine, batch_size=batch_size, peak=peak, fill=fill, threads=threads, scaling=scaling)
     click.echo(f"model {segmenter.info.name} {segmenter.info.version} on engine {segmenter.engine_name}; "
                f"{len(files)} file(s) -> {out}", err=True)
     options = RunOptions(channel, pixel_size, save_distance, overwrite, max_pixels=max_pixels)
@@ -240,18 +247,10 @@ def build_engine_command(model, out, precision, max_batch, opt_batch, workspace,
                f"{precision}, batch 1..{max_batch}); max abs error vs fp32 ONNX: {errors}")
 
 
-def _segmenter(model, engine, **options):
-    from .models import resolve_model
-    from .runtime.segmenter import Segmenter
-
-    return Segmenter(resolve_model(model), engine=engine, **options)
-
-
 @main.command()
 @model_option()
 @engine_option
-@click.option("--host", default="127.0.0.1", show_default=True, help="Interface to listen on (local only by default).")
-@click.option("--port", default=8766, show_default=True, type=click.IntRange(0, 65535), help="Port to listen on.")
+@server_options(8766)
 @click.option("--max-mb", default=256, show_default=True, type=click.FloatRange(min=1), help="Request size limit, MB.")
 @click.option("--batch-size", default=None, type=click.IntRange(min=1), help="Tiles per engine call.")
 @max_pixels_option
@@ -268,7 +267,7 @@ def serve(model, engine, host, port, max_mb, batch_size, max_pixels) -> None:
 
     from .apps.serve import create_service
 
-    segmenter = _segmenter(model, engine, batch_size=batch_size)
+    segmenter = load_model(model, engine, batch_size=batch_size)
     click.echo(f"samcell-rt service on http://{host}:{port}/ (model {segmenter.info.name}, engine "
                f"{segmenter.engine_name}); POST images to /v1/segment?name=FILE.tif", err=True)
     uvicorn.run(create_service(segmenter, max_mb, max_pixels), host=host, port=port, log_level="warning")
@@ -277,8 +276,7 @@ def serve(model, engine, host, port, max_mb, batch_size, max_pixels) -> None:
 @main.command()
 @model_option()
 @engine_option
-@click.option("--host", default="127.0.0.1", show_default=True, help="Interface to listen on (local only by default).")
-@click.option("--port", default=8765, show_default=True, type=click.IntRange(0, 65535), help="Port to listen on.")
+@server_options(8765)
 @click.option("--max-upload-mb", default=512, show_default=True, type=click.FloatRange(min=1), help="Upload size limit, MB.")
 @max_pixels_option
 @click.option("--no-browser", is_flag=True, help="Do not open a browser window.")
@@ -294,7 +292,7 @@ def gui(model, engine, host, port, max_upload_mb, max_pixels, no_browser) -> Non
 
     from .apps.gui.app import create_app
 
-    segmenter = _segmenter(model, engine)
+    segmenter = load_model(model, engine)
     url = f"http://{host}:{port}/"
     click.echo(f"samcell-rt GUI on {url} (model {segmenter.info.name}, engine {segmenter.engine_name}); Ctrl+C to stop",
                err=True)

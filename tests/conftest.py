@@ -11,10 +11,10 @@ import os
 
 import pytest
 
+from samcell_rt.synthetic import blob_model
+
 PARITY_SKIP = "reference package samcell 1.2.0 is not installed"
 _parity_skips: list[str] = []
-
-from samcell_rt.synthetic import blob_model
 
 
 @pytest.fixture(scope="session")
