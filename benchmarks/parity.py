@@ -23,7 +23,7 @@ from samcell_rt.machine import emit_report, machine_info
 
 
 def synthetic_images(shape: tuple[int, int], count: int) -> list[np.ndarray]:
-    from samcell_rt.testing import as_dtype, synthetic_cells
+    from samcell_rt.synthetic import as_dtype, synthetic_cells
 
     return [as_dtype(synthetic_cells(shape, count=60, radius=14, seed=s)[0], "uint8") for s in range(count)]
 
@@ -41,7 +41,7 @@ def reference_valid_mask(shape: tuple[int, int]) -> np.ndarray:
 
 
 def mean_matched_iou(reference: np.ndarray, ours: np.ndarray) -> float:
-    from samcell_rt.testing import matched_iou
+    from samcell_rt.synthetic import matched_iou
 
     scores = matched_iou(reference, ours)
     return float(np.mean(scores)) if scores else 1.0

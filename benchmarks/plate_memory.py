@@ -59,7 +59,7 @@ def write_plate(path: Path, size: int, density: float = 1 / 6000, radius: int = 
 @click.option("--size", default=20000, show_default=True)
 @click.option("--out", type=click.Path(dir_okay=False, path_type=Path), default=None)
 def main(size: int, out: Path | None) -> None:
-    from samcell_rt.testing import blob_model
+    from samcell_rt.synthetic import blob_model
 
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)

@@ -43,9 +43,9 @@ def main(count: int, clients: int, size: int, out: Path | None) -> None:
     import tifffile
 
     from samcell_rt import load_model
-    from samcell_rt.client import segment_remote
-    from samcell_rt.serve import create_service
-    from samcell_rt.testing import as_dtype, blob_model, synthetic_cells
+    from samcell_rt.apps.client import segment_remote
+    from samcell_rt.apps.serve import create_service
+    from samcell_rt.synthetic import as_dtype, blob_model, synthetic_cells
 
     with tempfile.TemporaryDirectory() as tmp:
         segmenter = load_model(str(blob_model(Path(tmp) / "blob.onnx")), batch_size=8)

@@ -24,7 +24,7 @@ from samcell_rt.machine import emit_report, machine_info
 @click.option("--out", type=click.Path(dir_okay=False, path_type=Path), default=None)
 def main(size: int, repeats: int, batch_size: int, out: Path | None) -> None:
     from samcell_rt import load_model
-    from samcell_rt.testing import as_dtype, blob_model, synthetic_cells
+    from samcell_rt.synthetic import as_dtype, blob_model, synthetic_cells
 
     with tempfile.TemporaryDirectory() as tmp:
         segmenter = load_model(str(blob_model(Path(tmp) / "blob.onnx")), batch_size=batch_size)

@@ -24,7 +24,7 @@ from samcell_rt.machine import emit_report, machine_info
 def main(config: str, batch_size: int, steps: int, device: str, out: Path | None) -> None:
     import torch
 
-    from samcell_rt.testing import synthetic_cells
+    from samcell_rt.synthetic import synthetic_cells
     from samcell_rt.train.data import Augment, Sample
     from samcell_rt.train.loop import Recipe, Trainer, _batch
 

@@ -55,6 +55,14 @@ async function refreshJobs() {
     status.className = "status";
     status.textContent = job.status;
     item.append(status);
+    if (job.status !== "processing") {
+      const remove = document.createElement("button");
+      remove.className = "remove";
+      remove.title = "Remove this image and its results";
+      remove.textContent = "×";
+      remove.addEventListener("click", (event) => { event.stopPropagation(); removeJob(job.id); });
+      item.append(remove);
+    }
     if (job.error) {
       const message = document.createElement("span");
       message.className = "msg";
@@ -65,6 +73,18 @@ async function refreshJobs() {
     else if (state.selected === job.id && previous?.status !== "done" && job.status === "done") select(job.id);
   }
   if (jobs.some((job) => job.status === "queued" || job.status === "processing")) setTimeout(refreshJobs, 400);
+}
+
+async function removeJob(id) {
+  await api(`/api/images/${id}`, { method: "DELETE" });
+  state.jobs.delete(id);
+  document.querySelector(`#jobs [data-id="${id}"]`)?.remove();
+  if (state.selected === id) {
+    state.selected = null;
+    $("image").removeAttribute("src");
+    $("overlay").removeAttribute("src");
+    $("placeholder").hidden = false;
+  }
 }
 
 async function select(id) {
