@@ -346,13 +346,18 @@ def models() -> None:
 
     \b
     Example:
-      samcell-rt models list
+      samcell-rt models info samcell-lite
     """
 
 
 @models.command("list")
 def models_list() -> None:
-    """List shipped and downloadable models and whether they are ready here."""
+    """List shipped and downloadable models and whether they are ready here.
+
+    \b
+    Example:
+      samcell-rt models list
+    """
     from .models import model_table
 
     for row in model_table():

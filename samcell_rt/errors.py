@@ -49,7 +49,7 @@ class EngineUnavailableError(SamcellError):
 
 
 class InputError(SamcellError):
-    """The command line named inputs that do not exist or whose outputs would collide."""
+    """Inputs or options that cannot be used: missing inputs, outputs that would collide, values out of range."""
 
 
 class OutputError(SamcellError):

@@ -107,3 +107,21 @@ def test_cells_csv_and_pixel_size(tmp_path, blob_path):
     assert float(cells[0]["area_um2"]) == float(cells[0]["area"]) * 0.25
     summary = read_summary(tmp_path / "out" / "summary.csv")[0]
     assert summary["mean_neighbours"] == "0" and float(summary["mean_area_um2"]) > 0
+
+
+def test_every_command_has_an_example_and_every_option_a_description():
+    import click
+
+    from samcell_rt.cli import main
+
+    def commands(group, prefix=""):
+        for name, command in group.commands.items():
+            yield f"{prefix}{name}", command
+            if isinstance(command, click.Group):
+                yield from commands(command, f"{prefix}{name} ")
+
+    for name, command in commands(main):
+        assert "Example" in (command.help or ""), f"`{name} --help` gives no example"
+        for param in command.params:
+            if isinstance(param, click.Option):
+                assert param.help, f"{name} {param.opts} has no help text"

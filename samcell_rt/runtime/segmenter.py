@@ -19,7 +19,7 @@ from typing import Literal
 
 import numpy as np
 
-from ..errors import EXIT_FILE_FAILED, ImageValueError, SamcellError
+from ..errors import EXIT_FILE_FAILED, ImageValueError, InputError, SamcellError
 from .contract import check_output
 from .engines import open_engine
 from .engines.base import Engine
@@ -85,7 +85,7 @@ class Segmenter:
                  peak: float | None = None, fill: float | None = None, threads: int | None = None,
                  scaling: Scaling = "range") -> None:
         if batch_size is not None and batch_size < 1:
-            raise ValueError("batch_size must be at least 1")
+            raise InputError("batch_size must be at least 1")
         self.engine = open_engine(model, engine, threads) if isinstance(model, (str, Path)) else model
         self.info = self.engine.info
         batch_size = batch_size or self.engine.default_batch
@@ -94,7 +94,7 @@ class Segmenter:
         self.fill = self.info.fill_threshold if fill is None else fill
         for name, value in (("peak", self.peak), ("fill", self.fill)):
             if not 0.0 <= value <= 1.0:
-                raise ValueError(f"{name} threshold {value} must lie in [0, 1]")
+                raise InputError(f"{name} threshold {value} must lie in [0, 1]")
         self.scaling = scaling
 
     @property
