@@ -1,8 +1,10 @@
 """Engine selection: by name, or `auto` (TensorRT -> CUDA -> CPU), never silently falling back.
 
-`auto` takes native TensorRT only when an engine built for this model, GPU and TensorRT version
-is in the cache (`samcell-rt build-engine` makes one), then onnxruntime's CUDA provider, then the
-CPU. A named engine that cannot start raises EngineUnavailableError.
+`auto` takes a native TensorRT engine only when one built for this model and valid on this GPU
+with an installed flavour (full TensorRT preferred, else TensorRT-RTX) is in the cache
+(`samcell-rt build-engine` makes one), then onnxruntime's CUDA provider, then the CPU. A named
+engine that cannot start raises EngineUnavailableError. Engine name `tensorrt` covers both
+flavours: the engine file's header says which library loads it.
 """
 
 from __future__ import annotations
@@ -23,12 +25,10 @@ def cached_trt_engine(model: Path) -> Path | None:
         return model
     if not trt_engine.available():
         return None
-    import tensorrt
-
     from ..contract import file_sha256
 
     gpu, capability = trt_engine.device_facts()
-    return find_cached_engine(file_sha256(model), gpu, capability, tensorrt.__version__)
+    return find_cached_engine(file_sha256(model), gpu, capability, trt_engine.installed_flavours())
 
 
 def resolve_engine(name: str, model: Path) -> tuple[str, Path]:
@@ -45,7 +45,8 @@ def resolve_engine(name: str, model: Path) -> tuple[str, Path]:
         engine = cached_trt_engine(model)
         if engine is None:
             raise EngineUnavailableError(f"no TensorRT engine for {model} on this machine: build one with "
-                                         f"`samcell-rt build-engine {model}` (needs the 'tensorrt' extra and a GPU)")
+                                         f"`samcell-rt build-engine {model}` (extra 'tensorrt-rtx' builds anywhere, for RTX "
+                                         "GPUs; extra 'tensorrt' on the target GPU)")
         return "tensorrt", engine
     if name != "auto":
         return name, model
