@@ -66,12 +66,12 @@ class BuildReport:
 
 def choose_flavour(runtime: str | None) -> str:
     """The flavour to build with: the one asked for, else the installed one (full TensorRT on a GPU when both are)."""
-    installed = trt_engine.installed_flavours()
     if runtime is not None:
         if runtime not in RUNTIMES:
             raise ValueError(f"unknown runtime {runtime!r}; choose from {', '.join(RUNTIMES)}")
         trt_engine.import_library(RUNTIMES[runtime])  # raises with the install command
         return RUNTIMES[runtime]
+    installed = trt_engine.installed_flavours()
     if not installed:
         raise EngineUnavailableError("build-engine needs TensorRT-RTX (pip install 'samcell-rt[tensorrt-rtx]': builds on "
                                      "any machine, for RTX GPUs) or the full TensorRT (extra 'tensorrt', on the target GPU)")

@@ -39,10 +39,9 @@ def installed_flavours() -> dict[str, str]:
     """Installed TensorRT flavours and their versions (no GPU needed)."""
     found = {}
     for flavour, (module, _) in LIBRARIES.items():
-        if importlib.util.find_spec(module) is None:
-            continue
         try:
-            found[flavour] = str(importlib.import_module(module).__version__)
+            if importlib.util.find_spec(module) is not None:
+                found[flavour] = str(importlib.import_module(module).__version__)
         except Exception:  # a broken install (missing shared libraries) counts as absent
             continue
     return found
