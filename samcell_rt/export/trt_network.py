@@ -104,7 +104,7 @@ def pin_fp32(network, trt) -> list[str]:
 
 
 def build_full(onnx_path: Path, precision: str, profile: Profile, workspace_gb: float, timing_cache: Path,
-               calibrator, pin: bool) -> tuple[bytes, list[str]]:
+               int8_calibrator, pin: bool) -> tuple[bytes, list[str]]:
     """A full-TensorRT engine for this GPU from the fp32 graph, and the layers pinned to fp32."""
     import tensorrt as trt
 
@@ -115,7 +115,7 @@ def build_full(onnx_path: Path, precision: str, profile: Profile, workspace_gb: 
         config.set_flag(trt.BuilderFlag.FP16)
     if precision == "int8":
         config.set_flag(trt.BuilderFlag.INT8)
-        config.int8_calibrator = calibrator
+        config.int8_calibrator = int8_calibrator
     pinned = pin_fp32(network, trt) if pin else []
     if pinned:
         config.set_flag(trt.BuilderFlag.OBEY_PRECISION_CONSTRAINTS)
