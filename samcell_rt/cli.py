@@ -221,30 +221,38 @@ def export_command(checkpoint, out, precision, opset, name, model_version, confi
 
 
 @main.command("build-engine")
-@click.argument("model", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.argument("model")
+@click.option("--runtime", type=click.Choice(["rtx", "tensorrt"]), default=None,
+              help="TensorRT-RTX (builds anywhere, for RTX GPUs) or the full TensorRT (on the target GPU) "
+                   "[default: the installed one].")
+@click.option("--precision", type=click.Choice(["fp16", "fp32", "int8"]), default="fp16", show_default=True,
+              help="Engine precision (fp16 is checked against the fp32 model; int8: full TensorRT only, with --calib).")
+@click.option("--max-batch", default=32, show_default=True, type=click.IntRange(min=1), help="Largest batch the engine takes.")
+@click.option("--opt-batch", default=8, show_default=True, type=click.IntRange(min=1), help="Batch the engine is tuned for.")
+@click.option("--compute-capability", "compute_capabilities", multiple=True, metavar="X.Y",
+              help="TensorRT-RTX target, repeatable (e.g. 8.9) [default: every one it supports].")
+@click.option("--checkpoint", type=click.Path(exists=True, path_type=Path), default=None,
+              help="The model's checkpoint: derive the fp16 graph from it instead of converting the fp32 graph.")
 @click.option("--out", "-o", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="Engine file (default: the user engine cache, where --engine auto finds it).")
-@click.option("--precision", type=click.Choice(["fp16", "fp32", "int8"]), default="fp16", show_default=True,
-              help="Engine precision (fp16 is guarded against the fp32 model).")
-@click.option("--max-batch", default=32, show_default=True, type=click.IntRange(min=1), help="Largest batch the engine takes.")
-@click.option("--opt-batch", default=8, show_default=True, type=click.IntRange(min=1), help="Batch TensorRT tunes for.")
-@click.option("--workspace", default=8.0, show_default=True, type=click.FloatRange(min=0.25), help="Builder memory, GiB.")
+@click.option("--workspace", default=8.0, show_default=True, type=click.FloatRange(min=0.25),
+              help="Builder memory, GiB (full TensorRT).")
 @click.option("--calib", type=click.Path(exists=True, file_okay=False, path_type=Path), default=None,
-              help="Images for int8 calibration.")
-def build_engine_command(model, out, precision, max_batch, opt_batch, workspace, calib) -> None:
-    """Build a TensorRT engine from an exported ONNX MODEL (needs the `tensorrt` extra and a GPU).
+              help="Images for int8 calibration (full TensorRT).")
+def build_engine_command(model, runtime, precision, max_batch, opt_batch, compute_capabilities, checkpoint, out,
+                         workspace, calib) -> None:
+    """Build a TensorRT / TensorRT-RTX engine from MODEL (ONNX file or model name, e.g. samcell-lite).
 
     \b
     Example:
-      samcell-rt build-engine generalist.onnx --precision fp16
+      samcell-rt build-engine samcell-lite --runtime rtx --precision fp16 --out lite16.engine
     """
-    requires_extra("tensorrt", "tensorrt")
-    from .export.tensorrt import build_engine
+    from .export.tensorrt import build_engine, describe_build
+    from .models import resolve_model
 
-    report = build_engine(model, out, precision, max_batch, opt_batch, workspace, calib)
-    errors = ", ".join(f"{k} {v:.3g}" for k, v in report.errors.items())
-    click.echo(f"wrote {report.path} for {report.header.gpu_name} (TensorRT {report.header.tensorrt_version}, "
-               f"{precision}, batch 1..{max_batch}); max abs error vs fp32 ONNX: {errors}")
+    report = build_engine(resolve_model(model), out, precision, max_batch, opt_batch, runtime, compute_capabilities,
+                          checkpoint, workspace_gb=workspace, calib_dir=calib, log=lambda line: click.echo(line, err=True))
+    click.echo(describe_build(report))
 
 
 @main.command()

@@ -80,3 +80,11 @@ def test_no_module_imports_upward():
 def test_the_runtime_knows_nothing_of_folders_http_or_registries():
     for path in (ROOT / "runtime").rglob("*.py"):
         assert not {part_of(m) for m in imports(path)} & {"runs", "apps", "models", "cli"}, path
+
+
+def test_the_readme_documents_every_engine_of_the_table():
+    from samcell_rt.runtime.engines import TABLE
+
+    readme = (ROOT.parent / "README.md").read_text()
+    missing = [row.name for row in TABLE if f"| `{row.name}`" not in readme]
+    assert not missing, f"README engine table lacks {missing}"

@@ -129,12 +129,20 @@ def _convert(model, precision: str, tmp: Path):
     return model
 
 
-def _max_error(model, tiles: np.ndarray, expected: np.ndarray) -> float:
+def graph_maps(model, tiles: np.ndarray) -> np.ndarray:
+    """Distance maps of a graph (ModelProto or path) in onnxruntime CPU, two tiles per call.
+
+    Batches of 2 (the traced size was 2, so 1 is checked by the runtime tests): bounded memory.
+    """
     import onnxruntime as ort
 
-    session = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
-    # batches of 2 (the traced size was 2, so 1 is checked by the runtime tests): bounded memory
-    got = np.concatenate([session.run([OUTPUT_NAME], {INPUT_NAME: tiles[i : i + 2]})[0] for i in range(0, len(tiles), 2)])
+    source = model.SerializeToString() if hasattr(model, "SerializeToString") else str(model)
+    session = ort.InferenceSession(source, providers=["CPUExecutionProvider"])
+    return np.concatenate([session.run([OUTPUT_NAME], {INPUT_NAME: tiles[i : i + 2]})[0] for i in range(0, len(tiles), 2)])
+
+
+def _max_error(model, tiles: np.ndarray, expected: np.ndarray) -> float:
+    got = graph_maps(model, tiles)
     if got.shape != expected.shape:
         raise ExportError(f"exported graph returns shape {got.shape}, expected {expected.shape}")
     return float(np.abs(got.astype(np.float64) - expected).max())

@@ -1,179 +1,237 @@
-"""ONNX -> TensorRT engine with one batch profile, a timing cache, an accuracy guard and a header.
+"""ONNX model -> TensorRT or TensorRT-RTX engine with one batch profile, an accuracy guard and a header.
 
-Written against the TensorRT 10 Python API (extra `tensorrt`). The guard runs the new engine on
-the export's verification tiles and compares with the fp32 ONNX model in onnxruntime; an fp16
-engine over 1e-2 is rebuilt with LayerNorm, Softmax and sigmoid layers pinned to fp32, and an
-engine still over tolerance is never written. Both errors are reported.
+Two flavours (library calls in trt_network.py):
+- `rtx`, TensorRT for RTX (extra `tensorrt-rtx`, PyPI wheels): builds ahead of time on any
+  machine, GPU or not, for RTX-class GPUs (the target compute capabilities). It is strongly typed,
+  so an fp16 engine is built from an fp16 graph: the model itself when it was exported as fp16,
+  else derived from the checkpoint when one is given, else converted from the fp32 graph and
+  checked in onnxruntime against it (fp16.py).
+- `tensorrt`, the full TensorRT (datacenter GPUs; NVIDIA's index): builds on the GPU it is for,
+  from the fp32 graph with precision flags; an fp16 engine over tolerance is rebuilt with
+  LayerNorm / Softmax / sigmoid pinned to fp32 (both errors reported).
+The guard: where a GPU can run the new engine, it runs the export's verification tiles and is
+compared with the ONNX model in onnxruntime; an engine over tolerance is never written. Where none
+can (TensorRT-RTX on a machine without an RTX-class GPU), the graph it was built from is what was
+verified, and the header and the report say the engine itself is unverified.
 """
 
 from __future__ import annotations
 
 import tempfile
-from dataclasses import dataclass, replace
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
 
-from ..errors import SamcellError
-from ..runtime.contract import INPUT_NAME, OUTPUT_NAME, file_sha256
-from ..runtime.engines.trt_header import EngineHeader, cached_engine_path, write_engine
-from .onnx import TOLERANCE, verification_tiles
+from ..errors import EngineUnavailableError, InputError
+from ..runtime.contract import file_sha256
+from ..runtime.engines import tensorrt as trt_engine
+from ..runtime.engines.trt_header import (
+    EngineHeader,
+    EngineMismatchError,
+    cached_engine_path,
+    engines_dir,
+    read_header,
+    write_engine,
+)
+from . import TOLERANCE
+from .fp16 import Fp16Graph, fp16_graph_for, model_props
+from .onnx import graph_maps, verification_tiles
+from .trt_network import BuildError, Profile, build_full, build_rtx, calibrator
 
+RUNTIMES = {"rtx": "tensorrt-rtx", "tensorrt": "tensorrt"}  # build-engine --runtime -> header flavour
+# Measured with TensorRT-RTX 1.7.1: "Cannot compile ... for Turing (SM75): FP32 GEMM is not supported".
+RTX_NO_FP32 = ("7.5",)
 
-class BuildError(SamcellError):
-    """TensorRT could not build an engine that passes the accuracy guard."""
+__all__ = ["BuildError", "BuildReport", "RUNTIMES", "build_engine", "choose_flavour", "describe_build"]
 
 
 @dataclass
 class BuildReport:
+    """What build_engine did: the file, its header, the errors measured, and how long it took."""
+
     path: Path
     header: EngineHeader
-    errors: dict[str, float]  # "default" and, when rebuilt, "fp32-pinned"
+    errors: dict[str, float] = field(default_factory=dict)
+    seconds: float = 0.0
+    cached: bool = False  # an identical engine was already in the cache: nothing was built
+    graph: Fp16Graph | None = None
+
+    @property
+    def size(self) -> int:
+        return self.path.stat().st_size
 
 
-def _reference_maps(onnx_path: Path, tiles: np.ndarray) -> np.ndarray:
-    import onnxruntime as ort
-
-    session = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
-    return np.concatenate([session.run([OUTPUT_NAME], {INPUT_NAME: tiles[i : i + 1]})[0] for i in range(len(tiles))])
-
-
-def _pin_fp32(network, trt) -> list[str]:
-    """Force normalisation, softmax and sigmoid layers to fp32; return their names."""
-    pinned = []
-    for index in range(network.num_layers):
-        layer = network.get_layer(index)
-        keep = layer.type in (trt.LayerType.NORMALIZATION, trt.LayerType.SOFTMAX)
-        if layer.type == trt.LayerType.ACTIVATION:
-            layer.__class__ = trt.IActivationLayer  # the documented way to reach activation_type
-            keep = layer.activation_type == trt.ActivationType.SIGMOID
-        if keep:
-            layer.precision = trt.float32
-            for output in range(layer.num_outputs):
-                layer.set_output_type(output, trt.float32)
-            pinned.append(layer.name)
-    return pinned
+def choose_flavour(runtime: str | None) -> str:
+    """The flavour to build with: the one asked for, else the installed one (full TensorRT on a GPU when both are)."""
+    if runtime is not None:
+        if runtime not in RUNTIMES:
+            raise InputError(f"unknown runtime {runtime!r}; choose from {', '.join(RUNTIMES)}")
+        trt_engine.import_library(RUNTIMES[runtime])  # raises with the install command
+        return RUNTIMES[runtime]
+    installed = trt_engine.installed_flavours()
+    if not installed:
+        raise EngineUnavailableError("build-engine needs TensorRT-RTX (pip install 'samcell-rt[tensorrt-rtx]': builds on "
+                                     "any machine, for RTX GPUs) or the full TensorRT (extra 'tensorrt', on the target GPU)")
+    if len(installed) == 1:
+        return next(iter(installed))
+    return "tensorrt" if trt_engine.available() else "tensorrt-rtx"
 
 
-def _build(onnx_path: Path, precision: str, min_batch: int, opt_batch: int, max_batch: int, tile: int,
-           workspace_gb: float, timing_cache: Path, calibrator, pin: bool) -> tuple[bytes, list[str]]:
-    import tensorrt as trt
+def build_engine(model: str | Path, out: str | Path | None = None, precision: str = "fp16", max_batch: int = 32,
+                 opt_batch: int = 8, runtime: str | None = None, compute_capabilities: tuple[str, ...] = (),
+                 checkpoint: str | Path | None = None, config=None, workspace_gb: float = 8.0,
+                 calib_dir: str | Path | None = None, log: Callable[[str], None] = lambda line: None) -> BuildReport:
+    """Build, guard and write an engine for the ONNX `model` (names are resolved by the caller); default
+    destination: the engine cache.
 
-    logger = trt.Logger(trt.Logger.WARNING)
-    builder = trt.Builder(logger)
-    network = builder.create_network(0)
-    parser = trt.OnnxParser(network, logger)
-    if not parser.parse_from_file(str(onnx_path)):
-        errors = "; ".join(str(parser.get_error(i)) for i in range(parser.num_errors))
-        raise BuildError(f"TensorRT cannot parse {onnx_path}: {errors}")
-    config = builder.create_builder_config()
-    config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, int(workspace_gb * (1 << 30)))
-    if precision in ("fp16", "int8"):
-        config.set_flag(trt.BuilderFlag.FP16)
-    if precision == "int8":
-        config.set_flag(trt.BuilderFlag.INT8)
-        config.int8_calibrator = calibrator
-    pinned = _pin_fp32(network, trt) if pin else []
-    if pinned:
-        config.set_flag(trt.BuilderFlag.OBEY_PRECISION_CONSTRAINTS)
-    profile = builder.create_optimization_profile()
-    profile.set_shape(INPUT_NAME, (min_batch, 1, tile, tile), (opt_batch, 1, tile, tile), (max_batch, 1, tile, tile))
-    config.add_optimization_profile(profile)
-    cache = config.create_timing_cache(timing_cache.read_bytes() if timing_cache.exists() else b"")
-    config.set_timing_cache(cache, ignore_mismatch=False)
-    serialized = builder.build_serialized_network(network, config)
-    if serialized is None:
-        raise BuildError(f"TensorRT failed to build an engine from {onnx_path}")
-    timing_cache.parent.mkdir(parents=True, exist_ok=True)
-    timing_cache.write_bytes(bytes(config.get_timing_cache().serialize()))
-    return bytes(serialized), pinned
-
-
-def build_engine(onnx_path: str | Path, out: str | Path | None = None, precision: str = "fp16", max_batch: int = 32,
-                 opt_batch: int = 8, workspace_gb: float = 8.0, calib_dir: str | Path | None = None) -> BuildReport:
-    """Build, guard and write an engine (default: into the user engine cache)."""
-    import onnx
-    import tensorrt as trt
-
-    from ..cache import cache_dir
-    from ..runtime.engines.tensorrt import TensorRTEngine, device_facts
-
-    onnx_path = Path(onnx_path)
+    An identical engine already in the cache (same flavour, version, targets, precision, profile
+    and source sha256) is reused, not rebuilt.
+    """
     if precision not in TOLERANCE:
-        raise ValueError(f"unknown precision {precision!r}; choose from {', '.join(TOLERANCE)}")
-    props = {p.key: p.value for p in onnx.load(str(onnx_path), load_external_data=False).metadata_props}
-    tile = int(props.get("samcell.tile", 256))
-    gpu, capability = device_facts()
-    header = EngineHeader(trt.__version__, gpu, capability, precision, 1, min(opt_batch, max_batch), max_batch, tile,
-                          file_sha256(onnx_path), str(onnx_path), props)
-    tiles = verification_tiles(tile)
-    expected = _reference_maps(onnx_path, tiles)
-    calibrator = _calibrator(calib_dir, tile, max_batch) if precision == "int8" else None
-    timing_cache = cache_dir() / "engines" / f"timing-{header.cache_key()}.cache"
+        raise InputError(f"unknown precision {precision!r}; choose from {', '.join(TOLERANCE)}")
+    onnx_path = Path(model)
+    flavour = choose_flavour(runtime)
+    trt = trt_engine.import_library(flavour)
+    props = model_props(onnx_path)
+    profile = Profile(1, min(opt_batch, max_batch), max_batch, int(props.get("samcell.tile", 256)))
+    header = _header(flavour, trt, precision, profile, onnx_path, str(model), props, compute_capabilities)
+    if out is None and (hit := _cache_hit(header)) is not None:
+        log(f"engine already built: {hit.path}")
+        return hit
+    start = time.perf_counter()
+    with tempfile.TemporaryDirectory(prefix="samcell-engine-") as tmp:
+        build = _build_rtx if flavour == "tensorrt-rtx" else _build_full
+        report = build(trt, onnx_path, header, Path(tmp), log=log, checkpoint=checkpoint, config=config,
+                       workspace_gb=workspace_gb, calib_dir=calib_dir)
+    path = Path(out) if out else cached_engine_path(report.header)
+    write_engine(path, report.header, report.engine)
+    return BuildReport(path, report.header, report.errors, time.perf_counter() - start, graph=report.graph)
+
+
+@dataclass
+class _Built:
+    engine: bytes
+    header: EngineHeader
+    errors: dict[str, float]
+    graph: Fp16Graph | None = None
+
+
+def describe_build(report: BuildReport) -> str:
+    """One paragraph for the user: what was written, for what, and what was verified."""
+    h = report.header
+    done = "reused cached engine" if report.cached else f"wrote engine in {report.seconds:.1f} s"
+    errors = "".join(f"; max abs error {k}: {v:.3g}" for k, v in report.errors.items())
+    return (f"{done}: {report.path} ({report.size / 1e6:.1f} MB), {h.library} {h.version}, {h.precision}, "
+            f"batch {h.min_batch}..{h.max_batch} (opt {h.opt_batch}), for {h.targets()}{errors}. {h.verification}")
+
+
+def _header(flavour: str, trt, precision: str, profile: Profile, onnx_path: Path, source: str,
+            props: dict[str, str], compute_capabilities: tuple[str, ...]) -> EngineHeader:
+    if flavour == "tensorrt-rtx":
+        gpu, targets = "", _rtx_targets(trt, compute_capabilities, precision)
+    else:
+        try:
+            gpu, capability = trt_engine.device_facts()
+        except EngineUnavailableError as exc:
+            raise EngineUnavailableError(f"the full TensorRT builds on the GPU the engine is for, and none is usable here "
+                                         f"({exc}); TensorRT-RTX builds without one: --runtime rtx") from exc
+        targets = (capability,)
+    return EngineHeader(flavour, str(trt.__version__), gpu, targets, precision, profile.min_batch, profile.opt_batch,
+                        profile.max_batch, profile.tile, file_sha256(onnx_path), source, props)
+
+
+def _rtx_targets(trt, asked: tuple[str, ...], precision: str) -> tuple[str, ...]:
+    """The asked compute capabilities ("8.9"), checked; none asked: all TensorRT-RTX can build this precision for."""
+    supported = trt_engine.rtx_capabilities(trt)
+    if precision == "fp32":
+        supported = tuple(c for c in supported if c not in RTX_NO_FP32)
+    unknown = [c for c in asked if c not in supported]
+    if unknown:
+        raise InputError(f"TensorRT-RTX {trt.__version__} cannot build {precision} engines for compute capability "
+                         f"{', '.join(unknown)}; it can for {', '.join(supported)}")
+    return tuple(dict.fromkeys(asked)) or supported
+
+
+def _cache_hit(header: EngineHeader) -> BuildReport | None:
+    path = cached_engine_path(header)
+    try:
+        found, _ = read_header(path)
+    except (OSError, EngineMismatchError):
+        return None
+    if found.cache_key() != header.cache_key() or found.opt_batch != header.opt_batch:
+        return None
+    return BuildReport(path, found, cached=True)
+
+
+def _build_rtx(trt, onnx_path: Path, header: EngineHeader, tmp: Path, log, checkpoint, config, **_) -> _Built:
+    graph, source_graph, errors = None, onnx_path, {}
+    given = header.model_props.get("samcell.precision", "fp32")
+    if header.precision == "int8":
+        raise BuildError("TensorRT-RTX engines are built here in fp32 or fp16; int8 needs the full TensorRT "
+                         "(--runtime tensorrt --precision int8 --calib DIR)")
+    if header.precision == "fp32" and given != "fp32":
+        raise BuildError(f"{onnx_path} is an {given} graph; an fp32 TensorRT-RTX engine needs the fp32 model")
+    if header.precision == "fp16":
+        log(f"fp16 graph for {onnx_path.name}: " + ("from the checkpoint" if checkpoint else "converting and checking"))
+        graph = fp16_graph_for(onnx_path, tmp, checkpoint, config)
+        source_graph = graph.path
+        errors["fp16-graph-vs-fp32"] = graph.max_abs_error
+        log(f"fp16 graph ({graph.source}): max abs error {graph.max_abs_error:.3g} (tolerance {TOLERANCE['fp16']})")
+    log(f"building a TensorRT-RTX {trt.__version__} {header.precision} engine for {header.targets()}, "
+        f"batch {header.min_batch}..{header.max_batch}")
+    profile = Profile(header.min_batch, header.opt_batch, header.max_batch, header.tile)
+    engine = build_rtx(trt, source_graph, profile, header.compute_capabilities)
+    header = replace(header, model_props=model_props(source_graph))
+    return _Built(engine, _verified(header, engine, onnx_path, tmp, errors, graph), errors, graph)
+
+
+def _verified(header: EngineHeader, engine: bytes, onnx_path: Path, tmp: Path, errors: dict, graph) -> EngineHeader:
+    """The header with what was verified: the engine on this GPU when it is a target, else the graph."""
+    gpu_ok = trt_engine.available() and trt_engine.device_facts()[1] in header.compute_capabilities
+    if gpu_ok:
+        error = _engine_error(onnx_path, header, engine, tmp)
+        errors["engine"] = error
+        if not error <= TOLERANCE[header.precision]:
+            raise BuildError(f"{header.precision} TensorRT-RTX engine for {onnx_path} differs from the ONNX model by "
+                             f"{error:.3g} on this GPU (tolerance {TOLERANCE[header.precision]}); not written")
+        return replace(header, max_abs_error=error, verification=f"engine checked on {trt_engine.device_facts()[0]}")
+    if graph is not None:
+        what = (f"engine unverified (no target GPU here); the fp16 graph it was built from ({graph.source}) "
+                f"is within {graph.max_abs_error:.3g} of the fp32 graph in onnxruntime")
+    else:
+        exported = header.model_props.get("samcell.verified_max_abs_error", "not recorded")
+        what = f"engine unverified (no target GPU here); built from the model as exported (its check vs torch: {exported})"
+    return replace(header, verification=what)
+
+
+def _engine_error(onnx_path: Path, header: EngineHeader, engine: bytes, tmp: Path) -> float:
+    """Max abs error of the engine on this GPU against the ONNX model in onnxruntime."""
+    tiles = verification_tiles(header.tile)
+    expected = graph_maps(onnx_path, tiles)
+    candidate = tmp / f"candidate-{len(list(tmp.glob('candidate-*')))}.engine"
+    write_engine(candidate, header, engine)
+    got = trt_engine.TensorRTEngine(candidate).run(tiles)
+    return float(np.abs(got.astype(np.float64) - expected).max())
+
+
+def _build_full(trt, onnx_path: Path, header: EngineHeader, tmp: Path, log, workspace_gb, calib_dir, **_) -> _Built:
+    profile = Profile(header.min_batch, header.opt_batch, header.max_batch, header.tile)
+    calib = calibrator(calib_dir, header.tile, header.max_batch) if header.precision == "int8" else None
+    timing_cache = engines_dir() / f"timing-{header.cache_key()}.cache"
     errors: dict[str, float] = {}
     for attempt, pin in (("default", False), ("fp32-pinned", True)):
-        engine, pinned = _build(onnx_path, precision, 1, header.opt_batch, max_batch, tile, workspace_gb,
-                                timing_cache, calibrator, pin)
-        with tempfile.TemporaryDirectory() as tmp:
-            candidate = replace(header, fp32_layers=pinned)
-            write_engine(Path(tmp) / "candidate.engine", candidate, engine)
-            got = TensorRTEngine(Path(tmp) / "candidate.engine").run(tiles)
-        errors[attempt] = float(np.abs(got - expected).max())
-        if errors[attempt] <= TOLERANCE[precision]:
-            final = replace(candidate, max_abs_error=errors[attempt])
-            path = Path(out) if out else cached_engine_path(final)
-            write_engine(path, final, engine)
-            return BuildReport(path, final, errors)
-        if precision == "fp32":
+        log(f"building a TensorRT {trt.__version__} {header.precision} engine for {header.targets()} ({attempt})")
+        engine, pinned = build_full(onnx_path, header.precision, profile, workspace_gb, timing_cache, calib, pin)
+        candidate = replace(header, fp32_layers=pinned)
+        errors[attempt] = _engine_error(onnx_path, candidate, engine, tmp)
+        if errors[attempt] <= TOLERANCE[header.precision]:
+            checked = f"engine checked on {header.gpu_name}"
+            return _Built(engine, replace(candidate, max_abs_error=errors[attempt], verification=checked), errors)
+        if header.precision == "fp32":
             break
-    raise BuildError(f"{precision} engine for {onnx_path} fails the accuracy guard: max abs error "
-                     + ", ".join(f"{k} {v:.3g}" for k, v in errors.items()) + f" (tolerance {TOLERANCE[precision]}); "
-                     "not written")
-
-
-def _calibrator(calib_dir: str | Path | None, tile: int, batch: int):
-    """An entropy calibrator over tiles cut from the images in `calib_dir` (runtime preprocessing)."""
-    import tensorrt as trt
-
-    from ..runtime.engines.tensorrt import _check, _cudart
-    from ..runtime.io import is_image_file, read_image
-    from ..runtime.preprocess import enhance_tiles, to_uint8
-    from ..runtime.tiling import extract_tiles, tile_grid
-
-    if calib_dir is None:
-        raise ValueError("int8 needs --calib DIR with representative images")
-    tiles = []
-    for path in sorted(p for p in Path(calib_dir).iterdir() if is_image_file(p)):
-        for frame in read_image(path).frames:
-            image = to_uint8(frame)
-            tiles.append(enhance_tiles(extract_tiles(image, tile_grid(*image.shape, tile=tile))))
-    if not tiles:
-        raise ValueError(f"no images in {calib_dir} for int8 calibration")
-    data = np.concatenate(tiles)[:, None]
-    cudart = _cudart()
-
-    class Calibrator(trt.IInt8EntropyCalibrator2):
-        def __init__(self) -> None:
-            super().__init__()
-            self.index = 0
-            self.device = _check(cudart.cudaMalloc(batch * tile * tile))
-
-        def get_batch_size(self) -> int:
-            return batch
-
-        def get_batch(self, names):
-            if self.index >= len(data):
-                return None
-            chunk = np.ascontiguousarray(data[self.index : self.index + batch])
-            self.index += batch
-            _check(cudart.cudaMemcpy(self.device, chunk.ctypes.data, chunk.nbytes,
-                                     cudart.cudaMemcpyKind.cudaMemcpyHostToDevice))
-            return [int(self.device)]
-
-        def read_calibration_cache(self):
-            return None
-
-        def write_calibration_cache(self, cache) -> None:
-            return None
-
-    return Calibrator()
+    raise BuildError(f"{header.precision} engine for {onnx_path} fails the accuracy guard: max abs error "
+                     + ", ".join(f"{k} {v:.3g}" for k, v in errors.items())
+                     + f" (tolerance {TOLERANCE[header.precision]}); not written")

@@ -40,7 +40,8 @@ class EngineSpec:
 
 TABLE: tuple[EngineSpec, ...] = (
     EngineSpec("tensorrt", "tensorrt", 8, True, True, (".engine", ".onnx"),
-               "TensorRT or TensorRT-RTX plus cuda-python and an NVIDIA GPU (extras 'tensorrt' / 'tensorrt-rtx')"),
+               "an engine from `samcell-rt build-engine`: extra 'tensorrt-rtx' builds anywhere for RTX GPUs, "
+               "extra 'tensorrt' on the target GPU; cuda-python and an NVIDIA GPU to run it"),
     EngineSpec("cuda", "onnx", 8, True, True, (".onnx",), "onnxruntime-gpu and an NVIDIA GPU (extra 'gpu')"),
     EngineSpec("ort-tensorrt", "onnx", 8, True, False, (".onnx",),
                "onnxruntime-gpu with its TensorRT provider and an NVIDIA GPU (extra 'gpu')"),

@@ -1,13 +1,18 @@
-"""Native TensorRT engine (extra `tensorrt`): cuda-python buffers, one stream and context per thread.
+"""Native TensorRT engines, both flavours (extras `tensorrt`, `tensorrt-rtx`): cuda-python buffers, one
+stream and context per thread.
 
-Each calling thread gets its own execution context, CUDA stream, pinned host buffers and device
-buffers sized for the profile's max batch; copies are asynchronous on that stream. Larger inputs
-run in chunks of the max batch. Engines carry a header (see trt_header.py) that is checked against
-this GPU and TensorRT version before deserialising.
+The engine file's header says which library built it (the full TensorRT or TensorRT-RTX); that
+library is imported, the header is checked against this GPU and the library's version, and only
+then is the engine deserialised. Each calling thread gets its own execution context, CUDA stream,
+pinned host buffers and device buffers sized for the profile's max batch; copies are asynchronous
+on that stream. Larger inputs run in chunks of the max batch. TensorRT-RTX compiles kernels for
+the device on first use; its runtime cache is kept in the user cache (see rtx_cache.py).
 """
 
 from __future__ import annotations
 
+import importlib
+import importlib.util
 import threading
 from pathlib import Path
 
@@ -16,7 +21,37 @@ import numpy as np
 from ...errors import EngineUnavailableError
 from ..contract import INPUT_NAME, OUTPUT_NAME, ModelInfo
 from . import spec
-from .trt_header import read_header
+from .trt_header import FLAVOURS, read_header, runtime_cache_path
+
+# flavour -> (Python module, extra that installs it)
+LIBRARIES = {"tensorrt": ("tensorrt", "tensorrt"), "tensorrt-rtx": ("tensorrt_rtx_bindings", "tensorrt-rtx")}
+
+
+def import_library(flavour: str):
+    """The Python module of a TensorRT flavour, or EngineUnavailableError saying how to install it."""
+    module, extra = LIBRARIES[flavour]
+    try:
+        return importlib.import_module(module)
+    except ImportError as exc:
+        raise EngineUnavailableError(f"{FLAVOURS[flavour]} is not installed (pip install 'samcell-rt[{extra}]')") from exc
+
+
+def installed_flavours() -> dict[str, str]:
+    """Installed TensorRT flavours and their versions (no GPU needed)."""
+    found = {}
+    for flavour, (module, _) in LIBRARIES.items():
+        try:
+            if importlib.util.find_spec(module) is not None:
+                found[flavour] = str(importlib.import_module(module).__version__)
+        except Exception:  # a broken install (missing shared libraries) counts as absent
+            continue
+    return found
+
+
+def rtx_capabilities(trt) -> tuple[str, ...]:
+    """Compute capabilities TensorRT-RTX can target, "7.5" style (from its ComputeCapability enum)."""
+    names = [n for n in trt.ComputeCapability.__members__ if n.startswith("SM")]
+    return tuple(f"{n[2:-1]}.{n[-1]}" for n in names)
 
 
 def _cudart():
@@ -47,10 +82,10 @@ def device_facts() -> tuple[str, str]:
 
 
 def available() -> bool:
-    """Whether TensorRT, cuda-python and a CUDA device are present."""
+    """Whether a TensorRT flavour, cuda-python and a CUDA device are present."""
+    if not installed_flavours():
+        return False
     try:
-        import tensorrt  # noqa: F401
-
         device_facts()
     except Exception:
         return False
@@ -58,18 +93,17 @@ def available() -> bool:
 
 
 def locate(engine: str, model: Path) -> Path | None:
-    """The engine file to load for `model`: itself when it is one, else a cached engine valid here."""
+    """The engine file to load for `model`: itself when it is one, else a cached engine valid on this
+    GPU with an installed flavour (full TensorRT preferred over TensorRT-RTX), else None."""
     if model.suffix == ".engine":
         return model
     if not available():
         return None
-    import tensorrt
-
     from ..contract import file_sha256
     from .trt_header import find_cached_engine
 
     gpu, capability = device_facts()
-    return find_cached_engine(file_sha256(model), gpu, capability, tensorrt.__version__)
+    return find_cached_engine(file_sha256(model), gpu, capability, installed_flavours())
 
 
 def load(engine: str, path: Path, threads: int | None) -> TensorRTEngine:
@@ -83,9 +117,9 @@ def load(engine: str, path: Path, threads: int | None) -> TensorRTEngine:
 class _ThreadState:
     """Per-thread context, stream and buffers (contexts are not thread-safe)."""
 
-    def __init__(self, engine, max_batch: int, tile: int) -> None:
+    def __init__(self, engine, max_batch: int, tile: int, runtime_cache=None) -> None:
         cudart = _cudart()
-        self.context = engine.create_execution_context()
+        self.context = runtime_cache.context(engine) if runtime_cache else engine.create_execution_context()
         self.stream = _check(cudart.cudaStreamCreate())
         count = max_batch * tile * tile
         self.host_in = _check(cudart.cudaMallocHost(count))  # uint8
@@ -99,34 +133,37 @@ class _ThreadState:
 
 
 class TensorRTEngine:
-    """A deserialised TensorRT engine behind the engine protocol."""
+    """A deserialised TensorRT or TensorRT-RTX engine behind the engine protocol."""
 
     name = "tensorrt"
     pipelined = True
 
     def __init__(self, path: str | Path) -> None:
-        try:
-            import tensorrt as trt
-        except ImportError as exc:
-            raise EngineUnavailableError("engine 'tensorrt' needs TensorRT (install the 'tensorrt' extra on a "
-                                         "CUDA machine, or use --engine cuda / cpu)") from exc
         path = Path(path)
         header, offset = read_header(path)
+        trt = import_library(header.flavour)
         gpu, capability = device_facts()
-        header.check(gpu, capability, trt.__version__)
+        rtx = header.flavour == "tensorrt-rtx"
+        header.check(gpu, capability, trt.__version__, rtx_capabilities=rtx_capabilities(trt) if rtx else ())
         self.header = header
         self.info = ModelInfo.from_props(path, header.model_props)
         self.max_batch = self.default_batch = header.max_batch
         runtime = trt.Runtime(trt.Logger(trt.Logger.WARNING))
         self.engine = runtime.deserialize_cuda_engine(path.read_bytes()[offset:])
         if self.engine is None:
-            raise EngineUnavailableError(f"{path}: TensorRT could not deserialise the engine; rebuild with "
+            raise EngineUnavailableError(f"{path}: {header.library} could not deserialise the engine; rebuild with "
                                          f"{header.rebuild_command()}")
+        self.runtime_cache = None
+        if rtx:
+            from .rtx_cache import RuntimeCache
+
+            _check(_cudart().cudaFree(0))  # the cache checks its blob against the current CUDA context
+            self.runtime_cache = RuntimeCache(self.engine, runtime_cache_path(header, gpu))
         self._local = threading.local()
 
     def _state(self) -> _ThreadState:
         if not hasattr(self._local, "state"):
-            self._local.state = _ThreadState(self.engine, self.max_batch, self.info.tile)
+            self._local.state = _ThreadState(self.engine, self.max_batch, self.info.tile, self.runtime_cache)
         return self._local.state
 
     def run(self, tiles: np.ndarray) -> np.ndarray:
@@ -146,4 +183,6 @@ class TensorRTEngine:
             raise EngineUnavailableError("TensorRT execution failed")
         _check(cudart.cudaMemcpyAsync(state.host_out, state.dev_out, count * 4, d2h, state.stream))
         _check(cudart.cudaStreamSynchronize(state.stream))
+        if self.runtime_cache is not None:
+            self.runtime_cache.after_run(len(tiles))
         return state.out_view[:count].reshape(tiles.shape).astype(np.float32, copy=True)
