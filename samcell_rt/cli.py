@@ -108,6 +108,9 @@ def main() -> None:
 @click.option("--pixel-size", type=click.FloatRange(min=0, min_open=True), default=None,
               help="Micrometres per pixel, for areas in um2 (overrides calibration read from OME/ImageJ/TIFF metadata).")
 @click.option("--save-distance", is_flag=True, help="Also write <stem>_distance.tif (for `evaluate --sweep`).")
+@click.option("--rois", is_flag=True, help="Also write <stem>_rois.zip: one polygon ROI per cell for Fiji's ROI Manager.")
+@click.option("--geojson", is_flag=True,
+              help="Also write <stem>.geojson: one detection per cell with its measurements, for QuPath (drag and drop).")
 @click.option("--overwrite", is_flag=True,
               help="Redo inputs already done with the same model and parameters, and let an input take over "
                    "outputs another file of the same name wrote to this folder.")
@@ -116,12 +119,12 @@ def main() -> None:
               help="Run on a local Dask cluster with this many worker processes (extra `dist`).")
 @click.option("--dask", "dask_address", default=None, help="Run on the Dask scheduler at this address (extra `dist`).")
 def segment(inputs, model, out, engine, batch_size, peak, fill, channel, scaling, threads, pixel_size,
-            save_distance, overwrite, max_pixels, workers, dask_address) -> None:
+            save_distance, rois, geojson, overwrite, max_pixels, workers, dask_address) -> None:
     """Segment cells in INPUTS (files, folders or glob patterns).
 
     \b
     Example:
-      samcell-rt segment plate/*.tif --out results/ --pixel-size 0.65
+      samcell-rt segment plate/*.tif --out results/ --pixel-size 0.65 --rois --geojson
     """
     from .runs.folders import RunOptions, expand_inputs, prepare_output, segment_files
 
@@ -132,7 +135,8 @@ def segment(inputs, model, out, engine, batch_size, peak, fill, channel, scaling
     segmenter = load_model(model, engine, batch_size=batch_size, peak=peak, fill=fill, threads=threads, scaling=scaling)
     click.echo(f"model {segmenter.info.name} {segmenter.info.version} on engine {segmenter.engine_name}; "
                f"{len(files)} file(s) -> {out}", err=True)
-    options = RunOptions(channel, pixel_size, save_distance, overwrite, max_pixels=max_pixels)
+    extras = tuple(name for name, wanted in (("distance", save_distance), ("rois", rois), ("geojson", geojson)) if wanted)
+    options = RunOptions(channel, pixel_size, extras, overwrite, max_pixels=max_pixels)
     with _progress(len(files)) as (on_file, on_tiles), _dask_client(workers, dask_address) as client:
         outcomes = segment_files(files, out, segmenter, options, on_file=on_file, progress=on_tiles, client=client)
     failed = sum(not o.ok for o in outcomes)

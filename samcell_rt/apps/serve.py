@@ -31,7 +31,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import ImageReadError
-from ..runs.writers import label_image, labels_tiff_bytes
+from ..runs.writers import geojson, label_image, labels_tiff_bytes, rois_zip
 from ..runtime.io import IMAGE_SUFFIXES, MAX_PIXELS, read_image
 from ..runtime.measure import json_columns
 from ..runtime.segmenter import Result, Segmenter
@@ -39,7 +39,9 @@ from .http import RequestError, guarded, query_int, read_body, read_form
 
 DEFAULT_MAX_MB = 256
 FORMATS = {"json": "metrics per frame and the per-cell table (JSON)",
-           "tiff": "label image (TIFF), metrics in the X-Samcell-Metrics header"}
+           "tiff": "label image (TIFF), metrics in the X-Samcell-Metrics header",
+           "rois": "one ImageJ polygon ROI per cell (zip for Fiji's ROI Manager), metrics in X-Samcell-Metrics",
+           "geojson": "one QuPath detection per cell with its measurements (GeoJSON)"}
 
 @dataclass
 class _Request:
@@ -150,10 +152,7 @@ def create_service(segmenter: Segmenter, max_mb: float = DEFAULT_MAX_MB, max_pix
         data, name = await _upload(request, max_bytes)
         frames = await asyncio.to_thread(decode_image, data, name, channel, max_pixels)
         results = await asyncio.wrap_future(worker.submit(frames))
-        if wants == "tiff":
-            return Response(labels_tiff_bytes(label_image(results)), media_type="image/tiff",
-                            headers={"X-Samcell-Metrics": json.dumps(metrics_body(results, False)["frames"])})
-        return JSONResponse(metrics_body(results, request.query_params.get("cells", "1") != "0"))
+        return _answer(wants, results, request.query_params.get("cells", "1") != "0")
 
     @contextlib.asynccontextmanager
     async def lifespan(app):
@@ -162,6 +161,20 @@ def create_service(segmenter: Segmenter, max_mb: float = DEFAULT_MAX_MB, max_pix
 
     routes = [Route("/health", health), Route("/v1/model", model), Route("/v1/segment", segment, methods=["POST"])]
     return Starlette(routes=routes, lifespan=lifespan)
+
+
+def _answer(wants: str, results: list[Result], include_cells: bool):
+    """The response body for one of FORMATS."""
+    from starlette.responses import JSONResponse, Response
+
+    metrics = {"X-Samcell-Metrics": json.dumps(metrics_body(results, False)["frames"])}
+    if wants == "tiff":
+        return Response(labels_tiff_bytes(label_image(results)), media_type="image/tiff", headers=metrics)
+    if wants == "rois":
+        return Response(rois_zip(results), media_type="application/zip", headers=metrics)
+    if wants == "geojson":
+        return JSONResponse(geojson(results), media_type="application/geo+json")
+    return JSONResponse(metrics_body(results, include_cells))
 
 
 async def _upload(request, max_bytes: int) -> tuple[bytes, str]:

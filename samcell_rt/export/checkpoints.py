@@ -148,7 +148,7 @@ def load_checkpoint(path: str | Path, config=None) -> LoadedCheckpoint:
     else:
         weights, layout = path, "samcell"
         sidecar = path.with_suffix(".json")
-        if sidecar.exists() and config is None:
+        if sidecar.exists():  # our checkpoints carry their configuration: it wins over the fallback
             recipe = json.loads(sidecar.read_text())
             if "sam_config" in recipe:
                 config, layout = SamConfig.from_dict(recipe["sam_config"]), "trainer"

@@ -50,7 +50,7 @@ class RunOptions:
 
     channel: int | None = None
     pixel_size_um: float | None = None
-    save_distance: bool = False
+    extras: tuple[str, ...] = ()  # optional outputs beyond labels/overlay/cells: "distance", "rois", "geojson"
     overwrite: bool = False
     plate_pixels: int = 8192 * 8192  # larger single-plane TIFFs take the banded, bounded-memory path
     max_pixels: int = MAX_PIXELS  # larger headers are refused as lying or unmanageable
@@ -58,7 +58,7 @@ class RunOptions:
     def params(self, segmenter: Segmenter) -> dict:
         return {"peak": segmenter.peak, "fill": segmenter.fill, "scaling": segmenter.scaling,
                 "tile": segmenter.info.tile, "channel": self.channel, "pixel_size_um": self.pixel_size_um,
-                "save_distance": self.save_distance}
+                "extras": sorted(self.extras)}
 
     def read(self, path: Path) -> ImageStack:
         stack = read_image(path, self.channel, self.max_pixels)
@@ -230,18 +230,18 @@ def stream_files(files: list[tuple[int, Path]], out: Path, segmenter: Segmenter,
         i, _ = result.key
         frames_done[i].append(result)
         if len(frames_done[i]) == stacks[i].frames.shape[0]:
-            yield i, _file_outcome(stacks.pop(i), frames_done.pop(i), out, read_seconds[i], options.save_distance)
+            yield i, _file_outcome(stacks.pop(i), frames_done.pop(i), out, read_seconds[i], options.extras)
     while failures:
         yield failures.pop(0)
 
 
 def _file_outcome(stack: ImageStack, results: list[Result], out: Path, read_seconds: float,
-                  save_distance: bool) -> FileOutcome:
+                  extras: tuple[str, ...]) -> FileOutcome:
     failed = [summary_row(stack.path, f, error=r.error) for f, r in enumerate(results) if not r.ok]
     if failed:
         return FileOutcome(stack.path, failed)  # never write a label stack with holes in it
     try:
-        outputs = write_file_outputs(out, stack.path.stem, results, stack.pixel_size_um, save_distance)
+        outputs = write_file_outputs(out, stack.path.stem, results, stack.pixel_size_um, extras)
     except OSError as exc:
         return FileOutcome.failed(stack.path, f"cannot write outputs ({exc.strerror or exc})")
     rows = frame_rows(stack.path, results, stack.pixel_size_um, stack.pixel_size_source, read_seconds)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import csv
 import io
+import json
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -37,6 +38,8 @@ OUTPUTS = (
     OutputKind("overlay", "_overlay.png", "the image with cell outlines (one per frame)"),
     OutputKind("cells", "_cells.csv", "one row per cell and frame"),
     OutputKind("distance", "_distance.tif", "float32 distance maps (with --save-distance)"),
+    OutputKind("rois", "_rois.zip", "one ImageJ polygon ROI per cell, for Fiji's ROI Manager (with --rois)"),
+    OutputKind("geojson", ".geojson", "one QuPath detection per cell, pixel coordinates (with --geojson)"),
 )
 SUFFIXES = {kind.name: kind.suffix for kind in OUTPUTS}
 SUMMARY = "summary.csv"
@@ -65,12 +68,20 @@ def label_image(results: list[Result]) -> np.ndarray:
 
 
 def _write_tiff(target, data: np.ndarray, pixel_size_um: float | None = None) -> None:
+    """Compressed TIFF; in ImageJ's hyperstack layout (frames on T, calibration in microns) when
+    ImageJ can hold it (8/16-bit or float32, under 4 GB), so Fiji shows calibrated measurements."""
     import tifffile
 
-    kwargs = {}
+    imagej = data.dtype in (np.uint8, np.uint16, np.float32) and data.nbytes < 2**32 - 2**25
+    kwargs: dict = {"imagej": True, "metadata": {"axes": "TYX" if data.ndim == 3 else "YX"}} if imagej else \
+        {"photometric": "minisblack", "bigtiff": data.nbytes > 2**31}
     if pixel_size_um:
-        kwargs = {"resolution": (1e4 / pixel_size_um, 1e4 / pixel_size_um), "resolutionunit": "CENTIMETER"}
-    tifffile.imwrite(target, data, compression="zlib", photometric="minisblack", bigtiff=data.nbytes > 2**31, **kwargs)
+        kwargs["resolution"] = (1 / pixel_size_um, 1 / pixel_size_um)
+        if imagej:
+            kwargs["metadata"]["unit"] = "um"
+        else:
+            kwargs.update(resolution=(1e4 / pixel_size_um, 1e4 / pixel_size_um), resolutionunit="CENTIMETER")
+    tifffile.imwrite(target, data, compression="zlib", **kwargs)
 
 
 def write_labels(path: str | Path, labels: np.ndarray, pixel_size_um: float | None = None) -> None:
@@ -132,11 +143,74 @@ def png_bytes(pixels: np.ndarray) -> bytes:
     return encoded.tobytes()
 
 
-def write_png(path: str | Path, pixels: np.ndarray) -> None:
-    """Write an RGB(A) uint8 array as PNG, atomically."""
-    data = png_bytes(pixels)
+def write_bytes_atomic(path: str | Path, data: bytes) -> None:
     with atomic_path(path) as tmp:
         tmp.write_bytes(data)
+
+
+def write_png(path: str | Path, pixels: np.ndarray) -> None:
+    """Write an RGB(A) uint8 array as PNG, atomically."""
+    write_bytes_atomic(path, png_bytes(pixels))
+
+
+def cell_outlines(labels: np.ndarray) -> dict[int, np.ndarray]:
+    """Each cell's outer outline as (N, 2) x, y vertices through its boundary pixels' centres
+    (pixel (x, y) spans x..x+1, so its centre is x + 0.5: ImageJ's and QuPath's convention).
+    A cell in several pieces keeps its largest."""
+    import cv2
+    from scipy import ndimage
+
+    outlines = {}
+    for index, box in enumerate(ndimage.find_objects(labels), start=1):
+        if box is None:
+            continue
+        mask = np.pad((labels[box] == index).astype(np.uint8), 1)
+        contours, _ = cv2.findContours(mask, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
+        points = max(contours, key=len)[:, 0, :].astype(np.float64)
+        outlines[index] = points + (box[1].start - 1 + 0.5, box[0].start - 1 + 0.5)
+    return outlines
+
+
+def rois_zip(results: list[Result]) -> bytes:
+    """Fiji ROI Manager zip: one polygon ROI per cell, named by cell id (`f<frame>-<id>` in stacks,
+    with the frame as the ROI's position)."""
+    import zipfile
+
+    from roifile import ImagejRoi
+
+    stack = len(results) > 1
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
+        for frame, result in enumerate(results):
+            for cell, points in cell_outlines(result.labels).items():
+                name = f"f{frame:04d}-{cell:05d}" if stack else f"{cell:05d}"
+                roi = ImagejRoi.frompoints(points, name=name, t=frame if stack else None)  # 0-based; stored 1-based
+                archive.writestr(f"{name}.roi", roi.tobytes())
+    return buffer.getvalue()
+
+
+def geojson(results: list[Result], pixel_size_um: float | None = None) -> dict:
+    """QuPath-importable FeatureCollection: one detection per cell (polygon in pixels) with the
+    cell's measurements; `frame` says which frame of a stack it belongs to."""
+    features = []
+    for frame, result in enumerate(results):
+        table = with_physical_units(result.cells, pixel_size_um)
+        rows = {int(cell): index for index, cell in enumerate(table["id"])}
+        for cell, points in cell_outlines(result.labels).items():
+            ring = [[round(float(x), 3), round(float(y), 3)] for x, y in points]
+            measurements = {name: _json_number(values[rows[cell]]) for name, values in table.items() if name != "id"}
+            features.append({"type": "Feature", "id": f"{frame}-{cell}",
+                             "geometry": {"type": "Polygon", "coordinates": [ring + ring[:1]]},
+                             "properties": {"objectType": "detection", "name": f"cell {cell}", "id": cell,
+                                            "frame": frame, "classification": {"name": "Cell"},
+                                            "measurements": measurements}})
+    return {"type": "FeatureCollection", "features": features}
+
+
+def _json_number(value) -> float | int | None:
+    if isinstance(value, (bool, np.bool_, int, np.integer)):
+        return int(value)
+    return None if np.isnan(value) else round(float(value), 6)
 
 
 def fmt(value: float | None) -> str:
@@ -185,8 +259,9 @@ def write_summary(path: Path, rows: list[dict]) -> None:
 
 
 def write_file_outputs(out: Path, stem: str, results: list[Result], pixel_size_um: float | None,
-                       save_distance: bool) -> list[str]:
-    """Labels, overlays, cells CSV (and distance maps) of one input's frames; returns the names written."""
+                       extras: tuple[str, ...] = ()) -> list[str]:
+    """Labels, overlays and cells CSV of one input's frames, plus the optional `extras` (distance,
+    rois, geojson); returns the names written."""
     written = [output_name(stem, "labels")]
     write_labels(out / written[0], label_image(results), pixel_size_um)
     stack = len(results) > 1
@@ -196,9 +271,15 @@ def write_file_outputs(out: Path, stem: str, results: list[Result], pixel_size_u
         written.append(name)
     written.append(output_name(stem, "cells"))
     write_text_atomic(out / written[-1], cells_csv(results, pixel_size_um))
-    if save_distance:
+    if "distance" in extras:
         written.append(output_name(stem, "distance"))
         write_float_tiff(out / written[-1], np.stack([r.distance for r in results]))
+    if "rois" in extras:
+        written.append(output_name(stem, "rois"))
+        write_bytes_atomic(out / written[-1], rois_zip(results))
+    if "geojson" in extras:
+        written.append(output_name(stem, "geojson"))
+        write_text_atomic(out / written[-1], json.dumps(geojson(results, pixel_size_um)))
     return written
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import json
 from pathlib import Path
 
 import numpy as np
@@ -12,7 +13,7 @@ from starlette.responses import FileResponse, JSONResponse, Response
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
-from ...runs.writers import cells_csv, label_image, labels_tiff_bytes, overlay_layer, png_bytes
+from ...runs.writers import cells_csv, geojson, label_image, labels_tiff_bytes, overlay_layer, png_bytes, rois_zip
 from ...runtime.io import MAX_PIXELS
 from ...runtime.measure import json_columns, with_physical_units
 from ...runtime.segmenter import Segmenter
@@ -105,6 +106,14 @@ def create_app(segmenter: Segmenter, max_upload_mb: float = DEFAULT_MAX_UPLOAD_M
         text = cells_csv([outcome.results[frame]], job.pixel_size_um)
         return Response(text, media_type="text/csv", headers=_attachment(job, "_cells.csv"))
 
+    async def rois(request: Request, job: Job, frame: int) -> Response:
+        data = rois_zip(jobs.outcome(job).results)
+        return Response(data, media_type="application/zip", headers=_attachment(job, "_rois.zip"))
+
+    async def detections(request: Request, job: Job, frame: int) -> Response:
+        body = json.dumps(geojson(jobs.outcome(job).results, job.pixel_size_um))
+        return Response(body, media_type="application/geo+json", headers=_attachment(job, ".geojson"))
+
     async def labels_tif(request: Request, job: Job, frame: int) -> Response:
         data = labels_tiff_bytes(label_image(jobs.outcome(job).results), job.pixel_size_um)
         return Response(data, media_type="image/tiff", headers=_attachment(job, "_labels.tif"))
@@ -121,6 +130,8 @@ def create_app(segmenter: Segmenter, max_upload_mb: float = DEFAULT_MAX_UPLOAD_M
         Route("/api/images/{job_id:int}/thresholds", with_job(thresholds), methods=["POST"]),
         Route("/api/images/{job_id:int}/cells.csv", with_job(download_cells)),
         Route("/api/images/{job_id:int}/labels.tif", with_job(labels_tif)),
+        Route("/api/images/{job_id:int}/rois.zip", with_job(rois)),
+        Route("/api/images/{job_id:int}/cells.geojson", with_job(detections)),
         Mount("/static", StaticFiles(directory=STATIC)),
     ]
 

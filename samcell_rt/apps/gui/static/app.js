@@ -111,6 +111,8 @@ function showDetail(detail, fit) {
   $("fill-value").textContent = Number(detail.fill).toFixed(2);
   $("download-csv").href = `/api/images/${id}/cells.csv?frame=${state.frame}`;
   $("download-tif").href = `/api/images/${id}/labels.tif`;
+  $("download-rois").href = `/api/images/${id}/rois.zip`;
+  $("download-geojson").href = `/api/images/${id}/cells.geojson`;
   const rows = Object.entries(detail.metrics).map(([key, value]) =>
     `<tr><th>${METRIC_LABELS[key] || key}</th><td data-metric="${key}">${format(value)}</td></tr>`);
   $("metrics").tBodies[0].innerHTML = rows.join("");
