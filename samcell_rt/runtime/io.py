@@ -213,10 +213,11 @@ def _reduce_channels(path: Path, data: np.ndarray, axes: str, axis: int, channel
     if count not in (3, 4):
         raise ImageReadError(path, f"image has {count} channels; choose one, 0..{count - 1} (--channel N on the "
                                    "command line, channel=N in the service)")
-    rgb = np.moveaxis(np.take(data, [0, 1, 2], axis=axis), axis, -1).astype(np.float64)
-    luma = rgb @ _LUMA
-    if data.dtype.kind in "ui":
-        luma = np.rint(luma).astype(data.dtype)  # weights sum to 1: stays inside the dtype range
-    else:
-        luma = luma.astype(np.float32)
-    return np.expand_dims(luma, axis), axes
+    return np.expand_dims(rgb_to_gray(np.moveaxis(data, axis, -1)), axis), axes
+
+
+def rgb_to_gray(rgb: np.ndarray) -> np.ndarray:
+    """Gray from the first three samples of the last axis by BT.601 luma, in the input's integer
+    dtype (the weights sum to 1, so values stay in range) or float32."""
+    luma = rgb[..., :3].astype(np.float64) @ _LUMA
+    return np.rint(luma).astype(rgb.dtype) if rgb.dtype.kind in "ui" else luma.astype(np.float32)

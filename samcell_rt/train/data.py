@@ -7,7 +7,8 @@ imported, not rewritten, so training sees exactly what inference sees.
 
 Adapters (each yields (image path, labels) pairs):
 - plain pairs: `X.tif` with `X_labels.tif` (or `X_masks.*`), or `images/X.*` with `labels/X.*`;
-- Cellpose folders: `*_img.png` with `*_masks.png`;
+- Cellpose folders: `*_img.png` with `*_masks.png`, and Cellpose GUI annotations: `X_seg.npy`
+  (its `masks`) beside the image `X.*`;
 - Cell Tracking Challenge: `01/t*.tif` with `01_GT/SEG/man_seg*.tif` (only annotated frames);
 - LIVECell / COCO: a `*.json` annotation file whose images sit beside it (pycocotools);
 - `pkg:NAME`: annotated images that registry packages ship (see `packaged.py`).
@@ -15,6 +16,7 @@ Adapters (each yields (image path, labels) pairs):
 
 from __future__ import annotations
 
+import pickle
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -22,6 +24,8 @@ import numpy as np
 
 from ..runtime.io import IMAGE_SUFFIXES, read_image
 from ..runtime.preprocess import enhance_tile, to_uint8
+
+CELLPOSE_SEG = "_seg.npy"
 
 
 @dataclass
@@ -55,6 +59,49 @@ def _images(folder: Path) -> list[Path]:
     return sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
 
 
+def read_labels(path: Path) -> np.ndarray:
+    """A label image, or the masks of a Cellpose GUI `_seg.npy`."""
+    if path.name.endswith(CELLPOSE_SEG):
+        try:
+            return np.asarray(_cellpose_dict(path)["masks"]).astype(np.int32)
+        except (OSError, ValueError, KeyError, TypeError, pickle.UnpicklingError) as exc:
+            raise ValueError(f"{path}: not a Cellpose annotation with masks ({exc})") from exc
+    return read_image(path).frames[0].astype(np.int32)
+
+
+class _ArraysOnly(pickle.Unpickler):
+    """Unpickles plain containers and numpy arrays/scalars, nothing that could run code."""
+
+    ALLOWED = {(module, name) for module in ("numpy.core.multiarray", "numpy._core.multiarray")
+               for name in ("_reconstruct", "scalar")} | {("numpy", "ndarray"), ("numpy", "dtype")}
+
+    def find_class(self, module: str, name: str):
+        if (module, name) not in self.ALLOWED:
+            raise pickle.UnpicklingError(f"refusing to load {module}.{name}")
+        return super().find_class(module, name)
+
+
+def _cellpose_dict(path: Path) -> dict:
+    """The dict a Cellpose GUI saves with np.save (an object .npy), read with _ArraysOnly."""
+    with open(path, "rb") as handle:
+        version = np.lib.format.read_magic(handle)
+        read_header = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
+        _, _, dtype = read_header(handle)
+        if dtype != object:
+            raise ValueError("expected a saved dict")
+        data = _ArraysOnly(handle).load()
+    data = data.item() if isinstance(data, np.ndarray) else data
+    if not isinstance(data, dict):
+        raise ValueError("expected a saved dict")
+    return data
+
+
+def _cellpose_annotations(root: Path) -> list[tuple[Path, Path]]:
+    by_stem = {p.stem: p for p in _images(root)}
+    return [(by_stem[seg.name[: -len(CELLPOSE_SEG)]], seg) for seg in sorted(root.glob(f"*{CELLPOSE_SEG}"))
+            if seg.name[: -len(CELLPOSE_SEG)] in by_stem]
+
+
 def find_pairs(root: str | Path) -> list[tuple[Path, Path]]:
     """(image, label image) file pairs in a folder of any supported layout except COCO."""
     root = Path(root)
@@ -68,6 +115,7 @@ def find_pairs(root: str | Path) -> list[tuple[Path, Path]]:
             image = frames / f"t{mask.stem[len('man_seg'):]}{mask.suffix}"
             if image.exists():
                 pairs.append((image, mask))
+    pairs += _cellpose_annotations(root)
     files = _images(root)
     by_stem = {p.stem: p for p in files}
     for path in files:
@@ -110,7 +158,7 @@ def load_dataset(roots: list[str | Path], min_cell_area: int = 0) -> list[Sample
             continue
         for image_path, label_path in find_pairs(root):
             image = read_image(image_path).frames[0]
-            labels = read_image(label_path).frames[0].astype(np.int32)
+            labels = read_labels(label_path)
             if min_cell_area:
                 labels = _drop_small(labels, min_cell_area)
             samples.append(Sample(str(image_path), to_uint8(image), labels))

@@ -1,0 +1,42 @@
+"""Open samcell-rt's `<stem>_labels.tif` in napari, with `<stem>_cells.csv` (beside it) as the layer's
+per-cell features and the ImageJ calibration as its scale."""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+
+import numpy as np
+
+from ...runs.writers import SUFFIXES
+from ...runtime.io import read_image
+
+
+def get_reader(path: str | list[str]):
+    """napari reader hook: a function for samcell-rt label files, None for anything else."""
+    if isinstance(path, list) or not str(path).endswith(SUFFIXES["labels"]):
+        return None
+    return read_labels
+
+
+def read_labels(path: str) -> list[tuple]:
+    """[(labels, layer options, "labels")]: the labels, their cells table and calibration."""
+    path = Path(path)
+    stack = read_image(path)
+    labels = stack.frames if stack.is_stack else stack.frames[0]
+    options: dict = {"name": path.name[: -len(SUFFIXES["labels"])] + " cells"}
+    table = path.with_name(path.name[: -len(SUFFIXES["labels"])] + SUFFIXES["cells"])
+    if table.exists():
+        options["features"] = cells_features(table)
+    if stack.pixel_size_um:
+        options["scale"] = (1.0,) * (labels.ndim - 2) + (stack.pixel_size_um, stack.pixel_size_um)
+    return [(labels, options, "labels")]
+
+
+def cells_features(table: Path) -> dict[str, np.ndarray]:
+    """A cells CSV as columns keyed by name (numbers as float, missing values as NaN)."""
+    with open(table, newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    if not rows:
+        return {}
+    return {name: np.array([float(r[name]) if r[name] != "" else np.nan for r in rows]) for name in rows[0]}
