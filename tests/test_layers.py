@@ -19,7 +19,7 @@ ALLOWED = {  # part -> parts it may import (besides itself)
     "runtime": {"errors", "cache"},
     "runs": {"errors", "cache", "runtime"},
     "models": {"errors", "cache", "runtime", "export"},
-    "apps": {"errors", "cache", "runtime", "runs", "models"},
+    "apps": {"errors", "cache", "runtime", "runs", "models", "packaged", "__init__"},
     "export": {"errors", "cache", "runtime", "packaged", "synthetic", "__init__"},
     "train": {"errors", "cache", "runtime", "export", "packaged", "synthetic"},
     "packaged": {"runtime"},

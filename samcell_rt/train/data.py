@@ -87,7 +87,7 @@ def _cellpose_dict(path: Path) -> dict:
         version = np.lib.format.read_magic(handle)
         read_header = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
         _, _, dtype = read_header(handle)
-        if dtype != object:
+        if dtype.kind != "O":
             raise ValueError("expected a saved dict")
         data = _ArraysOnly(handle).load()
     data = data.item() if isinstance(data, np.ndarray) else data

@@ -58,8 +58,8 @@ def test_cellpose_gui_annotations_are_read_safely(tmp_path):
 
 def test_corrected_folder_fine_tunes_a_model_end_to_end(tmp_path):
     """Corrected pairs -> `train --init <our checkpoint>` (its tiny config travels with it) -> export."""
-    from samcell_rt.train.loop import Recipe, Trainer
     from samcell_rt.train.data import Sample
+    from samcell_rt.train.loop import Recipe, Trainer
 
     base = Recipe(epochs=1, batch_size=2, steps_per_epoch=2, lr=1e-3, warmup_steps=1, config="tiny-256",
                   val_fraction=0.25, val_crops=2, seed=0)

@@ -159,7 +159,8 @@ class SegmentWidget(QWidget):
         else:
             self.labels_layer = self.viewer.add_labels(self.labels(), name=name, features=features)
         counts = [int(r.metrics["cells"]) for r in self.results]
-        self.status.setText(f"{'/'.join(map(str, counts))} cells (peak {self.peak.value():.2f}, fill {self.fill.value():.2f})")
+        self.status.setText(f"{'/'.join(map(str, counts))} cells (peak {self.peak.value():.2f}, fill "
+                            f"{self.fill.value():.2f}; engine {self.active.engine_name})")
         self._fill_table()
         self.save_button.setEnabled(True)
 
