@@ -167,8 +167,19 @@ def cell_outlines(labels: np.ndarray) -> dict[int, np.ndarray]:
         mask = np.pad((labels[box] == index).astype(np.uint8), 1)
         contours, _ = cv2.findContours(mask, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
         points = max(contours, key=len)[:, 0, :].astype(np.float64)
+        if len(points) < 3:  # a dot or a line: a polygon hugging its pixels instead of a degenerate ring
+            points = _hull_around(points)
         outlines[index] = points + (box[1].start - 1 + 0.5, box[0].start - 1 + 0.5)
     return outlines
+
+
+def _hull_around(points: np.ndarray, reach: float = 0.45) -> np.ndarray:
+    """Convex hull of small squares around pixel centres (stays inside those pixels)."""
+    import cv2
+
+    corners = np.array([(-reach, -reach), (reach, -reach), (reach, reach), (-reach, reach)])
+    spread = (points[:, None, :] + corners[None]).reshape(-1, 2).astype(np.float32)
+    return cv2.convexHull(spread)[:, 0, :].astype(np.float64)
 
 
 def rois_zip(results: list[Result]) -> bytes:

@@ -28,8 +28,11 @@ def test_outlines_follow_each_cell_including_odd_shapes():
     labels[20:35, 10:30] = 2
     labels[25:30, 15:25] = 0  # ring: its outer outline only
     labels[0:3, 45:50] = 3  # on the border
+    labels[38, 2] = 4  # one pixel
+    labels[38, 6:9] = 5  # a line
     outlines = cell_outlines(labels)
-    assert sorted(outlines) == [1, 2, 3]
+    assert sorted(outlines) == [1, 2, 3, 4, 5]
+    assert all(len(points) >= 3 for points in outlines.values())  # real polygons, never a dot or a line
     for cell, points in outlines.items():
         assert inside(labels, cell, points)
     np.testing.assert_array_equal(np.sort(np.unique(outlines[1], axis=0)[:, 0])[[0, -1]], [5.5, 19.5])
