@@ -50,7 +50,11 @@ def timeline_png(series: Series, fit: GrowthFit | None) -> bytes:
         scale = np.exp(np.mean(np.log(np.maximum(cells[inside], 1e-9)) - np.log(first)))
         count_axis.plot(times[inside], first * scale, "--", color=FIT_COLOUR, label=fit.describe())
     if np.nanmax(cells, initial=0) > 0:
+        from matplotlib.ticker import ScalarFormatter
+
         count_axis.set_yscale("log")
+        count_axis.yaxis.set_major_formatter(ScalarFormatter())
+        count_axis.yaxis.set_minor_formatter(ScalarFormatter())
     count_axis.set_ylabel("cells")
     count_axis.legend(loc="upper left", fontsize=8)
     confluency_axis.plot(times, 100 * series.values("confluency"), "o-", color=CONFLUENCY_COLOUR, markersize=3)
@@ -72,9 +76,11 @@ def plate_png(grid: np.ndarray, metric: str, title: str = "") -> bytes:
     axis.set_yticks(range(rows), list(ROW_LETTERS[:rows]), fontsize=8)
     axis.tick_params(top=True, labeltop=True, bottom=False, labelbottom=False)
     if cols <= 12:
+        low, high = image.get_clim()
         for (r, c), value in np.ndenumerate(values):
             if np.isfinite(value):
-                axis.text(c, r, f"{value:.3g}", ha="center", va="center", fontsize=7, color="white")
+                light = high > low and (value - low) / (high - low) > 0.6  # dark text on the yellow end of viridis
+                axis.text(c, r, f"{value:.3g}", ha="center", va="center", fontsize=7, color="black" if light else "white")
     figure.colorbar(image, ax=axis, label="confluency (%)" if metric == "confluency" else metric, shrink=0.8)
     axis.set_title(title or metric)
     return _png(figure)
