@@ -70,8 +70,9 @@ def plate_png(grid: np.ndarray, metric: str, title: str = "") -> bytes:
     figure = _figure(1.0 + cols * 0.55, 0.8 + rows * 0.5)
     axis = figure.subplots()
     values = grid * 100 if metric == "confluency" else grid
-    image = axis.imshow(np.ma.masked_invalid(values), cmap="viridis")
-    image.cmap.set_bad("#dddddd")
+    from matplotlib import colormaps
+
+    image = axis.imshow(np.ma.masked_invalid(values), cmap=colormaps["viridis"].with_extremes(bad="#dddddd"))
     axis.set_xticks(range(cols), [str(c + 1) for c in range(cols)], fontsize=8)
     axis.set_yticks(range(rows), list(ROW_LETTERS[:rows]), fontsize=8)
     axis.tick_params(top=True, labeltop=True, bottom=False, labelbottom=False)

@@ -109,9 +109,17 @@ def _series(name: str, unit: str, points: list[tuple[float, dict, str]]) -> Seri
     for time in sorted({p[0] for p in points}):
         at = [p for p in points if p[0] == time]
         series.times.append(time)
-        series.metrics.append({m: float(np.nanmean([_number(p[1].get(m)) for p in at])) for m in METRICS})
+        series.metrics.append(mean_metrics([p[1] for p in at]))
         series.sources.append(";".join(p[2] for p in at))
     return readable_units(series)
+
+
+def mean_metrics(rows: list[dict]) -> dict[str, float]:
+    """The mean of each summary number over rows (NaN where no row has it)."""
+    values = np.array([[_number(row.get(m)) for m in METRICS] for row in rows], dtype=np.float64)
+    counted = np.isfinite(values).sum(axis=0)
+    sums = np.where(np.isfinite(values), values, 0).sum(axis=0)
+    return {m: float(total / n) if n else float("nan") for m, total, n in zip(METRICS, sums, counted)}
 
 
 def _number(value) -> float:
@@ -135,7 +143,7 @@ def readable_units(series: Series) -> Series:
 
 def fit_doubling_time(times, counts, unit: str = "frame", min_points: int = MIN_FIT_POINTS) -> GrowthFit | None:
     """Doubling time from the longest window of consecutive points where log2(count) is close to a
-    rising line; None when no such window exists (no growth, too few points)."""
+    line that rises by more than the noise; None when no such window exists (no growth, too few points)."""
     t, counts = np.asarray(times, np.float64), np.asarray(counts, np.float64)
     keep = np.isfinite(t) & np.isfinite(counts) & (counts > 0)
     t, y = t[keep], np.log2(counts[keep])
@@ -144,7 +152,8 @@ def fit_doubling_time(times, counts, unit: str = "frame", min_points: int = MIN_
         return None
     i, j = np.triu_indices(n, k=min_points - 1)
     slope, r2, rms = _window_fits(t, y, i, j)
-    ok = (slope > 0) & (rms <= _tolerance(y)) & np.isfinite(r2)
+    tolerance = _tolerance(y)
+    ok = (slope * (t[j] - t[i]) > tolerance) & (rms <= tolerance) & np.isfinite(r2)  # growth beyond the noise
     if not ok.any():
         return None
     length = np.where(ok, j - i + 1, 0)

@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import InputError
-from .timeline import METRICS, compile_time_pattern, name_time
+from .timeline import METRICS, compile_time_pattern, mean_metrics, name_time
 
 DEFAULT_WELL_PATTERN = r"(?<![A-Za-z0-9])(?P<row>[A-P])(?P<col>\d{1,2})(?!\d)"
 ROW_LETTERS = "ABCDEFGHIJKLMNOP"
@@ -81,15 +81,7 @@ def _time(row: dict, stem: str, pattern: re.Pattern) -> float:
 def _well(position: tuple[int, int], entries: list[tuple[float, dict]]) -> Well:
     latest = max(time for time, _ in entries)
     chosen = [row for time, row in entries if time == latest]
-    metrics = {m: float(np.nanmean([_float(r.get(m)) for r in chosen])) for m in METRICS}
-    return Well(position[0], position[1], metrics, list(dict.fromkeys(r["file"] for r in chosen)))
-
-
-def _float(value) -> float:
-    try:
-        return float(value)
-    except (TypeError, ValueError):
-        return float("nan")
+    return Well(position[0], position[1], mean_metrics(chosen), list(dict.fromkeys(r["file"] for r in chosen)))
 
 
 def plate_shape(wells: list[Well]) -> tuple[int, int]:
