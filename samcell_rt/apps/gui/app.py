@@ -12,6 +12,8 @@ from starlette.responses import FileResponse, JSONResponse, Response
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
+from ...runs import plots
+from ...runs.timeline import Series, readable_units, series_fit
 from ...runs.writers import cells_csv, label_image, labels_tiff_bytes, overlay_layer, png_bytes
 from ...runtime.io import MAX_PIXELS
 from ...runtime.measure import json_columns, with_physical_units
@@ -109,6 +111,24 @@ def create_app(segmenter: Segmenter, max_upload_mb: float = DEFAULT_MAX_UPLOAD_M
         data = labels_tiff_bytes(label_image(jobs.outcome(job).results), job.pixel_size_um)
         return Response(data, media_type="image/tiff", headers=_attachment(job, "_labels.tif"))
 
+    async def timeline_png(request: Request, job: Job, frame: int) -> Response:
+        outcome = jobs.outcome(job)
+        if len(outcome.results) < 2:
+            raise RequestError(400, "a timeline needs a stack of two or more frames")
+        stack = outcome.stack
+        times = [stack.frame_time(i) if stack.time_unit else float(i) for i in range(len(outcome.results))]
+        series = readable_units(Series(Path(job.name).stem, stack.time_unit or "frame", times,
+                                       [r.metrics for r in outcome.results]))
+        return _plot(lambda: plots.timeline_png(series, series_fit(series)))
+
+    async def summary_png(request: Request) -> Response:
+        done = [job for job in jobs.all() if job.status == "done" and job.cells]
+        if not done:
+            raise RequestError(409, "no processed images yet")
+        first = [jobs.outcome(job).results[0].metrics for job in done]
+        return _plot(lambda: plots.per_image_png([job.name for job in done], [m["cells"] for m in first],
+                                                 [m["confluency"] for m in first]))
+
     routes = [
         Route("/", index),
         Route("/api/info", info),
@@ -121,6 +141,8 @@ def create_app(segmenter: Segmenter, max_upload_mb: float = DEFAULT_MAX_UPLOAD_M
         Route("/api/images/{job_id:int}/thresholds", with_job(thresholds), methods=["POST"]),
         Route("/api/images/{job_id:int}/cells.csv", with_job(download_cells)),
         Route("/api/images/{job_id:int}/labels.tif", with_job(labels_tif)),
+        Route("/api/images/{job_id:int}/timeline.png", with_job(timeline_png)),
+        Route("/api/summary.png", guarded(summary_png)),
         Mount("/static", StaticFiles(directory=STATIC)),
     ]
 
@@ -161,6 +183,13 @@ def _thresholds(body: dict) -> tuple[float, float]:
 def _attachment(job: Job, suffix: str) -> dict[str, str]:
     stem = "".join(c if c.isalnum() or c in "-_." else "_" for c in Path(job.name).stem)
     return {"Content-Disposition": f'attachment; filename="{stem}{suffix}"'}
+
+
+def _plot(draw) -> Response:
+    """A plot as a PNG response; 501 naming the extra when matplotlib is missing."""
+    if not plots.available():
+        raise RequestError(501, 'plots need the report extra: pip install "samcell-rt[report]"')
+    return Response(draw(), media_type="image/png", headers={"Cache-Control": "no-store"})
 
 
 def _png(pixels: np.ndarray) -> Response:
