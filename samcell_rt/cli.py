@@ -155,7 +155,7 @@ def segment(inputs, model, out, engine, batch_size, peak, fill, channel, scaling
     failed = sum(not o.ok for o in outcomes)
     skipped = sum(o.skipped for o in outcomes)
     click.echo(f"{len(outcomes) - failed} ok ({skipped} already done, skipped), {failed} failed; "
-               f"summary: {out / 'summary.csv'}", err=True)
+               f"summary: {out / 'summary.csv'}; for a page with plots: samcell-rt report {out}", err=True)
     sys.exit(1 if failed else 0)
 
 

@@ -50,11 +50,12 @@ def timeline_png(series: Series, fit: GrowthFit | None) -> bytes:
         scale = np.exp(np.mean(np.log(np.maximum(cells[inside], 1e-9)) - np.log(first)))
         count_axis.plot(times[inside], first * scale, "--", color=FIT_COLOUR, label=fit.describe())
     if np.nanmax(cells, initial=0) > 0:
-        from matplotlib.ticker import ScalarFormatter
+        from matplotlib.ticker import LogLocator, NullFormatter, ScalarFormatter
 
-        count_axis.set_yscale("log")
+        count_axis.set_yscale("log")  # exponential growth is a straight line
+        count_axis.yaxis.set_major_locator(LogLocator(subs=(1, 2, 5)))
         count_axis.yaxis.set_major_formatter(ScalarFormatter())
-        count_axis.yaxis.set_minor_formatter(ScalarFormatter())
+        count_axis.yaxis.set_minor_formatter(NullFormatter())
     count_axis.set_ylabel("cells")
     count_axis.legend(loc="upper left", fontsize=8)
     confluency_axis.plot(times, 100 * series.values("confluency"), "o-", color=CONFLUENCY_COLOUR, markersize=3)

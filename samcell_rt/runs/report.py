@@ -57,10 +57,10 @@ def write_report(out: Path, time_pattern: str = DEFAULT_TIME_PATTERN, well_patte
     sections = [
         _settings(out, info, rows, files),
         _problems(rows, info),
-        _thumbnails(out, rows, files, thumbnail_px),
-        _distributions(out, rows, files),
         _timelines(rows, time_pattern),
         _plates(rows, well_pattern, time_pattern),
+        _distributions(out, rows, files),
+        _thumbnails(out, rows, files, thumbnail_px),
         _summary_table(rows),
     ]
     page = (f"<!doctype html><html lang=en><head><meta charset=utf-8><title>samcell-rt report: {_e(out.name)}</title>"
@@ -191,7 +191,7 @@ def _plates(rows: list[dict], well_pattern: str, time_pattern: str) -> str:
         return ""
     maps = "".join(_png(plots.plate_png(plate_grid(wells, m), m), f"plate {m}") for m in PLATE_METRICS) \
         if plots.available() else ""
-    body = [[w.id, w.metrics["cells"], f"{100 * w.metrics['confluency']:.1f} %", len(w.files)] for w in wells]
+    body = [[w.id, f"{w.metrics['cells']:.4g}", f"{100 * w.metrics['confluency']:.1f} %", len(w.files)] for w in wells]
     return f"<h2>Plate ({len(wells)} wells)</h2>{maps}" + _table(["well", "cells", "confluency", "images"], body)
 
 

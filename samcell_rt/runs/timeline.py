@@ -20,6 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import InputError
+from ..runtime.io import ImageStack
 
 DEFAULT_TIME_PATTERN = r"(?i)(?:^|[_\-. ])(?:t|time|frame)[_-]?(?P<time>\d+(?:\.\d+)?)(?P<unit>h|min|s)?(?=$|[_\-. ])"
 METRICS = ("cells", "confluency", "mean_area_px", "median_area_px", "mean_neighbours")
@@ -127,6 +128,12 @@ def _number(value) -> float:
         return float(value)
     except (TypeError, ValueError):
         return float("nan")
+
+
+def stack_series(name: str, stack: ImageStack, metrics: list[dict]) -> Series:
+    """The timeline of one stack's frames (frame index as time when it has no time axis), in readable units."""
+    times = [stack.frame_time(i) if stack.time_unit else float(i) for i in range(len(metrics))]
+    return readable_units(Series(name, stack.time_unit or "frame", times, list(metrics)))
 
 
 def readable_units(series: Series) -> Series:

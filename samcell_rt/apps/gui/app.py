@@ -13,12 +13,12 @@ from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
 from ...runs import plots
-from ...runs.timeline import Series, readable_units, series_fit
+from ...runs.timeline import series_fit, stack_series
 from ...runs.writers import cells_csv, label_image, labels_tiff_bytes, overlay_layer, png_bytes
 from ...runtime.io import MAX_PIXELS
 from ...runtime.measure import json_columns, with_physical_units
 from ...runtime.segmenter import Segmenter
-from ..http import RequestError, guarded, query_int, read_form
+from ..http import RequestError, guarded, plot_png, query_int, read_form
 from .jobs import Job, JobQueue
 
 STATIC = Path(__file__).parent / "static"
@@ -115,10 +115,7 @@ def create_app(segmenter: Segmenter, max_upload_mb: float = DEFAULT_MAX_UPLOAD_M
         outcome = jobs.outcome(job)
         if len(outcome.results) < 2:
             raise RequestError(400, "a timeline needs a stack of two or more frames")
-        stack = outcome.stack
-        times = [stack.frame_time(i) if stack.time_unit else float(i) for i in range(len(outcome.results))]
-        series = readable_units(Series(Path(job.name).stem, stack.time_unit or "frame", times,
-                                       [r.metrics for r in outcome.results]))
+        series = stack_series(Path(job.name).stem, outcome.stack, [r.metrics for r in outcome.results])
         return _plot(lambda: plots.timeline_png(series, series_fit(series)))
 
     async def summary_png(request: Request) -> Response:
@@ -186,10 +183,7 @@ def _attachment(job: Job, suffix: str) -> dict[str, str]:
 
 
 def _plot(draw) -> Response:
-    """A plot as a PNG response; 501 naming the extra when matplotlib is missing."""
-    if not plots.available():
-        raise RequestError(501, 'plots need the report extra: pip install "samcell-rt[report]"')
-    return Response(draw(), media_type="image/png", headers={"Cache-Control": "no-store"})
+    return Response(plot_png(draw), media_type="image/png", headers={"Cache-Control": "no-store"})
 
 
 def _png(pixels: np.ndarray) -> Response:
