@@ -34,7 +34,8 @@ h1{font-size:22px}h2{font-size:17px;border-bottom:1px solid #ddd;padding-bottom:
 table{border-collapse:collapse;font-size:12px}td,th{border:1px solid #ddd;padding:2px 6px;text-align:left}
 .thumbs{display:flex;flex-wrap:wrap;gap:8px}.thumbs figure{margin:0;width:%dpx;font-size:11px;word-break:break-all}
 .thumbs img{max-width:100%%;border:1px solid #ccc}.bad{color:#b00020}.plot{max-width:100%%}
-.scroll{max-height:420px;overflow:auto}""" % THUMBNAIL_PX
+.scroll{max-height:420px;overflow:auto}.row{display:flex;flex-wrap:wrap;gap:12px;align-items:flex-start}
+.row .plot{max-width:calc(50%% - 6px)}""" % THUMBNAIL_PX
 
 
 def read_summary(out: Path) -> list[dict]:
@@ -189,8 +190,8 @@ def _plates(rows: list[dict], well_pattern: str, time_pattern: str) -> str:
     wells = plate_wells(rows, well_pattern, time_pattern)
     if not wells:
         return ""
-    maps = "".join(_png(plots.plate_png(plate_grid(wells, m), m), f"plate {m}") for m in PLATE_METRICS) \
-        if plots.available() else ""
+    maps = "<div class=row>" + "".join(_png(plots.plate_png(plate_grid(wells, m), m), f"plate {m}")
+                                       for m in PLATE_METRICS) + "</div>" if plots.available() else ""
     body = [[w.id, f"{w.metrics['cells']:.4g}", f"{100 * w.metrics['confluency']:.1f} %", len(w.files)] for w in wells]
     return f"<h2>Plate ({len(wells)} wells)</h2>{maps}" + _table(["well", "cells", "confluency", "images"], body)
 
