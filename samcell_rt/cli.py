@@ -81,8 +81,7 @@ def max_pixels_option(f):
 
 def series_options(f):
     """--time-pattern / --well-pattern: how file names carry a time point or a well id (segment, report)."""
-    from .runs.timeline import DEFAULT_TIME_PATTERN
-    from .runs.wells import DEFAULT_WELL_PATTERN
+    from .runs.patterns import DEFAULT_TIME_PATTERN, DEFAULT_WELL_PATTERN
 
     f = click.option("--well-pattern", default=DEFAULT_WELL_PATTERN, show_default=True,
                      help="Regular expression finding a well id in file names, with groups (?P<row>A-P) and "

@@ -19,8 +19,7 @@ from ..errors import ImageReadError, ImageValueError, InputError, OutputError
 from ..runtime.atomic import stale_parts
 from ..runtime.io import MAX_PIXELS, ImageStack, is_image_file, read_image
 from ..runtime.segmenter import Result, Segmenter
-from .timeline import DEFAULT_TIME_PATTERN, compile_time_pattern
-from .wells import DEFAULT_WELL_PATTERN, compile_well_pattern
+from .patterns import DEFAULT_TIME_PATTERN, DEFAULT_WELL_PATTERN, compile_time_pattern, compile_well_pattern
 from .writers import SUMMARY, frame_rows, is_output_name, summary_row, write_file_outputs, write_summary
 
 LOCK = ".samcell-rt.lock"

@@ -21,9 +21,10 @@ import numpy as np
 from ..errors import InputError
 from ..runtime.atomic import write_text_atomic
 from . import plots
+from .patterns import DEFAULT_TIME_PATTERN, DEFAULT_WELL_PATTERN
 from .run_outputs import read_run_info
-from .timeline import DEFAULT_TIME_PATTERN, series_fit, series_from_rows
-from .wells import DEFAULT_WELL_PATTERN, plate_grid, plate_wells
+from .timeline import series_fit, series_from_rows
+from .wells import plate_grid, plate_wells
 from .writers import PLATE_METRICS, REPORT, SUMMARY, output_name
 
 THUMBNAIL_PX = 192

@@ -19,10 +19,9 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import InputError
 from ..runtime.io import ImageStack
+from .patterns import DEFAULT_TIME_PATTERN, compile_time_pattern
 
-DEFAULT_TIME_PATTERN = r"(?i)(?:^|[_\-. ])(?:t|time|frame)[_-]?(?P<time>\d+(?:\.\d+)?)(?P<unit>h|min|s)?(?=$|[_\-. ])"
 METRICS = ("cells", "confluency", "mean_area_px", "median_area_px", "mean_neighbours")
 MIN_FIT_POINTS = 3
 _SECONDS = {"ms": 1e-3, "s": 1, "sec": 1, "second": 1, "seconds": 1, "min": 60, "minute": 60, "minutes": 60,
@@ -57,17 +56,6 @@ class GrowthFit:
     def describe(self) -> str:
         return (f"doubling time {self.doubling_time:.3g} {self.unit} (fit {self.start:g}-{self.end:g} {self.unit}, "
                 f"{self.points} points, r² {self.r2:.3f})")
-
-
-def compile_time_pattern(pattern: str) -> re.Pattern:
-    """The --time-pattern regex; InputError unless it compiles and has a `time` group (or one group)."""
-    try:
-        compiled = re.compile(pattern)
-    except re.error as exc:
-        raise InputError(f"--time-pattern {pattern!r} is not a valid regular expression ({exc})") from None
-    if "time" not in compiled.groupindex and compiled.groups < 1:
-        raise InputError(f"--time-pattern {pattern!r} needs a group for the time, e.g. (?P<time>\\d+)")
-    return compiled
 
 
 def name_time(stem: str, pattern: re.Pattern) -> tuple[str, float, str] | None:

@@ -16,10 +16,9 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import InputError
-from .timeline import METRICS, compile_time_pattern, mean_metrics, name_time
+from .patterns import compile_time_pattern, compile_well_pattern
+from .timeline import METRICS, mean_metrics, name_time
 
-DEFAULT_WELL_PATTERN = r"(?<![A-Za-z0-9])(?P<row>[A-P])(?P<col>\d{1,2})(?!\d)"
 ROW_LETTERS = "ABCDEFGHIJKLMNOP"
 
 
@@ -35,17 +34,6 @@ class Well:
     @property
     def id(self) -> str:
         return f"{ROW_LETTERS[self.row]}{self.col:02d}"
-
-
-def compile_well_pattern(pattern: str) -> re.Pattern:
-    """The --well-pattern regex; InputError unless it compiles with groups `row` (letter) and `col` (number)."""
-    try:
-        compiled = re.compile(pattern)
-    except re.error as exc:
-        raise InputError(f"--well-pattern {pattern!r} is not a valid regular expression ({exc})") from None
-    if not {"row", "col"} <= set(compiled.groupindex):
-        raise InputError(f"--well-pattern {pattern!r} needs groups (?P<row>...) and (?P<col>...)")
-    return compiled
 
 
 def well_of(stem: str, pattern: re.Pattern) -> tuple[int, int] | None:

@@ -52,3 +52,11 @@ def test_report_command_and_its_errors(tmp_path, segmenter):
     assert missing.returncode == 2 and "no summary.csv" in missing.stderr and "Traceback" not in missing.stderr
     bad = cli("report", str(out), "--well-pattern", "(")
     assert bad.returncode == 2 and "--well-pattern" in bad.stderr and "Traceback" not in bad.stderr
+
+
+def test_bad_time_pattern_on_segment_is_exit_2_before_any_work(tmp_path):
+    image = tmp_path / "a.png"
+    image.write_bytes(b"x")
+    bad = cli("segment", str(image), "-o", str(tmp_path / "out"), "--time-pattern", "t(")
+    assert bad.returncode == 2 and "--time-pattern" in bad.stderr and "Traceback" not in bad.stderr
+    assert not (tmp_path / "out").exists()

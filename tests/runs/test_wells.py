@@ -9,8 +9,8 @@ import pytest
 
 from samcell_rt.errors import InputError
 from samcell_rt.runs.folders import RunOptions, expand_inputs, segment_files
-from samcell_rt.runs.timeline import DEFAULT_TIME_PATTERN
-from samcell_rt.runs.wells import DEFAULT_WELL_PATTERN, compile_well_pattern, plate_grid, plate_shape, plate_wells, well_of
+from samcell_rt.runs.patterns import DEFAULT_TIME_PATTERN, DEFAULT_WELL_PATTERN, compile_well_pattern
+from samcell_rt.runs.wells import plate_grid, plate_shape, plate_wells, well_of
 from tests.runs.growth import well_folder
 
 
