@@ -119,12 +119,11 @@ def create_app(segmenter: Segmenter, max_upload_mb: float = DEFAULT_MAX_UPLOAD_M
         return _plot(lambda: plots.timeline_png(series, series_fit(series)))
 
     async def summary_png(request: Request) -> Response:
-        done = [job for job in jobs.all() if job.status == "done" and job.cells]
+        done = [job for job in jobs.all() if job.status == "done" and job.metrics]
         if not done:
             raise RequestError(409, "no processed images yet")
-        first = [jobs.outcome(job).results[0].metrics for job in done]
-        return _plot(lambda: plots.per_image_png([job.name for job in done], [m["cells"] for m in first],
-                                                 [m["confluency"] for m in first]))
+        return _plot(lambda: plots.per_image_png([job.name for job in done], [job.metrics["cells"] for job in done],
+                                                 [job.metrics["confluency"] for job in done]))
 
     routes = [
         Route("/", index),
