@@ -35,6 +35,7 @@ def test_report_page_is_self_contained(tmp_path, segmenter):
     for part in ("Timelines", "doubling time", "Plate (6 wells)", "broken.tif", "samcell-rt report", "blob"):
         assert part in page
     assert 'href="plate1_A01_overlay.png"' in page and 'href="growth_f0000_overlay.png"' in page
+    assert all((out / link).is_file() for link in re.findall(r'href="([^"]*)"', page))  # full-size overlays
 
 
 def cli(*args):

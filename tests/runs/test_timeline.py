@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import csv
 
+import cv2
 import numpy as np
 import pytest
 import tifffile
 
 from samcell_rt.errors import InputError
-from samcell_rt.runs.folders import RunOptions, segment_files
+from samcell_rt.runs.folders import RunOptions, expand_inputs, segment_files
 from samcell_rt.runs.timeline import (
     DEFAULT_TIME_PATTERN,
     compile_time_pattern,
@@ -19,6 +20,7 @@ from samcell_rt.runs.timeline import (
     series_from_rows,
 )
 from samcell_rt.runtime.io import read_image
+from samcell_rt.synthetic import as_dtype, synthetic_cells
 from tests.runs.growth import DOUBLING_FRAMES, FRAME_HOURS, growth_counts, growth_stack
 
 
@@ -82,3 +84,21 @@ def test_growth_stack_gives_a_timeline_with_the_true_doubling_time(tmp_path, seg
     assert abs(fit.doubling_time - truth) / truth < 0.10, fit.describe()
     assert fit.end == pytest.approx(4.5)  # the plateau is left out of the fit
     assert (out / "growth_timeline.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_folder_of_time_points_per_well_gives_timelines_and_a_plate(tmp_path, segmenter):
+    folder = tmp_path / "in"
+    folder.mkdir()
+    for well, start in (("A1", 1), ("B2", 2)):
+        for t in range(4):
+            image = synthetic_cells((256, 256), count=start * 2 ** t, seed=t + 10 * start)[0]
+            cv2.imwrite(str(folder / f"{well}_t{t:02d}.png"), as_dtype(image, "uint8"))
+    out = tmp_path / "out"
+    segment_files(expand_inputs([str(folder)], out), out, segmenter)
+    for well in ("A1", "B2"):
+        with open(out / f"{well}_timeline.csv", newline="") as handle:
+            table = list(csv.DictReader(handle))
+        assert [float(r["time_frame"]) for r in table] == [0, 1, 2, 3]
+    with open(out / "plate_wells.csv", newline="") as handle:
+        wells = {r["well"]: float(r["cells"]) for r in csv.DictReader(handle)}
+    assert wells == {"A01": 8, "B02": 16}  # the latest time point of each well
