@@ -61,3 +61,11 @@ def test_bad_time_pattern_on_segment_is_exit_2_before_any_work(tmp_path):
     bad = cli("segment", str(image), "-o", str(tmp_path / "out"), "--time-pattern", "t(")
     assert bad.returncode == 2 and "--time-pattern" in bad.stderr and "Traceback" not in bad.stderr
     assert not (tmp_path / "out").exists()
+
+
+def test_summary_warning_column_and_missing_run_json_are_shown(tmp_path):
+    (tmp_path / "summary.csv").write_text("file,frame,cells,confluency,status,error,warning\n"
+                                          "a.tif,0,3,0.1,ok,,out of focus\nb.tif,0,0,,failed,cannot read,\n")
+    page = write_report(tmp_path).read_text()
+    assert "out of focus" in page and "cannot read" in page and "Problems (2)" in page
+    assert "No run.json" in page
