@@ -79,6 +79,20 @@ def max_pixels_option(f):
                              "headers); raise it for real giant mosaics.")(f)
 
 
+def series_options(f):
+    """--time-pattern / --well-pattern: how file names carry a time point or a well id (segment, report)."""
+    from .runs.patterns import DEFAULT_TIME_PATTERN, DEFAULT_WELL_PATTERN
+
+    f = click.option("--well-pattern", default=DEFAULT_WELL_PATTERN, show_default=True,
+                     help="Regular expression finding a well id in file names, with groups (?P<row>A-P) and "
+                          "(?P<col>1-24); two or more wells give plate maps (plate_confluency.png, plate_cells.png) "
+                          "and plate_wells.csv.")(f)
+    return click.option("--time-pattern", default=DEFAULT_TIME_PATTERN, show_default=True,
+                        help="Regular expression finding a time or frame index in file names, with a group "
+                             "(?P<time>...) and optionally (?P<unit>h|min|s); files that differ only there form "
+                             "a timeline (<series>_timeline.csv/.png). Stacks use the time in their metadata.")(f)
+
+
 @click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="samcell-rt")
 def main() -> None:
@@ -118,8 +132,10 @@ def main() -> None:
 @click.option("--workers", type=click.IntRange(min=1), default=None,
               help="Run on a local Dask cluster with this many worker processes (extra `dist`).")
 @click.option("--dask", "dask_address", default=None, help="Run on the Dask scheduler at this address (extra `dist`).")
+@series_options
 def segment(inputs, model, out, engine, batch_size, peak, fill, channel, scaling, threads, pixel_size,
-            save_distance, rois, geojson, overwrite, max_pixels, workers, dask_address) -> None:
+            save_distance, rois, geojson, overwrite, max_pixels, workers, dask_address, time_pattern,
+            well_pattern) -> None:
     """Segment cells in INPUTS (files, folders or glob patterns).
 
     \b
@@ -130,20 +146,49 @@ def segment(inputs, model, out, engine, batch_size, peak, fill, channel, scaling
 
     if workers is not None and dask_address is not None:
         raise click.UsageError("give --workers (local cluster) or --dask ADDRESS, not both")
+    extras = tuple(name for name, wanted in (("distance", save_distance), ("rois", rois), ("geojson", geojson)) if wanted)
+    options = RunOptions(channel, pixel_size, extras, overwrite, max_pixels=max_pixels,
+                         time_pattern=time_pattern, well_pattern=well_pattern)
     files = expand_inputs(inputs, out)
     prepare_output(out)
     segmenter = load_model(model, engine, batch_size=batch_size, peak=peak, fill=fill, threads=threads, scaling=scaling)
     click.echo(f"model {segmenter.info.name} {segmenter.info.version} on engine {segmenter.engine_name}; "
                f"{len(files)} file(s) -> {out}", err=True)
-    extras = tuple(name for name, wanted in (("distance", save_distance), ("rois", rois), ("geojson", geojson)) if wanted)
-    options = RunOptions(channel, pixel_size, extras, overwrite, max_pixels=max_pixels)
     with _progress(len(files)) as (on_file, on_tiles), _dask_client(workers, dask_address) as client:
         outcomes = segment_files(files, out, segmenter, options, on_file=on_file, progress=on_tiles, client=client)
     failed = sum(not o.ok for o in outcomes)
     skipped = sum(o.skipped for o in outcomes)
     click.echo(f"{len(outcomes) - failed} ok ({skipped} already done, skipped), {failed} failed; "
-               f"summary: {out / 'summary.csv'}", err=True)
+               f"summary: {out / 'summary.csv'}; for a page with plots: samcell-rt report {out}", err=True)
     sys.exit(1 if failed else 0)
+
+
+@main.command()
+@click.argument("out", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@series_options
+@click.option("--thumbnail", default=192, show_default=True, type=click.IntRange(32, 1024),
+              help="Longest side of the overlay thumbnails, pixels (the full overlays are linked).")
+@click.option("--open", "open_page", is_flag=True, help="Open the page in the web browser when it is written.")
+def report(out, time_pattern, well_pattern, thumbnail, open_page) -> None:
+    """Write OUT/report.html: one offline page with the run's settings, problems, overlay thumbnails,
+    size and shape distributions, timelines and plate maps (plots need the `report` extra).
+
+    \b
+    Example:
+      samcell-rt segment timelapse.tif --out results/ && samcell-rt report results/ --open
+    """
+    requires_extra("report", "matplotlib")
+    import time
+
+    from .runs.report import write_report
+
+    start = time.perf_counter()
+    page = write_report(out, time_pattern, well_pattern, thumbnail)
+    click.echo(f"wrote {page} in {time.perf_counter() - start:.1f} s")
+    if open_page:
+        import webbrowser
+
+        webbrowser.open(page.resolve().as_uri())
 
 
 def _progress(files: int):

@@ -98,3 +98,12 @@ def guarded(handler):
             log.exception("request failed")
             return error(500, f"internal error: {type(exc).__name__}: {exc}")
     return wrapped
+
+
+def plot_png(draw) -> bytes:
+    """PNG bytes of a plot (`draw()`); RequestError 501 naming the extra when matplotlib is missing."""
+    from ..runs import plots
+
+    if not plots.available():
+        raise RequestError(501, 'plots need the report extra: pip install "samcell-rt[report]"')
+    return draw()

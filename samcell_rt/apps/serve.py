@@ -7,7 +7,9 @@ Endpoints:
   -> body: the image file's bytes (or multipart field `file`). FORMATS lists the answers:
   `json` (default) metrics per frame and the per-cell table; `tiff` the label image
   (uint16/uint32 TIFF, a stack for multi-frame input) with the metrics as JSON in the
-  `X-Samcell-Metrics` header. `channel` picks one channel of multi-channel images.
+  `X-Samcell-Metrics` header; `timeline` (stacks) a PNG of cell count and confluency over the frames,
+  times from the stack's metadata, with the doubling time fit as JSON in `X-Samcell-Growth`.
+  `channel` picks one channel of multi-channel images.
 Errors: 400 bad query, 413 too large, 415 not an image type, 422 unreadable image or bad values,
 500 a model failure; every error is JSON {"error": message}.
 
@@ -31,17 +33,19 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import ImageReadError
+from ..runs.timeline import series_fit, stack_series
 from ..runs.writers import geojson, label_image, labels_tiff_bytes, rois_zip
-from ..runtime.io import IMAGE_SUFFIXES, MAX_PIXELS, read_image
+from ..runtime.io import IMAGE_SUFFIXES, MAX_PIXELS, ImageStack, read_image
 from ..runtime.measure import json_columns
 from ..runtime.segmenter import Result, Segmenter
-from .http import RequestError, guarded, query_int, read_body, read_form
+from .http import RequestError, guarded, plot_png, query_int, read_body, read_form
 
 DEFAULT_MAX_MB = 256
 FORMATS = {"json": "metrics per frame and the per-cell table (JSON)",
            "tiff": "label image (TIFF), metrics in the X-Samcell-Metrics header",
            "rois": "one ImageJ polygon ROI per cell (zip for Fiji's ROI Manager), metrics in X-Samcell-Metrics",
-           "geojson": "one QuPath detection per cell with its measurements (GeoJSON)"}
+           "geojson": "one QuPath detection per cell with its measurements (GeoJSON)",
+           "timeline": "stacks: count and confluency over time (PNG), doubling-time fit in the X-Samcell-Growth header"}
 
 @dataclass
 class _Request:
@@ -103,8 +107,8 @@ class BatchingWorker:
         self._thread.join(timeout=10)
 
 
-def decode_image(data: bytes, name: str, channel: int | None = None, max_pixels: int = MAX_PIXELS) -> np.ndarray:
-    """Frames of an uploaded image; RequestError for anything a client got wrong."""
+def decode_image(data: bytes, name: str, channel: int | None = None, max_pixels: int = MAX_PIXELS) -> ImageStack:
+    """An uploaded image as read (frames, calibration, frame times); RequestError for anything a client got wrong."""
     suffix = Path(name).suffix.lower()
     if suffix not in IMAGE_SUFFIXES:
         raise RequestError(415, f"{name!r}: not an accepted image type ({', '.join(IMAGE_SUFFIXES)}); "
@@ -113,7 +117,7 @@ def decode_image(data: bytes, name: str, channel: int | None = None, max_pixels:
         path = Path(tmp) / f"upload{suffix}"
         path.write_bytes(data)
         try:
-            return read_image(path, channel, max_pixels).frames
+            return read_image(path, channel, max_pixels)
         except ImageReadError as exc:
             raise RequestError(422, f"{name}: {exc.cause}") from exc
 
@@ -150,8 +154,12 @@ def create_service(segmenter: Segmenter, max_mb: float = DEFAULT_MAX_MB, max_pix
             raise RequestError(400, f"format={wants!r} is not offered; choose one of {', '.join(FORMATS)}")
         channel = query_int(request, "channel")
         data, name = await _upload(request, max_bytes)
-        frames = await asyncio.to_thread(decode_image, data, name, channel, max_pixels)
-        results = await asyncio.wrap_future(worker.submit(frames))
+        stack = await asyncio.to_thread(decode_image, data, name, channel, max_pixels)
+        if wants == "timeline" and not stack.is_stack:
+            raise RequestError(400, "format=timeline needs a stack of two or more frames")
+        results = await asyncio.wrap_future(worker.submit(stack.frames))
+        if wants == "timeline":
+            return await asyncio.to_thread(_timeline_response, Path(name).stem, stack, results)
         return _answer(wants, results, request.query_params.get("cells", "1") != "0")
 
     @contextlib.asynccontextmanager
@@ -175,6 +183,20 @@ def _answer(wants: str, results: list[Result], include_cells: bool):
     if wants == "geojson":
         return JSONResponse(geojson(results), media_type="application/geo+json")
     return JSONResponse(metrics_body(results, include_cells))
+
+
+def _timeline_response(name: str, stack: ImageStack, results: list[Result]):
+    """PNG of the stack's count and confluency over time; the growth fit (or null) in X-Samcell-Growth."""
+    from dataclasses import asdict
+
+    from starlette.responses import Response
+
+    from ..runs import plots
+
+    series = stack_series(name, stack, [r.metrics for r in results])
+    fit = series_fit(series)
+    png = plot_png(lambda: plots.timeline_png(series, fit))
+    return Response(png, media_type="image/png", headers={"X-Samcell-Growth": json.dumps(asdict(fit) if fit else None)})
 
 
 async def _upload(request, max_bytes: int) -> tuple[bytes, str]:

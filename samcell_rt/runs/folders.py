@@ -19,6 +19,7 @@ from ..errors import ImageReadError, ImageValueError, InputError, OutputError
 from ..runtime.atomic import stale_parts
 from ..runtime.io import MAX_PIXELS, ImageStack, is_image_file, read_image
 from ..runtime.segmenter import Result, Segmenter
+from .patterns import DEFAULT_TIME_PATTERN, DEFAULT_WELL_PATTERN, compile_time_pattern, compile_well_pattern
 from .writers import SUMMARY, frame_rows, is_output_name, summary_row, write_file_outputs, write_summary
 
 LOCK = ".samcell-rt.lock"
@@ -54,6 +55,12 @@ class RunOptions:
     overwrite: bool = False
     plate_pixels: int = 8192 * 8192  # larger single-plane TIFFs take the banded, bounded-memory path
     max_pixels: int = MAX_PIXELS  # larger headers are refused as lying or unmanageable
+    time_pattern: str = DEFAULT_TIME_PATTERN  # file names carrying a time or frame index form a timeline
+    well_pattern: str = DEFAULT_WELL_PATTERN  # file names carrying a well id form a plate map
+
+    def __post_init__(self) -> None:
+        compile_time_pattern(self.time_pattern)  # a bad pattern is a usage error before any work
+        compile_well_pattern(self.well_pattern)
 
     def params(self, segmenter: Segmenter) -> dict:
         return {"peak": segmenter.peak, "fill": segmenter.fill, "scaling": segmenter.scaling,
@@ -184,7 +191,26 @@ def segment_files(files: list[Path], out: Path, segmenter: Segmenter, options: R
                 finished(i, outcome)
         finally:
             write_summary(out / SUMMARY, [row for i in sorted(outcomes) for row in outcomes[i].rows])
+        _write_run_outputs(out, [outcomes[i] for i in sorted(outcomes)], segmenter, options)
     return [outcomes[i] for i in sorted(outcomes)]
+
+
+def _write_run_outputs(out: Path, outcomes: list[FileOutcome], segmenter: Segmenter, options: RunOptions) -> None:
+    """run.json (settings, model, reader warnings), then timelines and plate maps from the summary rows."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    from .run_outputs import write_run_info, write_run_outputs
+
+    try:
+        package = version("samcell-rt")
+    except PackageNotFoundError:
+        package = ""
+    info = {"samcell_rt": package, "model": {"name": segmenter.info.name, "version": segmenter.info.version,
+                                             "sha256": segmenter.model_sha256},
+            "engine": segmenter.engine_name, "params": options.params(segmenter), "files": len(outcomes),
+            "time_pattern": options.time_pattern, "well_pattern": options.well_pattern}
+    write_run_info(out, info, {str(o.path): o.warnings for o in outcomes if not o.skipped})
+    write_run_outputs(out, [row for o in outcomes for row in o.rows], options.time_pattern, options.well_pattern)
 
 
 def _run(files: list[Path], todo: list[int], out: Path, segmenter: Segmenter, options: RunOptions,
@@ -244,7 +270,7 @@ def _file_outcome(stack: ImageStack, results: list[Result], out: Path, read_seco
         outputs = write_file_outputs(out, stack.path.stem, results, stack.pixel_size_um, extras)
     except OSError as exc:
         return FileOutcome.failed(stack.path, f"cannot write outputs ({exc.strerror or exc})")
-    rows = frame_rows(stack.path, results, stack.pixel_size_um, stack.pixel_size_source, read_seconds)
+    rows = frame_rows(stack, results, read_seconds)
     return FileOutcome(stack.path, rows, outputs=outputs, warnings=stack.warnings)
 
 

@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from ..runtime.atomic import atomic_path, write_text_atomic
+from ..runtime.io import ImageStack
 from ..runtime.measure import image_metrics, with_physical_units
 from ..runtime.segmenter import Result
 
@@ -44,7 +45,14 @@ OUTPUTS = (
 SUFFIXES = {kind.name: kind.suffix for kind in OUTPUTS}
 SUMMARY = "summary.csv"
 SUMMARY_FIELDS = ("file", "frame", "cells", "mean_area_px", "median_area_px", "confluency", "mean_neighbours",
-                  "mean_area_um2", "pixel_size_um", "pixel_size_source", "seconds", "status", "error")
+                  "mean_area_um2", "pixel_size_um", "pixel_size_source", "time", "time_unit", "seconds", "status", "error")
+# per-run outputs, derived from summary.csv after each run (and by `samcell-rt report`)
+RUN_JSON = "run.json"
+REPORT = "report.html"
+TIMELINE_SUFFIXES = ("_timeline.csv", "_timeline.png")
+PLATE_METRICS = ("confluency", "cells")
+PLATE_TABLE = "plate_wells.csv"
+RUN_OUTPUTS = (RUN_JSON, REPORT, PLATE_TABLE, *(f"plate_{metric}.png" for metric in PLATE_METRICS))
 
 
 def output_name(stem: str, kind: str, frame: int | None = None) -> str:
@@ -54,7 +62,8 @@ def output_name(stem: str, kind: str, frame: int | None = None) -> str:
 
 def is_output_name(name: str) -> bool:
     """True for names samcell-rt writes into an output folder (never inputs there)."""
-    return name == SUMMARY or any(name.endswith(kind.suffix) for kind in OUTPUTS)
+    return (name == SUMMARY or name in RUN_OUTPUTS or name.endswith(TIMELINE_SUFFIXES)
+            or any(name.endswith(kind.suffix) for kind in OUTPUTS))
 
 
 def label_dtype(labels: np.ndarray) -> np.dtype:
@@ -249,10 +258,12 @@ def cells_csv(results: list[Result], pixel_size_um: float | None) -> str:
 
 
 def summary_row(path: Path, frame: int, metrics: dict | None = None, seconds: float = 0.0, error: str | None = None,
-                pixel_size_um: float | None = None, pixel_size_source: str = "") -> dict:
-    """One summary.csv row: a frame's numbers, or the reason it failed."""
+                pixel_size_um: float | None = None, pixel_size_source: str = "", time: float | None = None,
+                time_unit: str = "") -> dict:
+    """One summary.csv row: a frame's numbers (and its time in a time-lapse stack), or the reason it failed."""
     row = {"file": str(path), "frame": frame, "status": "ok" if error is None else "failed", "error": error or "",
-           "pixel_size_um": fmt(pixel_size_um) if pixel_size_um else "", "pixel_size_source": pixel_size_source}
+           "pixel_size_um": fmt(pixel_size_um) if pixel_size_um else "", "pixel_size_source": pixel_size_source,
+           "time": fmt(time), "time_unit": time_unit if time is not None else ""}
     for name in ("cells", "mean_area_px", "median_area_px", "confluency", "mean_neighbours", "mean_area_um2"):
         value = (metrics or {}).get(name)
         row[name] = "" if value is None else value if name == "cells" else fmt(value)
@@ -294,12 +305,11 @@ def write_file_outputs(out: Path, stem: str, results: list[Result], pixel_size_u
     return written
 
 
-def frame_rows(path: Path, results: list[Result], pixel_size_um: float | None, pixel_size_source: str,
-               extra_seconds: float = 0.0) -> list[dict]:
+def frame_rows(stack: ImageStack, results: list[Result], extra_seconds: float = 0.0) -> list[dict]:
     """Summary rows of one input's finished frames; `extra_seconds` (reading) is shared among them."""
-    share = extra_seconds / len(results)
-    return [summary_row(path, index, image_metrics(r.labels, r.cells, pixel_size_um),
-                        share + sum(r.timings.values()), None, pixel_size_um, pixel_size_source)
+    share, size = extra_seconds / len(results), stack.pixel_size_um
+    return [summary_row(stack.path, index, image_metrics(r.labels, r.cells, size), share + sum(r.timings.values()),
+                        None, size, stack.pixel_size_source, stack.frame_time(index), stack.time_unit)
             for index, r in enumerate(results)]
 
 

@@ -13,6 +13,9 @@ Reading rules (documented for users in the README):
   metadata in microns, or TIFF resolution tags whose pixel size is plausible for a microscope
   (MICROSCOPE_UM). General programs write 72 or 300 dpi by default (352.8 / 84.7 um per
   pixel): that is no calibration, and physical units are left empty.
+- Time: frames are a time series when the only non-spatial axis is T (or a plain page sequence);
+  the interval comes from OME `TimeIncrement` (+ unit) or ImageJ `finterval` (+ `tunit`), else
+  frames count as time steps (unit "frame"). Z-stacks and positions carry no time.
 - Any failure raises `ImageReadError` naming the file and the cause.
 """
 
@@ -45,6 +48,14 @@ class ImageStack:
     pixel_size_um: float | None = None
     pixel_size_source: str = ""  # "ome", "imagej", "tiff-resolution", or "" when uncalibrated
     warnings: list[str] = field(default_factory=list)  # what the TIFF reader noticed, once per file
+    frame_interval: float | None = None  # time between frames in `time_unit`, from OME/ImageJ metadata
+    time_unit: str = ""  # "" when the frames are no time series; "frame" when the interval is unknown
+
+    def frame_time(self, index: int) -> float | None:
+        """Time of frame `index` in `time_unit` (the index itself without an interval); None without a time axis."""
+        if not self.time_unit:
+            return None
+        return index * self.frame_interval if self.frame_interval else float(index)
 
     @property
     def is_stack(self) -> bool:
@@ -71,13 +82,14 @@ def read_image(path: str | Path, channel: int | None = None, max_pixels: int = M
     try:
         with tiff_warnings() as warnings:
             if suffix in TIFF_SUFFIXES:
-                data, axes, pixel_size, source = _read_tiff(path, max_pixels)
+                data, axes, pixel_size, source, timing = _read_tiff(path, max_pixels)
             else:
-                data, axes, pixel_size, source = _read_raster(path, max_pixels), "YXS", None, ""
+                data, axes, pixel_size, source, timing = _read_raster(path, max_pixels), "YXS", None, "", (None, "")
     except OSError as exc:  # permissions, vanished files, I/O errors
         raise ImageReadError(path, f"cannot be read ({exc.strerror or exc})") from exc
     frames = _to_gray_frames(path, data, axes, channel)
-    return ImageStack(path, frames, pixel_size, source, list(dict.fromkeys(warnings)))
+    interval, unit = timing if frames.shape[0] > 1 else (None, "")
+    return ImageStack(path, frames, pixel_size, source, list(dict.fromkeys(warnings)), interval, unit)
 
 
 class _Collect(logging.Handler):
@@ -113,7 +125,7 @@ def check_pixels(path: Path, shape: tuple[int, ...], max_pixels: int) -> None:
                                    f"of {max_pixels:,} (raise it with --max-pixels if the image is real)")
 
 
-def _read_tiff(path: Path, max_pixels: int) -> tuple[np.ndarray, str, float | None, str]:
+def _read_tiff(path: Path, max_pixels: int) -> tuple[np.ndarray, str, float | None, str, tuple[float | None, str]]:
     import tifffile
 
     try:
@@ -126,13 +138,38 @@ def _read_tiff(path: Path, max_pixels: int) -> tuple[np.ndarray, str, float | No
             expected = int(np.prod(series.shape))
             pixel_size, source = tiff_pixel_size_um(tif)
             axes = series.axes
+            timing = tiff_frame_interval(tif, axes, series.shape)
     except ImageReadError:
         raise
     except Exception as exc:  # tifffile raises many types for corrupt input
         raise ImageReadError(path, f"not a readable TIFF ({type(exc).__name__}: {exc})") from exc
     if data.size != expected:
         raise ImageReadError(path, "TIFF is truncated (fewer pixels than its header declares)")
-    return data, axes, pixel_size, source
+    return data, axes, pixel_size, source, timing
+
+
+def tiff_frame_interval(tif, axes: str, shape: tuple[int, ...]) -> tuple[float | None, str]:
+    """(interval, unit) when the frames form a time series, else (None, ""). Only T or a plain page
+    sequence (I, Q) counts as time: a Z-stack or a set of positions is no time-lapse."""
+    import re
+
+    moving = [a for a, n in zip(axes, shape) if a not in "YXSC" and n > 1]
+    if moving not in (["T"], ["I"], ["Q"]):
+        return None, ""
+    if tif.ome_metadata:
+        pixels = re.search(r"<(?:\w+:)?Pixels\b[^>]*>", tif.ome_metadata)
+        step = re.search(r'TimeIncrement="([0-9.eE+-]+)"', pixels.group(0)) if pixels else None
+        unit = re.search(r'TimeIncrementUnit="([^"]+)"', pixels.group(0)) if pixels else None
+        if step and float(step.group(1)) > 0:
+            return float(step.group(1)), unit.group(1) if unit else "s"
+    meta = tif.imagej_metadata or {}
+    try:
+        interval = float(meta.get("finterval", 0))
+    except (TypeError, ValueError):
+        interval = 0.0
+    if interval > 0:
+        return interval, str(meta.get("tunit") or "s")
+    return None, "frame"
 
 
 def tiff_pixel_size_um(tif) -> tuple[float | None, str]:

@@ -71,6 +71,18 @@ def test_json_format_and_stacks(service):
     assert [f["cells"] for f in reply["frames"]] == [2, 5] and len(reply["frames"][1]["cells_table"]["id"]) == 5
 
 
+def test_timeline_format_plots_a_growing_stack(service):
+    pytest.importorskip("matplotlib", reason="plots need the 'report' extra")
+    stack = np.stack([as_dtype(synthetic_cells((256, 256), count=2 ** f, seed=f)[0], "uint8") for f in range(5)])
+    buffer = io.BytesIO()
+    tifffile.imwrite(buffer, stack, imagej=True, metadata={"axes": "TYX", "finterval": 3600})
+    status, body, headers = post(service, buffer.getvalue(), "name=growth.tif&format=timeline")
+    assert status == 200 and body[:4] == b"\x89PNG"
+    growth = json.loads(headers["X-Samcell-Growth"])
+    assert growth["unit"] == "h" and growth["doubling_time"] == pytest.approx(1, rel=0.1)
+    assert post(service, tiff(stack[0]), "name=one.tif&format=timeline")[0] == 400
+
+
 def test_bad_uploads_get_4xx_and_the_server_stays_up(service):
     assert post(service, b"not a tiff")[0] == 422
     assert post(service, b"x", "name=notes.txt")[0] == 415

@@ -13,11 +13,13 @@ from starlette.responses import FileResponse, JSONResponse, Response
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
+from ...runs import plots
+from ...runs.timeline import series_fit, stack_series
 from ...runs.writers import cells_csv, geojson, label_image, labels_tiff_bytes, overlay_layer, png_bytes, rois_zip
 from ...runtime.io import MAX_PIXELS
 from ...runtime.measure import json_columns, with_physical_units
 from ...runtime.segmenter import Segmenter
-from ..http import RequestError, guarded, query_int, read_form
+from ..http import RequestError, guarded, plot_png, query_int, read_form
 from .jobs import Job, JobQueue
 
 STATIC = Path(__file__).parent / "static"
@@ -118,6 +120,20 @@ def create_app(segmenter: Segmenter, max_upload_mb: float = DEFAULT_MAX_UPLOAD_M
         data = labels_tiff_bytes(label_image(jobs.outcome(job).results), job.pixel_size_um)
         return Response(data, media_type="image/tiff", headers=_attachment(job, "_labels.tif"))
 
+    async def timeline_png(request: Request, job: Job, frame: int) -> Response:
+        outcome = jobs.outcome(job)
+        if len(outcome.results) < 2:
+            raise RequestError(400, "a timeline needs a stack of two or more frames")
+        series = stack_series(Path(job.name).stem, outcome.stack, [r.metrics for r in outcome.results])
+        return _plot(lambda: plots.timeline_png(series, series_fit(series)))
+
+    async def summary_png(request: Request) -> Response:
+        done = [job for job in jobs.all() if job.status == "done" and job.metrics]
+        if not done:
+            raise RequestError(409, "no processed images yet")
+        return _plot(lambda: plots.per_image_png([job.name for job in done], [job.metrics["cells"] for job in done],
+                                                 [job.metrics["confluency"] for job in done]))
+
     routes = [
         Route("/", index),
         Route("/api/info", info),
@@ -132,6 +148,8 @@ def create_app(segmenter: Segmenter, max_upload_mb: float = DEFAULT_MAX_UPLOAD_M
         Route("/api/images/{job_id:int}/labels.tif", with_job(labels_tif)),
         Route("/api/images/{job_id:int}/rois.zip", with_job(rois)),
         Route("/api/images/{job_id:int}/cells.geojson", with_job(detections)),
+        Route("/api/images/{job_id:int}/timeline.png", with_job(timeline_png)),
+        Route("/api/summary.png", guarded(summary_png)),
         Mount("/static", StaticFiles(directory=STATIC)),
     ]
 
@@ -172,6 +190,10 @@ def _thresholds(body: dict) -> tuple[float, float]:
 def _attachment(job: Job, suffix: str) -> dict[str, str]:
     stem = "".join(c if c.isalnum() or c in "-_." else "_" for c in Path(job.name).stem)
     return {"Content-Disposition": f'attachment; filename="{stem}{suffix}"'}
+
+
+def _plot(draw) -> Response:
+    return Response(plot_png(draw), media_type="image/png", headers={"Cache-Control": "no-store"})
 
 
 def _png(pixels: np.ndarray) -> Response:

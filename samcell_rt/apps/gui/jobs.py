@@ -40,6 +40,7 @@ class Job:
     cells: list[int] | None = None
     thresholds: tuple[float, float] | None = None
     pixel_size_um: float | None = None
+    metrics: dict | None = None  # the first frame's numbers, for plots across jobs without loading results
 
     def summary(self) -> dict:
         cells = self.cells or []
@@ -130,6 +131,7 @@ class JobQueue:
             self._loaded.move_to_end(job.id)
             self._trim()
             job.cells = [int(r.metrics["cells"]) for r in outcome.results]
+            job.metrics = dict(outcome.results[0].metrics)
             job.frames, job.pixel_size_um = len(outcome.results), outcome.stack.pixel_size_um
 
     def _trim(self) -> None:

@@ -126,3 +126,20 @@ def test_results_live_on_disk_memory_stays_bounded_and_jobs_can_be_removed(clien
     assert not (folder / f"{ids[0]}.results").exists()
     client.app.state.jobs.close()
     assert not folder.exists()
+
+
+def test_timeline_of_a_stack_and_summary_plot_across_images(client):
+    pytest.importorskip("matplotlib", reason="plots need the 'report' extra")
+    assert client.get("/api/summary.png").status_code == 409
+    frames = np.stack([as_dtype(synthetic_cells((256, 256), count=2 ** f, seed=f)[0], "uint8") for f in range(5)])
+    buffer = io.BytesIO()
+    tifffile.imwrite(buffer, frames, imagej=True, metadata={"axes": "TYX", "finterval": 1800})
+    stack = client.post("/api/images", files={"files": ("growth.tif", buffer.getvalue(), "image/tiff")}).json()
+    single = client.post("/api/images", files={"files": ("one.tif", tiff_bytes(frames[2]), "image/tiff")}).json()
+    stack_id, single_id = stack["accepted"][0]["id"], single["accepted"][0]["id"]
+    assert wait_done(client, stack_id)["frames"] == 5 and wait_done(client, single_id)["status"] == "done"
+    timeline = client.get(f"/api/images/{stack_id}/timeline.png")
+    assert timeline.status_code == 200 and timeline.content[:4] == b"\x89PNG"
+    assert client.get(f"/api/images/{single_id}/timeline.png").status_code == 400
+    summary = client.get("/api/summary.png")
+    assert summary.status_code == 200 and summary.content[:4] == b"\x89PNG"

@@ -51,6 +51,7 @@ def test_upload_two_images_compare_with_cli_and_move_slider(gui_url, blob_path, 
         page.wait_for_selector("#engine:has-text('engine cpu')")
         page.set_input_files("#files", [str(first), str(second)])
         page.wait_for_function("document.querySelectorAll('#jobs li.done').length === 2", timeout=60_000)
+        page.wait_for_selector("#summary-plot:not([hidden])", timeout=30_000)  # cells and confluency per image
         for index, name in enumerate([first.name, second.name]):
             page.click(f"#jobs li:nth-child({index + 1})")
             page.wait_for_selector(f"#jobs li:nth-child({index + 1}).selected")

@@ -72,7 +72,31 @@ async function refreshJobs() {
     if (state.selected === null && job.status === "done") select(job.id);
     else if (state.selected === job.id && previous?.status !== "done" && job.status === "done") select(job.id);
   }
+  showSummaryPlot(jobs);
   if (jobs.some((job) => job.status === "queued" || job.status === "processing")) setTimeout(refreshJobs, 400);
+}
+
+// Cells and confluency across the dropped images, redrawn when their numbers change.
+let summaryKey = "";
+function showSummaryPlot(jobs) {
+  const done = jobs.filter((job) => job.status === "done");
+  const key = done.map((job) => `${job.id}:${job.cells}`).join(",");
+  const plot = $("summary-plot");
+  if (done.length < 2) { plot.hidden = true; summaryKey = ""; return; }
+  if (key === summaryKey) return;
+  summaryKey = key;
+  plot.onerror = () => { plot.hidden = true; };
+  plot.onload = () => { plot.hidden = false; };
+  plot.src = `/api/summary.png?t=${Date.now()}`;
+}
+
+// The count and confluency over a stack's frames (with its doubling time), under the numbers.
+function showTimeline(id, frames, stamp) {
+  const plot = $("timeline");
+  if (frames < 2) { plot.hidden = true; plot.removeAttribute("src"); return; }
+  plot.onerror = () => { plot.hidden = true; };
+  plot.onload = () => { plot.hidden = false; };
+  plot.src = `/api/images/${id}/timeline.png?t=${stamp}`;
 }
 
 async function removeJob(id) {
@@ -83,6 +107,7 @@ async function removeJob(id) {
     state.selected = null;
     $("image").removeAttribute("src");
     $("overlay").removeAttribute("src");
+    $("timeline").hidden = true;
     $("placeholder").hidden = false;
   }
 }
@@ -124,6 +149,7 @@ function showDetail(detail, fit) {
   $("cells").tBodies[0].innerHTML = body.join("");
   if (fit) $("image").onload = fitView;
   state.jobs.get(id).cells = detail.metrics.cells;
+  showTimeline(id, detail.frames, stamp);
 }
 
 function format(value) {

@@ -1,0 +1,96 @@
+"""Well ids in file names (A1..H12, A01..P24) and the per-well table of a plate.
+
+Each well gets the numbers of its images at their latest time point (time column of a stack, or
+the time in the file name), averaged when a well has several images (fields of view), so the plate
+map shows the state at the end of an experiment and equals the summary for one image per well.
+Plates are 96-well (8 x 12) unless a well lies beyond H or 12, then 384-well (16 x 24).
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from .patterns import compile_time_pattern, compile_well_pattern
+from .timeline import METRICS, mean_metrics, name_time
+
+ROW_LETTERS = "ABCDEFGHIJKLMNOP"
+
+
+@dataclass
+class Well:
+    """One well's numbers (means over its images at their latest time) and the images they come from."""
+
+    row: int  # 0 = A
+    col: int  # 1-based
+    metrics: dict
+    files: list[str]
+
+    @property
+    def id(self) -> str:
+        return f"{ROW_LETTERS[self.row]}{self.col:02d}"
+
+
+def well_of(stem: str, pattern: re.Pattern) -> tuple[int, int] | None:
+    """(row index, column) of the well a file name names, or None (also for ids off a 384-well plate)."""
+    for match in pattern.finditer(stem):
+        letter, number = match.group("row").upper(), match.group("col")
+        if letter in ROW_LETTERS and number.isdigit() and 1 <= int(number) <= 24:
+            return ROW_LETTERS.index(letter), int(number)
+    return None
+
+
+def plate_wells(rows: list[dict], well_pattern: str, time_pattern: str) -> list[Well]:
+    """Per-well numbers from summary rows; empty unless at least two wells are named."""
+    wells, times = compile_well_pattern(well_pattern), compile_time_pattern(time_pattern)
+    found: dict[tuple[int, int], list[tuple[float, dict]]] = {}
+    for row in rows:
+        stem = Path(row["file"]).stem
+        position = well_of(stem, wells) if row.get("status") == "ok" else None
+        if position is not None:
+            found.setdefault(position, []).append((_time(row, stem, times), row))
+    if len(found) < 2:
+        return []
+    return [_well(position, entries) for position, entries in sorted(found.items())]
+
+
+def _time(row: dict, stem: str, pattern: re.Pattern) -> float:
+    if row.get("time") not in (None, ""):
+        return float(row["time"])
+    named = name_time(stem, pattern)
+    return named[1] if named else 0.0
+
+
+def _well(position: tuple[int, int], entries: list[tuple[float, dict]]) -> Well:
+    latest = max(time for time, _ in entries)
+    chosen = [row for time, row in entries if time == latest]
+    return Well(position[0], position[1], mean_metrics(chosen), list(dict.fromkeys(r["file"] for r in chosen)))
+
+
+def plate_shape(wells: list[Well]) -> tuple[int, int]:
+    """(rows, columns): 96-well unless a well needs the 384-well layout."""
+    large = any(w.row >= 8 or w.col > 12 for w in wells)
+    return (16, 24) if large else (8, 12)
+
+
+def plate_grid(wells: list[Well], metric: str) -> np.ndarray:
+    """Rows x columns array of one metric, NaN where no image named the well."""
+    grid = np.full(plate_shape(wells), np.nan)
+    for well in wells:
+        grid[well.row, well.col - 1] = well.metrics[metric]
+    return grid
+
+
+def wells_csv(wells: list[Well]) -> str:
+    """The per-well table: well id, numbers, how many images and which."""
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(["well", *METRICS, "images", "files"])
+    for well in wells:
+        writer.writerow([well.id, *(f"{well.metrics[m]:.6g}" for m in METRICS), len(well.files), ";".join(well.files)])
+    return buffer.getvalue()

@@ -1,0 +1,104 @@
+"""Timelines: frame times from metadata and names, and the doubling-time fit on synthetic growth."""
+
+from __future__ import annotations
+
+import csv
+
+import cv2
+import numpy as np
+import pytest
+import tifffile
+
+from samcell_rt.errors import InputError
+from samcell_rt.runs.folders import RunOptions, expand_inputs, segment_files
+from samcell_rt.runs.timeline import (
+    DEFAULT_TIME_PATTERN,
+    compile_time_pattern,
+    fit_doubling_time,
+    name_time,
+    series_fit,
+    series_from_rows,
+)
+from samcell_rt.runtime.io import read_image
+from samcell_rt.synthetic import as_dtype, synthetic_cells
+from tests.runs.growth import DOUBLING_FRAMES, FRAME_HOURS, growth_counts, growth_stack
+
+
+def test_fit_finds_the_exponential_phase_between_lag_and_plateau():
+    counts = [10] * 5 + [10 * 2 ** (k / 4) for k in range(1, 17)] + [160] * 6
+    fit = fit_doubling_time(np.arange(len(counts)), counts)
+    assert fit.doubling_time == pytest.approx(4, rel=0.02)
+    assert 3 <= fit.start <= 5 and 19 <= fit.end <= 21 and fit.r2 > 0.99
+
+
+def test_fit_tolerates_noise_and_refuses_flat_series():
+    rng = np.random.default_rng(0)
+    t = np.arange(20)
+    counts = np.round(20 * 2 ** (t / 5) * np.exp(rng.normal(0, 0.03, t.size)))
+    assert fit_doubling_time(t, counts).doubling_time == pytest.approx(5, rel=0.1)
+    assert fit_doubling_time(t, np.full(t.size, 30)) is None
+    assert fit_doubling_time([0, 1], [1, 2]) is None
+
+
+def test_time_increment_read_from_ome_and_imagej(tmp_path):
+    frames = np.zeros((4, 16, 16), np.uint8)
+    tifffile.imwrite(tmp_path / "ome.ome.tif", frames, ome=True,
+                     metadata={"axes": "TYX", "TimeIncrement": 600.0, "TimeIncrementUnit": "s"})
+    tifffile.imwrite(tmp_path / "ij.tif", frames, imagej=True, metadata={"axes": "TYX", "finterval": 0.5})
+    tifffile.imwrite(tmp_path / "z.tif", frames, imagej=True, metadata={"axes": "ZYX"})
+    ome, ij, z = (read_image(tmp_path / n) for n in ("ome.ome.tif", "ij.tif", "z.tif"))
+    assert (ome.frame_interval, ome.time_unit, ome.frame_time(2)) == (600.0, "s", 1200.0)
+    assert (ij.frame_interval, ij.time_unit) == (0.5, "s")
+    assert z.time_unit == "" and z.frame_time(1) is None  # a Z-stack is no time-lapse
+
+
+def test_series_from_file_names():
+    pattern = compile_time_pattern(DEFAULT_TIME_PATTERN)
+    assert name_time("A1_t003", pattern) == ("A1", 3.0, "frame")
+    assert name_time("well_time2.5h_x", pattern) == ("well_x", 2.5, "h")
+    assert name_time("ecoli", pattern) is None
+    rows = [{"file": f"d/A1_t{t}.tif", "frame": 0, "status": "ok", "cells": 2 ** t, "confluency": 0.1} for t in range(5)]
+    rows.append({"file": "d/B1_t0.tif", "frame": 0, "status": "ok", "cells": 3, "confluency": 0.1})  # one point: none
+    (series,) = series_from_rows(rows)
+    assert series.name == "A1" and series.times == [0, 1, 2, 3, 4]
+    assert series_fit(series).doubling_time == pytest.approx(1)
+
+
+@pytest.mark.parametrize("pattern", ["(", "t\\d+"])
+def test_bad_time_pattern_is_an_input_error(pattern):
+    with pytest.raises(InputError, match="--time-pattern"):
+        RunOptions(time_pattern=pattern)
+
+
+def test_growth_stack_gives_a_timeline_with_the_true_doubling_time(tmp_path, segmenter):
+    counts = growth_stack(tmp_path / "growth.tif")
+    out = tmp_path / "out"
+    (outcome,) = segment_files([tmp_path / "growth.tif"], out, segmenter)
+    assert [int(r["cells"]) for r in outcome.rows] == counts == growth_counts()
+    with open(out / "growth_timeline.csv", newline="") as handle:
+        table = list(csv.DictReader(handle))
+    assert [float(r["time_h"]) for r in table] == pytest.approx([f * FRAME_HOURS for f in range(len(counts))])
+    (series,) = series_from_rows(outcome.rows)
+    fit = series_fit(series)
+    truth = DOUBLING_FRAMES * FRAME_HOURS
+    assert abs(fit.doubling_time - truth) / truth < 0.10, fit.describe()
+    assert fit.end == pytest.approx(4.5)  # the plateau is left out of the fit
+    assert (out / "growth_timeline.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_folder_of_time_points_per_well_gives_timelines_and_a_plate(tmp_path, segmenter):
+    folder = tmp_path / "in"
+    folder.mkdir()
+    for well, start in (("A1", 1), ("B2", 2)):
+        for t in range(4):
+            image = synthetic_cells((256, 256), count=start * 2 ** t, seed=t + 10 * start)[0]
+            cv2.imwrite(str(folder / f"{well}_t{t:02d}.png"), as_dtype(image, "uint8"))
+    out = tmp_path / "out"
+    segment_files(expand_inputs([str(folder)], out), out, segmenter)
+    for well in ("A1", "B2"):
+        with open(out / f"{well}_timeline.csv", newline="") as handle:
+            table = list(csv.DictReader(handle))
+        assert [float(r["time_frame"]) for r in table] == [0, 1, 2, 3]
+    with open(out / "plate_wells.csv", newline="") as handle:
+        wells = {r["well"]: float(r["cells"]) for r in csv.DictReader(handle)}
+    assert wells == {"A01": 8, "B02": 16}  # the latest time point of each well
