@@ -209,6 +209,8 @@ def _progress(files: int):
                 for row in outcome.rows:
                     if row["status"] != "ok":
                         tqdm.write(f"error: {row['file']}: {row['error']}", file=sys.stderr)
+                    elif row.get("warning"):
+                        tqdm.write(f"warning: {row['file']} (frame {row['frame']}): {row['warning']}", file=sys.stderr)
                 if tile_bar is not None:
                     tile_bar.close()
                     tile_bar = None

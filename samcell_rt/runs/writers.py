@@ -45,7 +45,8 @@ OUTPUTS = (
 SUFFIXES = {kind.name: kind.suffix for kind in OUTPUTS}
 SUMMARY = "summary.csv"
 SUMMARY_FIELDS = ("file", "frame", "cells", "mean_area_px", "median_area_px", "confluency", "mean_neighbours",
-                  "mean_area_um2", "pixel_size_um", "pixel_size_source", "time", "time_unit", "seconds", "status", "error")
+                  "mean_area_um2", "pixel_size_um", "pixel_size_source", "time", "time_unit", "seconds", "status", "warning",
+                  "error")
 # per-run outputs, derived from summary.csv after each run (and by `samcell-rt report`)
 RUN_JSON = "run.json"
 REPORT = "report.html"
@@ -259,11 +260,12 @@ def cells_csv(results: list[Result], pixel_size_um: float | None) -> str:
 
 def summary_row(path: Path, frame: int, metrics: dict | None = None, seconds: float = 0.0, error: str | None = None,
                 pixel_size_um: float | None = None, pixel_size_source: str = "", time: float | None = None,
-                time_unit: str = "") -> dict:
+                time_unit: str = "", warnings: list[str] | None = None) -> dict:
     """One summary.csv row: a frame's numbers (and its time in a time-lapse stack), or the reason it failed."""
     row = {"file": str(path), "frame": frame, "status": "ok" if error is None else "failed", "error": error or "",
            "pixel_size_um": fmt(pixel_size_um) if pixel_size_um else "", "pixel_size_source": pixel_size_source,
-           "time": fmt(time), "time_unit": time_unit if time is not None else ""}
+           "time": fmt(time), "time_unit": time_unit if time is not None else "",
+           "warning": "; ".join(warnings or [])}
     for name in ("cells", "mean_area_px", "median_area_px", "confluency", "mean_neighbours", "mean_area_um2"):
         value = (metrics or {}).get(name)
         row[name] = "" if value is None else value if name == "cells" else fmt(value)
@@ -309,7 +311,7 @@ def frame_rows(stack: ImageStack, results: list[Result], extra_seconds: float = 
     """Summary rows of one input's finished frames; `extra_seconds` (reading) is shared among them."""
     share, size = extra_seconds / len(results), stack.pixel_size_um
     return [summary_row(stack.path, index, image_metrics(r.labels, r.cells, size), share + sum(r.timings.values()),
-                        None, size, stack.pixel_size_source, stack.frame_time(index), stack.time_unit)
+                        None, size, stack.pixel_size_source, stack.frame_time(index), stack.time_unit, r.warnings)
             for index, r in enumerate(results)]
 
 

@@ -26,6 +26,7 @@ from .engines.base import Engine
 from .measure import cell_table, image_metrics
 from .postprocess import labels_from_distance
 from .preprocess import Scaling, enhance_tiles, to_uint8
+from .quality import quality_warnings
 from .tiling import TileGrid, blend, extract_tiles, tile_grid
 
 STAGES = ("preprocess", "engine", "blend", "postprocess", "measure")
@@ -49,6 +50,7 @@ class Result:
     cells: dict[str, np.ndarray] = field(default_factory=dict)
     timings: dict[str, float] = field(default_factory=dict)
     error: str | None = None
+    warnings: list[str] = field(default_factory=list)  # reasons not to trust the result (runtime/quality.py)
 
     @property
     def ok(self) -> bool:
@@ -224,17 +226,18 @@ class Segmenter:
         timings["postprocess"] = (t2 := time.perf_counter()) - t1
         cells = cell_table(labels, job.image)
         metrics = image_metrics(labels, cells)
+        warnings = quality_warnings(distance, self.peak, cells["touches_border"])
         timings["measure"] = time.perf_counter() - t2
-        return Result(job.key, labels, distance, job.image_u8, metrics, cells, timings)
+        return Result(job.key, labels, distance, job.image_u8, metrics, cells, timings, warnings=warnings)
 
     def relabel(self, result: Result, peak: float | None = None, fill: float | None = None,
                 intensity: np.ndarray | None = None) -> Result:
         """Re-run only the post-processing of `result` with other thresholds (no engine call)."""
-        labels = labels_from_distance(result.distance, self.peak if peak is None else peak,
-                                      self.fill if fill is None else fill)
+        peak = self.peak if peak is None else peak
+        labels = labels_from_distance(result.distance, peak, self.fill if fill is None else fill)
         cells = cell_table(labels, intensity)
         return Result(result.key, labels, result.distance, result.image_u8, image_metrics(labels, cells), cells,
-                      dict(result.timings))
+                      dict(result.timings), warnings=quality_warnings(result.distance, peak, cells["touches_border"]))
 
 
 @dataclass

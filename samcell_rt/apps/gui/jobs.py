@@ -17,7 +17,7 @@ import queue
 import tempfile
 import threading
 from collections import OrderedDict
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from ...runtime.io import IMAGE_SUFFIXES, MAX_PIXELS, ImageStack, read_image
@@ -38,6 +38,7 @@ class Job:
     error: str | None = None
     frames: int = 0
     cells: list[int] | None = None
+    warnings: list[str] = field(default_factory=list)  # quality flags of its frames (runtime/quality.py)
     thresholds: tuple[float, float] | None = None
     pixel_size_um: float | None = None
     metrics: dict | None = None  # the first frame's numbers, for plots across jobs without loading results
@@ -45,7 +46,7 @@ class Job:
     def summary(self) -> dict:
         cells = self.cells or []
         return {"id": self.id, "name": self.name, "status": self.status, "error": self.error,
-                "frames": self.frames, "cells": cells[0] if len(cells) == 1 else cells}
+                "frames": self.frames, "cells": cells[0] if len(cells) == 1 else cells, "warnings": self.warnings}
 
 
 @dataclass
@@ -131,6 +132,7 @@ class JobQueue:
             self._loaded.move_to_end(job.id)
             self._trim()
             job.cells = [int(r.metrics["cells"]) for r in outcome.results]
+            job.warnings = list(dict.fromkeys(w for r in outcome.results for w in r.warnings))
             job.metrics = dict(outcome.results[0].metrics)
             job.frames, job.pixel_size_um = len(outcome.results), outcome.stack.pixel_size_um
 
@@ -146,7 +148,7 @@ class JobQueue:
                 continue  # removed while queued
             job.status = "processing"
             try:
-                stack = read_image(job.path, max_pixels=self.max_pixels)
+                stack = self._read(job)
                 results = list(self.segmenter.segment_many(stack.frames))
                 self._keep(job, Outcome(stack, results))
                 job.thresholds = (self.segmenter.peak, self.segmenter.fill)
@@ -154,8 +156,13 @@ class JobQueue:
             except Exception as exc:  # one job's failure never stops the worker
                 log.warning("job %s failed: %s", job.name, exc)
                 job.status, job.error = "failed", str(exc).replace(str(job.path), job.name)
-            finally:
-                job.path.unlink(missing_ok=True)
+
+    def _read(self, job: Job) -> ImageStack:
+        """The upload as read; its file is deleted right after, whatever happened."""
+        try:
+            return read_image(job.path, max_pixels=self.max_pixels)
+        finally:
+            job.path.unlink(missing_ok=True)
 
     def rethreshold(self, job: Job, peak: float, fill: float) -> None:
         """New thresholds for a finished job: post-processing only, no engine call."""

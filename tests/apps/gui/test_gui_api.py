@@ -143,3 +143,20 @@ def test_timeline_of_a_stack_and_summary_plot_across_images(client):
     assert client.get(f"/api/images/{single_id}/timeline.png").status_code == 400
     summary = client.get("/api/summary.png")
     assert summary.status_code == 200 and summary.content[:4] == b"\x89PNG"
+
+
+def test_quality_warnings_reach_the_job_list(tmp_path):
+    from starlette.testclient import TestClient
+
+    from samcell_rt import load_model
+    from samcell_rt.apps.gui.app import create_app
+    from samcell_rt.synthetic import broken_model
+
+    app = create_app(load_model(str(broken_model(tmp_path / "dim.onnx", 0.3))))
+    image = as_dtype(synthetic_cells((260, 260), count=3, seed=8)[0], "uint8")
+    with TestClient(app) as dim:
+        job = dim.post("/api/images", files=[("files", ("d.tif", tiff_bytes(image), "image/tiff"))]).json()["accepted"][0]
+        body = wait_done(dim, job["id"])
+        assert body["status"] == "done" and body["metrics"]["cells"] == 0
+        assert "no cell centre reaches the peak threshold" in body["warnings"][0]
+        assert dim.get("/api/images").json()[0]["warnings"] == body["warnings"]

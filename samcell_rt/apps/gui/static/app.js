@@ -55,6 +55,17 @@ async function refreshJobs() {
     status.className = "status";
     status.textContent = job.status;
     item.append(status);
+    if (job.warnings?.length) {
+      const badge = document.createElement("span");
+      badge.className = "badge";
+      badge.textContent = "⚠ check";
+      badge.title = job.warnings.join("\n");
+      item.append(badge);
+      const message = document.createElement("span");
+      message.className = "warn";
+      message.textContent = job.warnings.join(" ");
+      item.append(message);
+    }
     if (job.status !== "processing") {
       const remove = document.createElement("button");
       remove.className = "remove";

@@ -1,0 +1,44 @@
+"""Per-image quality flags, read from the distance map already computed: when not to trust a result.
+
+A segmentation can look like a clean answer and still be wrong: a map that never reaches the peak
+threshold gives "0 cells" (a model that does not recognise these cells, or cells far from its
+trained size), a count that swings under a small change of the peak threshold means the map's
+peaks sit right at it, and cells that mostly touch the image border are larger than the field.
+Each flag says what was seen and what to try. Counts at nearby thresholds use the peak regions'
+connected components, which is what the marker rule seeds, so the check costs two labelling
+passes, not two watersheds.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+PEAK_DELTA = 0.05  # thresholds compared: peak - delta and peak + delta
+UNSTABLE_CHANGE = 0.5  # flag when the count changes by more than this share between them
+MIN_CELLS = 5  # below this many cells, shares and swings say little
+BORDER_SHARE = 0.5
+
+
+def centre_count(distance: np.ndarray, threshold: float) -> int:
+    """Number of connected regions above `threshold` (8-connected): the cells the marker rule would seed."""
+    import cv2
+
+    count, _ = cv2.connectedComponents((distance > threshold).astype(np.uint8), connectivity=8)
+    return count - 1
+
+
+def quality_warnings(distance: np.ndarray, peak: float, touches_border: np.ndarray) -> list[str]:
+    """Reasons not to trust this image's result, each with a suggested fix; empty when none."""
+    top = float(distance.max()) if distance.size else 0.0
+    if top <= peak:
+        return [f"no cell centre reaches the peak threshold (map maximum {top:.2f}, peak {peak:.2f}), so 0 cells may "
+                f"be wrong: try --peak {max(0.05, round(0.8 * top, 2)):.2f} or another model"]
+    warnings = []
+    low, high = centre_count(distance, max(peak - PEAK_DELTA, 0.0)), centre_count(distance, peak + PEAK_DELTA)
+    if max(low, high) >= MIN_CELLS and abs(low - high) > UNSTABLE_CHANGE * max(low, high):
+        warnings.append(f"cell count unstable: {low} at peak {peak - PEAK_DELTA:.2f} but {high} at "
+                        f"{peak + PEAK_DELTA:.2f}; check the overlay and set --peak to what it shows")
+    if len(touches_border) >= MIN_CELLS and float(np.mean(touches_border)) > BORDER_SHARE:
+        warnings.append(f"{np.mean(touches_border):.0%} of cells touch the image border: the cells may be larger "
+                        "than the model expects (try an image at lower magnification, or another model)")
+    return warnings

@@ -1,0 +1,59 @@
+"""Quality flags on planted failures: a map under the peak threshold, an unstable count, border cells."""
+
+from __future__ import annotations
+
+import csv
+
+import numpy as np
+import tifffile
+from click.testing import CliRunner
+
+from samcell_rt.runtime.quality import centre_count, quality_warnings
+from samcell_rt.synthetic import as_dtype, broken_model, synthetic_cells
+
+
+def bumps(values: list[float], size: int = 400, radius: int = 12) -> np.ndarray:
+    """A distance-like map with one round bump per value, peaking at that value."""
+    yy, xx = np.mgrid[:size, :size]
+    distance = np.zeros((size, size), np.float32)
+    for index, value in enumerate(values):
+        cy, cx = 40 + 60 * (index // 6), 40 + 60 * (index % 6)
+        distance = np.maximum(distance, value * np.clip(1 - np.hypot(yy - cy, xx - cx) / radius, 0, 1))
+    return distance
+
+
+def test_centre_count_counts_regions_above_a_threshold():
+    assert centre_count(bumps([0.9, 0.6, 0.3]), 0.5) == 2
+    assert centre_count(np.zeros((5, 5), np.float32), 0.5) == 0
+
+
+def test_a_map_under_the_peak_threshold_is_flagged_with_a_fix():
+    (warning,) = quality_warnings(bumps([0.30] * 6), 0.47, np.zeros(0, bool))
+    assert "map maximum 0.30" in warning and "--peak 0.24" in warning
+
+
+def test_an_unstable_count_is_flagged_and_a_stable_one_is_not():
+    unstable = bumps([0.49] * 8 + [0.9] * 2)  # eight peaks just above 0.47: gone at 0.52
+    assert any("cell count unstable: 10 at peak 0.42 but 2 at 0.52" in w for w in
+               quality_warnings(unstable, 0.47, np.zeros(10, bool)))
+    assert quality_warnings(bumps([0.9] * 10), 0.47, np.zeros(10, bool)) == []
+
+
+def test_cells_mostly_on_the_border_are_flagged():
+    assert any("touch the image border" in w for w in quality_warnings(bumps([0.9] * 6), 0.47, np.ones(6, bool)))
+
+
+def test_segment_reports_flags_in_the_summary_and_on_stderr(tmp_path, blob_path):
+    from samcell_rt.cli import main
+
+    tifffile.imwrite(tmp_path / "i.tif", as_dtype(synthetic_cells((260, 300), count=6, seed=1)[0], "uint16"))
+    dim = broken_model(tmp_path / "dim.onnx", 0.3)  # a model whose map never reaches 0.47
+    result = CliRunner().invoke(main, ["segment", str(tmp_path / "i.tif"), "--model", str(dim), "--out", str(tmp_path / "a")])
+    assert result.exit_code == 0 and "warning: " in result.output and "no cell centre reaches" in result.output
+    with open(tmp_path / "a" / "summary.csv", newline="") as handle:
+        (row,) = list(csv.DictReader(handle))
+    assert row["status"] == "ok" and row["cells"] == "0" and "peak threshold" in row["warning"]
+    fine = CliRunner().invoke(main, ["segment", str(tmp_path / "i.tif"), "--model", str(blob_path), "--out",
+                                     str(tmp_path / "b")])
+    with open(tmp_path / "b" / "summary.csv", newline="") as handle:
+        assert list(csv.DictReader(handle))[0]["warning"] == "" and "warning" not in fine.output
