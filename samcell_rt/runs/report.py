@@ -25,7 +25,7 @@ from .patterns import DEFAULT_TIME_PATTERN, DEFAULT_WELL_PATTERN
 from .run_outputs import read_run_info
 from .timeline import series_fit, series_from_rows
 from .wells import plate_grid, plate_wells
-from .writers import PLATE_METRICS, REPORT, SUMMARY, output_name
+from .writers import PLATE_METRICS, REPORT, SUMMARY, output_name, read_cells_csv
 
 THUMBNAIL_PX = 192
 DISTRIBUTIONS = ("area", "circularity", "aspect_ratio", "neighbours")
@@ -149,17 +149,16 @@ def _thumbnails(out: Path, rows: list[dict], files: list[str], size: int) -> str
 
 def cell_columns(out: Path, files: list[str], names: tuple[str, ...] = DISTRIBUTIONS) -> dict[str, np.ndarray]:
     """The chosen per-cell columns of every cells table in the folder, concatenated."""
-    values: dict[str, list[float]] = {name: [] for name in names}
+    values: dict[str, list[np.ndarray]] = {name: [] for name in names}
     for file in files:
         try:
-            with open(out / output_name(Path(file).stem, "cells"), newline="", encoding="utf-8") as handle:
-                reader = csv.DictReader(handle)
-                for row in reader:
-                    for name in names:
-                        values[name].append(float(row.get(name) or "nan"))
+            table = read_cells_csv(out / output_name(Path(file).stem, "cells"))
         except (OSError, ValueError):
             continue
-    return {name: np.asarray(v, dtype=np.float64) for name, v in values.items() if v}
+        rows = len(next(iter(table.values()), []))
+        for name in names:
+            values[name].append(table.get(name, np.full(rows, np.nan)))
+    return {name: np.concatenate(v).astype(np.float64) for name, v in values.items() if sum(map(len, v))}
 
 
 def _distributions(out: Path, rows: list[dict], files: list[str]) -> str:

@@ -11,16 +11,11 @@ import json
 import time
 from pathlib import Path
 
-from ..runtime.atomic import atomic_path, write_text_atomic
+from ..runtime.atomic import write_bytes_atomic, write_text_atomic
 from . import plots
 from .timeline import safe_name, series_fit, series_from_rows, timeline_csv
 from .wells import plate_grid, plate_wells, wells_csv
 from .writers import PLATE_METRICS, PLATE_TABLE, RUN_JSON
-
-
-def write_bytes_atomic(path: Path, data: bytes) -> None:
-    with atomic_path(path) as tmp:
-        tmp.write_bytes(data)
 
 
 def write_run_outputs(out: Path, rows: list[dict], time_pattern: str, well_pattern: str) -> list[str]:

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..runtime.atomic import atomic_path, write_text_atomic
+from ..runtime.atomic import atomic_path, write_bytes_atomic, write_text_atomic
 from ..runtime.io import ImageStack
 from ..runtime.measure import image_metrics, with_physical_units
 from ..runtime.segmenter import Result
@@ -153,11 +153,6 @@ def png_bytes(pixels: np.ndarray) -> bytes:
     return encoded.tobytes()
 
 
-def write_bytes_atomic(path: str | Path, data: bytes) -> None:
-    with atomic_path(path) as tmp:
-        tmp.write_bytes(data)
-
-
 def write_png(path: str | Path, pixels: np.ndarray) -> None:
     """Write an RGB(A) uint8 array as PNG, atomically."""
     write_bytes_atomic(path, png_bytes(pixels))
@@ -256,6 +251,15 @@ def cells_csv(results: list[Result], pixel_size_um: float | None) -> str:
         for values in zip(*table.values()):
             writer.writerow([index, *(_cell(v) for v in values)])
     return buffer.getvalue()
+
+
+def read_cells_csv(path: Path) -> dict[str, np.ndarray]:
+    """A cells CSV written by `cells_csv` as float columns keyed by name (empty values as NaN)."""
+    with open(path, newline="", encoding="utf-8") as handle:
+        rows = list(csv.DictReader(handle))
+    if not rows:
+        return {}
+    return {name: np.array([float(r[name]) if r[name] != "" else np.nan for r in rows]) for name in rows[0]}
 
 
 def summary_row(path: Path, frame: int, metrics: dict | None = None, seconds: float = 0.0, error: str | None = None,

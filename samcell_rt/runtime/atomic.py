@@ -49,6 +49,12 @@ def write_text_atomic(final: str | Path, text: str) -> None:
         tmp.write_text(text, encoding="utf-8")
 
 
+def write_bytes_atomic(final: str | Path, data: bytes) -> None:
+    """Write a whole binary file atomically."""
+    with atomic_path(final) as tmp:
+        tmp.write_bytes(data)
+
+
 def stale_parts(folder: Path) -> list[Path]:
     """Temporary files a killed writer left in `folder` (only names this module makes)."""
     return [p for p in folder.glob(f".*{PART_SUFFIX}") if p.is_file() and p.name.count(".") >= 3]

@@ -103,9 +103,8 @@ def create_app(segmenter: Segmenter, max_upload_mb: float = DEFAULT_MAX_UPLOAD_M
         return await detail(request, job, frame)
 
     async def download_cells(request: Request, job: Job, frame: int) -> Response:
-        outcome = jobs.outcome(job)
-        outcome.frame(frame)
-        text = cells_csv([outcome.results[frame]], job.pixel_size_um)
+        _, result = jobs.outcome(job).frame(frame)
+        text = cells_csv([result], job.pixel_size_um)
         return Response(text, media_type="text/csv", headers=_attachment(job, "_cells.csv"))
 
     async def rois(request: Request, job: Job, frame: int) -> Response:

@@ -3,12 +3,9 @@ per-cell features and the ImageJ calibration as its scale."""
 
 from __future__ import annotations
 
-import csv
 from pathlib import Path
 
-import numpy as np
-
-from ...runs.writers import SUFFIXES
+from ...runs.writers import SUFFIXES, read_cells_csv
 from ...runtime.io import read_image
 
 
@@ -27,16 +24,7 @@ def read_labels(path: str) -> list[tuple]:
     options: dict = {"name": path.name[: -len(SUFFIXES["labels"])] + " cells"}
     table = path.with_name(path.name[: -len(SUFFIXES["labels"])] + SUFFIXES["cells"])
     if table.exists():
-        options["features"] = cells_features(table)
+        options["features"] = read_cells_csv(table)
     if stack.pixel_size_um:
         options["scale"] = (1.0,) * (labels.ndim - 2) + (stack.pixel_size_um, stack.pixel_size_um)
     return [(labels, options, "labels")]
-
-
-def cells_features(table: Path) -> dict[str, np.ndarray]:
-    """A cells CSV as columns keyed by name (numbers as float, missing values as NaN)."""
-    with open(table, newline="") as handle:
-        rows = list(csv.DictReader(handle))
-    if not rows:
-        return {}
-    return {name: np.array([float(r[name]) if r[name] != "" else np.nan for r in rows]) for name in rows[0]}

@@ -38,8 +38,6 @@ class RuntimeCache:
             self.save()
 
     def save(self) -> None:
-        from ..atomic import atomic_path
+        from ..atomic import write_bytes_atomic
 
-        blob = bytes(self.cache.serialize())
-        with atomic_path(self.path) as tmp:
-            tmp.write_bytes(blob)
+        write_bytes_atomic(self.path, bytes(self.cache.serialize()))
