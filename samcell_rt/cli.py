@@ -63,6 +63,31 @@ def threshold_options(f):
                              "are missed.")(f)
 
 
+class _Diameter(click.ParamType):
+    """--diameter: a positive number of pixels, `auto` or `off`."""
+
+    name = "PX|auto|off"
+
+    def convert(self, value, param, ctx):
+        if isinstance(value, (int, float)) or value in ("auto", "off"):
+            return value
+        try:
+            number = float(value)
+        except ValueError:
+            self.fail(f"{value!r} is not a number of pixels, 'auto' or 'off'", param, ctx)
+        if not number > 0:
+            self.fail(f"{value} must be a positive number of pixels", param, ctx)
+        return number
+
+
+def diameter_option(f):
+    return click.option("--diameter", type=_Diameter(), default="auto", show_default=True,
+                        help="Typical cell diameter in pixels: each image is resized so its cells reach the model at "
+                             "the size it was trained on (outputs stay at the image's size). auto: segment as is and "
+                             "redo it rescaled when the cells found lie outside the model's trained range; off: "
+                             "never rescale. The estimate is reported per image (summary.csv diameter_px).")(f)
+
+
 def server_options(port: int):
     """--host / --port for the HTTP programs (local only unless the user opens it up)."""
     def decorate(f):
@@ -113,6 +138,7 @@ def main() -> None:
 @click.option("--batch-size", default=None, type=click.IntRange(min=1),
               help="Tiles per engine call (default: the engine's own, 1 on CPU, 8 on GPUs).")
 @threshold_options
+@diameter_option
 @click.option("--channel", type=click.IntRange(min=0), default=None,
               help="Segment this channel (0, 1, ...) of multi-channel images; RGB images are otherwise made gray.")
 @click.option("--scaling", type=click.Choice(["range", "percentile"]), default="range", show_default=True,
@@ -133,7 +159,7 @@ def main() -> None:
               help="Run on a local Dask cluster with this many worker processes (extra `dist`).")
 @click.option("--dask", "dask_address", default=None, help="Run on the Dask scheduler at this address (extra `dist`).")
 @series_options
-def segment(inputs, model, out, engine, batch_size, peak, fill, channel, scaling, threads, pixel_size,
+def segment(inputs, model, out, engine, batch_size, peak, fill, diameter, channel, scaling, threads, pixel_size,
             save_distance, rois, geojson, overwrite, max_pixels, workers, dask_address, time_pattern,
             well_pattern) -> None:
     """Segment cells in INPUTS (files, folders or glob patterns).
@@ -141,6 +167,7 @@ def segment(inputs, model, out, engine, batch_size, peak, fill, channel, scaling
     \b
     Example:
       samcell-rt segment plate/*.tif --out results/ --pixel-size 0.65 --rois --geojson
+      samcell-rt segment macrophages/ --out results/ --diameter 48
     """
     from .runs.folders import RunOptions, expand_inputs, prepare_output, segment_files
 
@@ -151,7 +178,8 @@ def segment(inputs, model, out, engine, batch_size, peak, fill, channel, scaling
                          time_pattern=time_pattern, well_pattern=well_pattern)
     files = expand_inputs(inputs, out)
     prepare_output(out)
-    segmenter = load_model(model, engine, batch_size=batch_size, peak=peak, fill=fill, threads=threads, scaling=scaling)
+    segmenter = load_model(model, engine, batch_size=batch_size, peak=peak, fill=fill, threads=threads, scaling=scaling,
+                           diameter=diameter)
     click.echo(f"model {segmenter.info.name} {segmenter.info.version} on engine {segmenter.engine_name}; "
                f"{len(files)} file(s) -> {out}", err=True)
     with _progress(len(files)) as (on_file, on_tiles), _dask_client(workers, dask_address) as client:
@@ -254,7 +282,15 @@ def _dask_client(workers: int | None, address: str | None):
 @click.option("--version", "model_version", default="1", show_default=True, help="Model version stored in the metadata.")
 @click.option("--config", type=click.Choice(CONFIG_NAMES), default=None,
               help="SAM configuration when the checkpoint carries none (default vit-b).")
-def export_command(checkpoint, out, precision, opset, name, model_version, config) -> None:
+@click.option("--peak", type=click.FloatRange(0, 1), default=0.47, show_default=True,
+              help="Peak threshold stored in the model (choose it with `samcell-rt evaluate --sweep`).")
+@click.option("--fill", type=click.FloatRange(0, 1), default=0.09, show_default=True,
+              help="Fill threshold stored in the model.")
+@click.option("--cell-diameter", nargs=3, type=click.FloatRange(min=0, min_open=True), default=None,
+              metavar="TYPICAL LOW HIGH",
+              help="Cell diameters (px) the model was trained on, for --diameter rescaling [default: the trainer's "
+                   "record beside the checkpoint; none for other checkpoints].")
+def export_command(checkpoint, out, precision, opset, name, model_version, config, peak, fill, cell_diameter) -> None:
     """Export a SAMCell/SAM CHECKPOINT to a verified ONNX model (needs the `export` extra).
 
     \b
@@ -265,8 +301,13 @@ def export_command(checkpoint, out, precision, opset, name, model_version, confi
     from .export.model import config_by_name
     from .export.onnx import export_onnx
 
-    report = export_onnx(checkpoint, out, precision=precision, opset=opset, name=name, version=model_version,
-                         config=config_by_name(config) if config else None)
+    diameter = (cell_diameter[0], (cell_diameter[1], cell_diameter[2])) if cell_diameter else None
+    try:
+        report = export_onnx(checkpoint, out, precision=precision, opset=opset, name=name, version=model_version,
+                             config=config_by_name(config) if config else None, peak=peak, fill=fill,
+                             diameter=diameter)
+    except ValueError as exc:
+        raise click.UsageError(str(exc)) from exc
     click.echo(f"wrote {report.path} ({precision}); max abs error vs torch {report.max_abs_error:.3g} "
                f"on {report.tiles_checked} tiles (tolerance {report.tolerance})")
 
@@ -313,7 +354,8 @@ def build_engine_command(model, runtime, precision, max_batch, opt_batch, comput
 @click.option("--max-mb", default=256, show_default=True, type=click.FloatRange(min=1), help="Request size limit, MB.")
 @click.option("--batch-size", default=None, type=click.IntRange(min=1), help="Tiles per engine call.")
 @max_pixels_option
-def serve(model, engine, host, port, max_mb, batch_size, max_pixels) -> None:
+@diameter_option
+def serve(model, engine, host, port, max_mb, batch_size, max_pixels, diameter) -> None:
     """HTTP API for instrument software: POST an image, get labels (TIFF) and metrics (JSON).
 
     \b
@@ -326,7 +368,7 @@ def serve(model, engine, host, port, max_mb, batch_size, max_pixels) -> None:
 
     from .apps.serve import create_service
 
-    segmenter = load_model(model, engine, batch_size=batch_size)
+    segmenter = load_model(model, engine, batch_size=batch_size, diameter=diameter)
     click.echo(f"samcell-rt service on http://{host}:{port}/ (model {segmenter.info.name}, engine "
                f"{segmenter.engine_name}); POST images to /v1/segment?name=FILE.tif", err=True)
     uvicorn.run(create_service(segmenter, max_mb, max_pixels), host=host, port=port, log_level="warning")
@@ -339,7 +381,8 @@ def serve(model, engine, host, port, max_mb, batch_size, max_pixels) -> None:
 @click.option("--max-upload-mb", default=512, show_default=True, type=click.FloatRange(min=1), help="Upload size limit, MB.")
 @max_pixels_option
 @click.option("--no-browser", is_flag=True, help="Do not open a browser window.")
-def gui(model, engine, host, port, max_upload_mb, max_pixels, no_browser) -> None:
+@diameter_option
+def gui(model, engine, host, port, max_upload_mb, max_pixels, no_browser, diameter) -> None:
     """Open the local web GUI: drop images, see cells, read counts and measurements.
 
     \b
@@ -351,7 +394,7 @@ def gui(model, engine, host, port, max_upload_mb, max_pixels, no_browser) -> Non
 
     from .apps.gui.app import create_app
 
-    segmenter = load_model(model, engine)
+    segmenter = load_model(model, engine, diameter=diameter)
     url = f"http://{host}:{port}/"
     click.echo(f"samcell-rt GUI on {url} (model {segmenter.info.name}, engine {segmenter.engine_name}); Ctrl+C to stop",
                err=True)
@@ -468,7 +511,7 @@ def models_pull(name, precision) -> None:
 @main.command()
 @click.option("--data", "data", multiple=True, required=True,
               help="Annotated data: a folder (plain pairs, Cellpose, CTC), a COCO json, or pkg:NAME for data a "
-                   "registry package ships (bacteria, hela, bbbc007); repeat for more.")
+                   "registry package ships (bacteria, hela, bbbc007, cho, scellseg-cyto); repeat for more.")
 @click.option("--out", "-o", type=click.Path(file_okay=False, path_type=Path), required=True,
               help="Folder for checkpoints (best.safetensors, last.*) and the training log.")
 @click.option("--init", default=None, help="Starting checkpoint (SAMCell, HF folder, Meta sam_vit_b.pth, ours), "
@@ -493,8 +536,10 @@ def models_pull(name, precision) -> None:
               help="Where to train (auto: CUDA when present).")
 @click.option("--resume", is_flag=True, help="Continue from OUT/last.* .")
 @click.option("--seed", default=0, show_default=True, help="Random seed for splits and crops.")
+@click.option("--val-fraction", default=0.1, show_default=True, type=click.FloatRange(0, 0.5),
+              help="Share of each source's images kept for validation (at least one per source).")
 def train(data, out, init, config, epochs, batch_size, steps_per_epoch, lr, warmup_steps, patience, freeze_stages,
-          focus, max_minutes, device, resume, seed) -> None:
+          focus, max_minutes, device, resume, seed, val_fraction) -> None:
     """Fine-tune SAMCell the paper's way (needs the `train` extra); writes OUT/best.safetensors.
 
     \b
@@ -516,7 +561,7 @@ def train(data, out, init, config, epochs, batch_size, steps_per_epoch, lr, warm
         raise click.UsageError(str(exc)) from exc
     recipe = Recipe(epochs=epochs, batch_size=batch_size, steps_per_epoch=steps_per_epoch, lr=lr,
                     warmup_steps=warmup_steps, patience=patience, seed=seed, config=config, init=init,
-                    freeze_stages=freeze_stages, focus=focus, max_minutes=max_minutes)
+                    freeze_stages=freeze_stages, focus=focus, max_minutes=max_minutes, val_fraction=val_fraction)
     trainer = Trainer(samples, out, recipe, device=device, data_sources=[str(d) for d in data])
     if resume:
         trainer.resume()

@@ -123,7 +123,7 @@ def decode_image(data: bytes, name: str, channel: int | None = None, max_pixels:
 
 
 def metrics_body(results: list[Result], include_cells: bool) -> dict:
-    frames = [{"frame": i, **r.metrics, "warnings": r.warnings,
+    frames = [{"frame": i, **r.metrics, "diameter_px": r.diameter, "scale": r.scale, "warnings": r.warnings,
                **({"cells_table": json_columns(r.cells)} if include_cells else {})} for i, r in enumerate(results)]
     return {"frames": frames, "shape": list(results[0].labels.shape)}
 

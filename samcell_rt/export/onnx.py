@@ -19,7 +19,7 @@ import numpy as np
 from .. import __version__
 from ..errors import SamcellError
 from ..runtime.atomic import atomic_path
-from ..runtime.contract import INPUT_NAME, OUTPUT_NAME, PREPROCESS, PROPS
+from ..runtime.contract import DIAMETER_PROPS, INPUT_NAME, OUTPUT_NAME, PREPROCESS, PROPS
 from ..runtime.postprocess import DEFAULT_FILL, DEFAULT_PEAK
 from . import TOLERANCE
 
@@ -64,8 +64,14 @@ INT8_OPS = ("MatMul", "Gemm")
 
 def export_onnx(checkpoint: str | Path, out: str | Path, precision: str = "fp32", opset: int = 17,
                 name: str | None = None, version: str = "1", tile: int = 256, config=None,
-                peak: float = DEFAULT_PEAK, fill: float = DEFAULT_FILL) -> ExportReport:
-    """Export, convert, verify and (only if verified) write the model; return the report."""
+                peak: float = DEFAULT_PEAK, fill: float = DEFAULT_FILL,
+                diameter: tuple[float, tuple[float, float]] | None = None) -> ExportReport:
+    """Export, convert, verify and (only if verified) write the model; return the report.
+
+    `diameter` (typical cell diameter, (low, high) trained range; pixels) is stored so the runtime
+    can rescale images; by default it comes from the trainer's record beside the checkpoint, and
+    models without one are never rescaled automatically.
+    """
     import torch
 
     from .checkpoints import load_checkpoint
@@ -84,6 +90,7 @@ def export_onnx(checkpoint: str | Path, out: str | Path, precision: str = "fp32"
         PROPS["source_sha256"]: loaded.sha256, PROPS["preprocess"]: PREPROCESS,
         "samcell.precision": precision, "samcell.checkpoint_layout": loaded.layout,
         "samcell.exporter": f"samcell-rt {__version__}",
+        **_diameter_props(diameter or _trained_diameter(loaded.recipe)),
     }
     with tempfile.TemporaryDirectory() as tmp:
         model = _trace(wrapper, Path(tmp), tile, opset)
@@ -95,6 +102,21 @@ def export_onnx(checkpoint: str | Path, out: str | Path, precision: str = "fp32"
                               f"(tolerance {TOLERANCE[precision]}); not written")
         _save(model, Path(out), metadata)
     return ExportReport(Path(out), precision, error, TOLERANCE[precision], len(tiles), metadata)
+
+
+def _trained_diameter(record: dict | None) -> tuple[float, tuple[float, float]] | None:
+    """(typical, (low, high)) from a trainer checkpoint's record, when it has one."""
+    sizes = ((record or {}).get("data") or {}).get("cell_diameter_px")
+    return (sizes["typical"], tuple(sizes["range"])) if sizes else None
+
+
+def _diameter_props(diameter: tuple[float, tuple[float, float]] | None) -> dict[str, str]:
+    if diameter is None:
+        return {}
+    typical, (low, high) = diameter
+    if not 0 < low <= typical <= high:
+        raise ValueError(f"cell diameter {typical} px must lie within its range {low}..{high} px")
+    return {DIAMETER_PROPS["diameter"]: f"{typical:g}", DIAMETER_PROPS["diameter_range"]: f"{low:g},{high:g}"}
 
 
 def _trace(wrapper, tmp: Path, tile: int, opset: int):

@@ -25,15 +25,16 @@ _LOCK = threading.Lock()
 def segmenter_spec(segmenter: Segmenter) -> tuple:
     """What a worker needs to rebuild an equivalent Segmenter (picklable)."""
     return (str(segmenter.info.path), segmenter.engine_name, segmenter.batch_size, segmenter.peak, segmenter.fill,
-            segmenter.scaling)
+            segmenter.scaling, segmenter.diameter)
 
 
 def worker_segmenter(spec: tuple) -> Segmenter:
     """The worker process's Segmenter for `spec`, loaded on first use only."""
     with _LOCK:
         if spec not in _SEGMENTERS:
-            model, engine, batch, peak, fill, scaling = spec
-            _SEGMENTERS[spec] = Segmenter(model, engine=engine, batch_size=batch, peak=peak, fill=fill, scaling=scaling)
+            model, engine, batch, peak, fill, scaling, diameter = spec
+            _SEGMENTERS[spec] = Segmenter(model, engine=engine, batch_size=batch, peak=peak, fill=fill, scaling=scaling,
+                                          diameter=diameter)
         return _SEGMENTERS[spec]
 
 

@@ -63,7 +63,7 @@ class RunOptions:
         compile_well_pattern(self.well_pattern)
 
     def params(self, segmenter: Segmenter) -> dict:
-        return {"peak": segmenter.peak, "fill": segmenter.fill, "scaling": segmenter.scaling,
+        return {"peak": segmenter.peak, "fill": segmenter.fill, "scaling": segmenter.scaling, "diameter": segmenter.diameter,
                 "tile": segmenter.info.tile, "channel": self.channel, "pixel_size_um": self.pixel_size_um,
                 "extras": sorted(self.extras)}
 
@@ -282,6 +282,9 @@ def plate_outcome(path: Path, out: Path, segmenter: Segmenter, options: RunOptio
 
     start = time.perf_counter()
     name = output_name(path.stem, "labels")
+    if not isinstance(segmenter.diameter, str):
+        return FileOutcome.failed(path, "--diameter cannot rescale a plate this large (it is segmented in bands at its "
+                                        "own size); resize it, or leave --diameter out")
     try:
         result = segment_plate(path, out / name, segmenter, options, progress=progress)
     except (ImageReadError, ImageValueError, OSError) as exc:

@@ -45,7 +45,7 @@ OUTPUTS = (
 SUFFIXES = {kind.name: kind.suffix for kind in OUTPUTS}
 SUMMARY = "summary.csv"
 SUMMARY_FIELDS = ("file", "frame", "cells", "mean_area_px", "median_area_px", "confluency", "mean_neighbours",
-                  "mean_area_um2", "pixel_size_um", "pixel_size_source", "time", "time_unit", "seconds", "status", "warning",
+                  "mean_area_um2", "diameter_px", "scale", "pixel_size_um", "pixel_size_source", "time", "time_unit", "seconds", "status", "warning",
                   "error")
 # per-run outputs, derived from summary.csv after each run (and by `samcell-rt report`)
 RUN_JSON = "run.json"
@@ -264,9 +264,12 @@ def read_cells_csv(path: Path) -> dict[str, np.ndarray]:
 
 def summary_row(path: Path, frame: int, metrics: dict | None = None, seconds: float = 0.0, error: str | None = None,
                 pixel_size_um: float | None = None, pixel_size_source: str = "", time: float | None = None,
-                time_unit: str = "", warnings: list[str] | None = None) -> dict:
-    """One summary.csv row: a frame's numbers (and its time in a time-lapse stack), or the reason it failed."""
+                time_unit: str = "", warnings: list[str] | None = None, diameter_px: float | None = None,
+                scale: float | None = None) -> dict:
+    """One summary.csv row: a frame's numbers (and its time in a time-lapse stack), or the reason it failed.
+    `diameter_px` is the estimated cell diameter, `scale` the resize the model saw the image at."""
     row = {"file": str(path), "frame": frame, "status": "ok" if error is None else "failed", "error": error or "",
+           "diameter_px": fmt(diameter_px), "scale": fmt(scale),
            "pixel_size_um": fmt(pixel_size_um) if pixel_size_um else "", "pixel_size_source": pixel_size_source,
            "time": fmt(time), "time_unit": time_unit if time is not None else "",
            "warning": "; ".join(warnings or [])}
@@ -315,7 +318,8 @@ def frame_rows(stack: ImageStack, results: list[Result], extra_seconds: float = 
     """Summary rows of one input's finished frames; `extra_seconds` (reading) is shared among them."""
     share, size = extra_seconds / len(results), stack.pixel_size_um
     return [summary_row(stack.path, index, image_metrics(r.labels, r.cells, size), share + sum(r.timings.values()),
-                        None, size, stack.pixel_size_source, stack.frame_time(index), stack.time_unit, r.warnings)
+                        None, size, stack.pixel_size_source, stack.frame_time(index), stack.time_unit, r.warnings,
+                        r.diameter, r.scale)
             for index, r in enumerate(results)]
 
 

@@ -22,6 +22,9 @@ PROPS = {
     "source_sha256": "samcell.source_sha256",
     "preprocess": "samcell.preprocess",
 }
+# optional: the cell sizes a model was trained on (runtime/scale.py); models without them are never rescaled
+# unless the user names both sizes
+DIAMETER_PROPS = {"diameter": "samcell.diameter_px", "diameter_range": "samcell.diameter_range_px"}
 
 
 @dataclass(frozen=True)
@@ -36,6 +39,8 @@ class ModelInfo:
     fill_threshold: float
     source_sha256: str
     preprocess: str
+    diameter: float | None = None  # typical training cell diameter, pixels
+    diameter_range: tuple[float, float] | None = None  # diameters the model was trained on, pixels
 
     @classmethod
     def from_props(cls, path: str | Path, props: dict[str, str]) -> ModelInfo:
@@ -56,7 +61,22 @@ class ModelInfo:
         if not (0.0 <= fill <= 1.0 and 0.0 <= peak <= 1.0):
             raise ModelError(path, f"thresholds must lie in [0, 1] (peak {peak}, fill {fill})")
         return cls(Path(path), values["name"], values["version"], tile, peak, fill,
-                   values["source_sha256"], values["preprocess"])
+                   values["source_sha256"], values["preprocess"], *_diameters(path, props))
+
+
+def _diameters(path: str | Path, props: dict[str, str]) -> tuple[float | None, tuple[float, float] | None]:
+    """The optional trained-size props, checked: a typical diameter inside a positive range."""
+    typical, span = props.get(DIAMETER_PROPS["diameter"]), props.get(DIAMETER_PROPS["diameter_range"])
+    if typical is None or span is None:
+        return None, None
+    try:
+        low, high = (float(v) for v in span.split(","))
+        diameter = float(typical)
+    except ValueError as exc:
+        raise ModelError(path, f"malformed cell diameter metadata {typical!r} / {span!r} ({exc})") from exc
+    if not 0 < low <= diameter <= high:
+        raise ModelError(path, f"cell diameter metadata inconsistent: {diameter} not within {low}..{high} px")
+    return diameter, (low, high)
 
 
 OUTPUT_SLACK = 1e-3  # fp16 engines may overshoot [0, 1] by rounding

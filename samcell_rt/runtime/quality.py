@@ -3,7 +3,9 @@
 A segmentation can look like a clean answer and still be wrong: a map that never reaches the peak
 threshold gives "0 cells" (a model that does not recognise these cells, or cells far from its
 trained size), a count that swings under a small change of the peak threshold means the map's
-peaks sit right at it, and cells that mostly touch the image border are larger than the field.
+peaks sit right at it, cells that mostly touch the image border are larger than the field, cells
+that no single tile holds whole were only seen in pieces, and cells far outside the sizes the model
+was trained on are the main cause of all of these.
 Each flag says what was seen and what to try. Counts at nearby thresholds use the peak regions'
 connected components, which is what the marker rule seeds, so the check costs two labelling
 passes, not two watersheds.
@@ -17,6 +19,7 @@ PEAK_DELTA = 0.05  # thresholds compared: peak - delta and peak + delta
 UNSTABLE_CHANGE = 0.5  # flag when the count changes by more than this share between them
 MIN_CELLS = 5  # below this many cells, shares and swings say little
 BORDER_SHARE = 0.5
+SEAM_SHARE = 0.5
 
 
 def centre_count(distance: np.ndarray, threshold: float) -> int:
@@ -27,18 +30,35 @@ def centre_count(distance: np.ndarray, threshold: float) -> int:
     return count - 1
 
 
-def quality_warnings(distance: np.ndarray, peak: float, touches_border: np.ndarray) -> list[str]:
-    """Reasons not to trust this image's result, each with a suggested fix; empty when none."""
+def quality_warnings(distance: np.ndarray, peak: float, touches_border: np.ndarray,
+                     whole_in_tile: np.ndarray | None = None, diameter: float | None = None,
+                     trained: tuple[float, float] | None = None, scale: float = 1.0) -> list[str]:
+    """Reasons not to trust this image's result, each with a suggested fix; empty when none.
+
+    `whole_in_tile` says per cell whether one tile held it whole; `diameter` is the estimated cell
+    diameter in the image's pixels, `scale` the resize applied before the model and `trained` the
+    model's trained diameter range (in the model's pixels).
+    """
     top = float(distance.max()) if distance.size else 0.0
     if top <= peak:
         return [f"no cell centre reaches the peak threshold (map maximum {top:.2f}, peak {peak:.2f}), so 0 cells may "
-                f"be wrong: try --peak {max(0.05, round(0.8 * top, 2)):.2f} or another model"]
+                f"be wrong: try --peak {max(0.05, round(0.8 * top, 2)):.2f}, --diameter with the cells' size in "
+                "pixels, or another model"]
     warnings = []
+    size_hint = f" (these measure about {diameter:.0f} px)" if diameter else ""
     low, high = centre_count(distance, max(peak - PEAK_DELTA, 0.0)), centre_count(distance, peak + PEAK_DELTA)
     if max(low, high) >= MIN_CELLS and abs(low - high) > UNSTABLE_CHANGE * max(low, high):
         warnings.append(f"cell count unstable: {low} at peak {peak - PEAK_DELTA:.2f} but {high} at "
-                        f"{peak + PEAK_DELTA:.2f}; check the overlay and set --peak to what it shows")
+                        f"{peak + PEAK_DELTA:.2f}; check the overlay and set --peak to what it shows, or give "
+                        f"--diameter with the cells' size in pixels{size_hint}")
     if len(touches_border) >= MIN_CELLS and float(np.mean(touches_border)) > BORDER_SHARE:
         warnings.append(f"{np.mean(touches_border):.0%} of cells touch the image border: the cells may be larger "
-                        "than the model expects (try an image at lower magnification, or another model)")
+                        f"than the model expects; give --diameter with their size in pixels{size_hint}")
+    if whole_in_tile is not None and len(whole_in_tile) >= MIN_CELLS and float(np.mean(~whole_in_tile)) > SEAM_SHARE:
+        warnings.append(f"{np.mean(~whole_in_tile):.0%} of cells are larger than a tile holds whole (they cross the "
+                        f"tile seams): give --diameter with their size in pixels{size_hint} to shrink them")
+    if diameter and trained and not trained[0] <= diameter * scale <= trained[1]:
+        warnings.append(f"cells measure about {diameter * scale:.0f} px as the model sees them, outside the "
+                        f"{trained[0]:.0f}-{trained[1]:.0f} px it was trained on: give --diameter {diameter:.0f} "
+                        "(or the true size) so they are rescaled")
     return warnings

@@ -26,10 +26,13 @@ from .engines.base import Engine
 from .measure import cell_table, image_metrics
 from .postprocess import labels_from_distance
 from .preprocess import Scaling, enhance_tiles, to_uint8
+from . import MAX_PIXELS
 from .quality import quality_warnings
-from .tiling import TileGrid, blend, extract_tiles, tile_grid
+from .scale import SCALE_LIMITS, estimate_diameter, resized, scale_for, scaled_shape
+from .tiling import TileGrid, blend, extract_tiles, tile_grid, whole_in_a_tile
 
 STAGES = ("preprocess", "engine", "blend", "postprocess", "measure")
+DIAMETER_MODES = ("auto", "off")  # or a number of pixels
 
 
 @dataclass
@@ -39,7 +42,9 @@ class Result:
     `labels` int32 (0 background, 1..N cells); `distance` float32 in [0, 1]; `image_u8` the image
     as scaled for the model (for overlays); `metrics` per-image numbers; `cells` per-cell columns
     (pixel units, mean intensity on the original image); `timings` seconds per stage. When
-    `error` is set (only with on_error="report"), the arrays are empty.
+    `error` is set (only with on_error="report"), the arrays are empty. `diameter` is the estimated
+    cell diameter in the image's pixels (None without cells); `scale` the resize the image had
+    before the model (1: none), with labels and maps always at the image's own size.
     """
 
     key: Hashable
@@ -51,6 +56,8 @@ class Result:
     timings: dict[str, float] = field(default_factory=dict)
     error: str | None = None
     warnings: list[str] = field(default_factory=list)  # reasons not to trust the result (runtime/quality.py)
+    diameter: float | None = None
+    scale: float = 1.0
 
     @property
     def ok(self) -> bool:
@@ -71,6 +78,7 @@ class _Job:
     grid: TileGrid
     tiles: np.ndarray
     maps: np.ndarray
+    scale: float = 1.0
     done: int = 0
     timings: dict[str, float] = field(default_factory=lambda: dict.fromkeys(STAGES, 0.0))
 
@@ -80,12 +88,14 @@ class Segmenter:
 
     `model` is an ONNX or engine file, or an engine already open. Model names (the shipped
     default, downloaded models) are resolved by `samcell_rt.load_model`, not here: the runtime
-    knows nothing of registries.
+    knows nothing of registries. `diameter` is the cells' expected diameter in pixels (each image is
+    resized so they reach the model at its trained size), "auto" (segment as is, then once more
+    rescaled when the cells found lie outside the model's trained range) or "off" (never rescale).
     """
 
     def __init__(self, model: str | Path | Engine, engine: str = "cpu", batch_size: int | None = None,
                  peak: float | None = None, fill: float | None = None, threads: int | None = None,
-                 scaling: Scaling = "range") -> None:
+                 scaling: Scaling = "range", diameter: float | str = "auto") -> None:
         if batch_size is not None and batch_size < 1:
             raise InputError("batch_size must be at least 1")
         self.engine = open_engine(model, engine, threads) if isinstance(model, (str, Path)) else model
@@ -98,6 +108,18 @@ class Segmenter:
             if not 0.0 <= value <= 1.0:
                 raise InputError(f"{name} threshold {value} must lie in [0, 1]")
         self.scaling = scaling
+        self.diameter = diameter
+        self._fixed_scale = self._scale_for_diameter(diameter)
+
+    def _scale_for_diameter(self, diameter: float | str) -> float | None:
+        if isinstance(diameter, str):
+            if diameter not in DIAMETER_MODES:
+                raise InputError(f"diameter {diameter!r}: give a number of pixels, 'auto' or 'off'")
+            return None
+        if self.info.diameter is None:
+            raise InputError(f"model {self.info.name} does not say what cell size it was trained on, so it cannot be "
+                             "rescaled for --diameter; leave --diameter out, or resize the images yourself")
+        return scale_for(float(diameter), self.info.diameter)
 
     @property
     def model_sha256(self) -> str:
@@ -180,11 +202,21 @@ class Segmenter:
         if image.size == 0:
             raise ImageValueError(f"image has no pixels (shape {image.shape})")
         image_u8 = to_uint8(image, self.scaling)
-        grid = tile_grid(*image_u8.shape, tile=self.info.tile)
-        tiles = enhance_tiles(extract_tiles(image_u8, grid))
-        job = _Job(key, image, image_u8, grid, tiles, np.empty(tiles.shape, dtype=np.float32))
+        scale = self._fixed_scale or 1.0
+        grid, tiles = self._tiles(image_u8, scale)
+        job = _Job(key, image, image_u8, grid, tiles, np.empty(tiles.shape, dtype=np.float32), scale)
         job.timings["preprocess"] = time.perf_counter() - start
         return job
+
+    def _tiles(self, image_u8: np.ndarray, scale: float) -> tuple[TileGrid, np.ndarray]:
+        """The tile grid and enhanced tiles of the image as the model sees it (resized by `scale`)."""
+        shape = scaled_shape(image_u8.shape, scale)
+        if shape[0] * shape[1] > MAX_PIXELS:
+            raise ImageValueError(f"resizing by {scale:.3g}x for --diameter gives {shape[0]}x{shape[1]} pixels, "
+                                  f"more than the {MAX_PIXELS:,} allowed")
+        model_u8 = resized(image_u8, shape)
+        grid = tile_grid(*model_u8.shape, tile=self.info.tile)
+        return grid, enhance_tiles(extract_tiles(model_u8, grid))
 
     def _run_batches(self, pending: deque[_Job], finished: deque[Future], finisher, final: bool) -> None:
         """Run full batches (and, when `final`, the last partial one); hand finished jobs on."""
@@ -220,24 +252,52 @@ class Segmenter:
     def _finish(self, job: _Job) -> Result:
         timings = job.timings
         start = time.perf_counter()
-        distance = blend(job.maps, job.grid)
-        timings["blend"] = (t1 := time.perf_counter()) - start
-        labels = labels_from_distance(distance, self.peak, self.fill)
-        timings["postprocess"] = (t2 := time.perf_counter()) - t1
-        cells = cell_table(labels, job.image)
+        distance = resized(blend(job.maps, job.grid), job.image.shape)
+        timings["blend"] = time.perf_counter() - start
+        result = self._result(job.key, job.image, job.image_u8, distance, timings, job.scale)
+        rescale = self._auto_scale(result) if job.scale == 1.0 and self._fixed_scale is None else None
+        if rescale is None:
+            return result
+        start = time.perf_counter()
+        grid, tiles = self._tiles(job.image_u8, rescale)
+        maps = self.run_tiles(tiles)
+        timings["engine"] += time.perf_counter() - start
+        distance = resized(blend(maps, grid), job.image.shape)
+        return self._result(job.key, job.image, job.image_u8, distance, timings, rescale)
+
+    def _auto_scale(self, result: Result) -> float | None:
+        """With diameter="auto": the resize that brings cells found outside the trained range to the
+        model's typical size, or None (inside the range, no cells, or a model that does not say)."""
+        low_high, typical = self.info.diameter_range, self.info.diameter
+        if self.diameter != "auto" or not (low_high and typical and result.diameter):
+            return None
+        if low_high[0] <= result.diameter <= low_high[1]:
+            return None
+        return float(np.clip(typical / result.diameter, *SCALE_LIMITS))
+
+    def _result(self, key: Hashable, image: np.ndarray | None, image_u8: np.ndarray, distance: np.ndarray,
+                timings: dict[str, float], scale: float, peak: float | None = None,
+                fill: float | None = None) -> Result:
+        """Labels, measurements, the diameter estimate and the quality flags of one distance map."""
+        peak = self.peak if peak is None else peak
+        start = time.perf_counter()
+        labels = labels_from_distance(distance, peak, self.fill if fill is None else fill)
+        timings["postprocess"] = (t2 := time.perf_counter()) - start
+        cells = cell_table(labels, image)
         metrics = image_metrics(labels, cells)
-        warnings = quality_warnings(distance, self.peak, cells["touches_border"])
+        diameter = estimate_diameter(cells["area"], cells["touches_border"])
+        grid = tile_grid(*scaled_shape(distance.shape, scale), tile=self.info.tile)
+        warnings = quality_warnings(distance, peak, cells["touches_border"], whole_in_a_tile(labels, grid, scale),
+                                    diameter, self.info.diameter_range, scale)
         timings["measure"] = time.perf_counter() - t2
-        return Result(job.key, labels, distance, job.image_u8, metrics, cells, timings, warnings=warnings)
+        return Result(key, labels, distance, image_u8, metrics, cells, timings, warnings=warnings,
+                      diameter=diameter, scale=scale)
 
     def relabel(self, result: Result, peak: float | None = None, fill: float | None = None,
                 intensity: np.ndarray | None = None) -> Result:
         """Re-run only the post-processing of `result` with other thresholds (no engine call)."""
-        peak = self.peak if peak is None else peak
-        labels = labels_from_distance(result.distance, peak, self.fill if fill is None else fill)
-        cells = cell_table(labels, intensity)
-        return Result(result.key, labels, result.distance, result.image_u8, image_metrics(labels, cells), cells,
-                      dict(result.timings), warnings=quality_warnings(result.distance, peak, cells["touches_border"]))
+        return self._result(result.key, intensity, result.image_u8, result.distance, dict(result.timings),
+                            result.scale, peak, fill)
 
 
 @dataclass

@@ -95,3 +95,20 @@ def blend(maps: np.ndarray, grid: TileGrid) -> np.ndarray:
     accumulate(maps, origins[:, 0].copy(), origins[:, 1].copy(), edge_weights(grid.tile, grid.overlap), acc, wsum)
     acc /= wsum
     return acc
+
+
+def whole_in_a_tile(labels: np.ndarray, grid: TileGrid, scale: float = 1.0) -> np.ndarray:
+    """Per cell (ids 1..N of `labels`, at the image's size), whether some tile of `grid` (laid on the
+    image resized by `scale`) holds the whole cell. Overlapping tiles hold any cell up to 2 * overlap
+    pixels across; a cell no tile holds was only ever seen in pieces."""
+    from scipy import ndimage
+
+    boxes = [b for b in ndimage.find_objects(labels)]
+    inside = np.ones(len(boxes), dtype=bool)
+    for index, box in enumerate(boxes):
+        if box is None:
+            continue
+        spans = [(s.start * scale, s.stop * scale) for s in box]
+        inside[index] = all(bool(np.any((starts <= low + 0.5) & (high - 0.5 <= starts + grid.tile)))
+                            for (low, high), starts in zip(spans, (grid.ys, grid.xs)))
+    return inside

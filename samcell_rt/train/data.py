@@ -35,6 +35,7 @@ class Sample:
     name: str
     image: np.ndarray
     labels: np.ndarray
+    source: str = ""  # the --data entry it came from: validation is split and crops are drawn per source
 
 
 def distance_target(labels: np.ndarray) -> np.ndarray:
@@ -153,17 +154,22 @@ def load_dataset(roots: list[str | Path], min_cell_area: int = 0) -> list[Sample
 
             samples += load_packaged(str(root)[len("pkg:"):])
             continue
-        if root.suffix == ".json":
-            samples += load_coco(root)
-            continue
-        for image_path, label_path in find_pairs(root):
-            image = read_image(image_path).frames[0]
-            labels = read_labels(label_path)
-            if min_cell_area:
-                labels = _drop_small(labels, min_cell_area)
-            samples.append(Sample(str(image_path), to_uint8(image), labels))
+        found = load_coco(root) if root.suffix == ".json" else _load_pairs(root, min_cell_area)
+        for sample in found:
+            sample.source = str(root)
+        samples += found
     if not samples:
         raise ValueError(f"no annotated images found in {', '.join(map(str, roots))}")
+    return samples
+
+
+def _load_pairs(root: Path, min_cell_area: int) -> list[Sample]:
+    samples = []
+    for image_path, label_path in find_pairs(root):
+        labels = read_labels(label_path)
+        if min_cell_area:
+            labels = _drop_small(labels, min_cell_area)
+        samples.append(Sample(str(image_path), to_uint8(read_image(image_path).frames[0]), labels))
     return samples
 
 
@@ -246,3 +252,23 @@ def _augment(image: np.ndarray, labels: np.ndarray, rng: np.random.Generator, au
     if rng.random() < augment.invert:
         image = 255 - image
     return image, labels
+
+
+def cell_diameters(samples: list[Sample], augment: Augment | None = None) -> dict:
+    """The cell sizes a model trained on `samples` has seen: per source the 5th, 50th and 95th
+    percentile of equivalent diameters (pixels); `typical` the median of the sources' medians (each
+    kind of cell counts once, however many cells it has); `range` the sources' widest 5-95 % span
+    stretched by the augmentation's scale range. Exported into the model as its trained range."""
+    augment = augment or Augment()
+    per_source = {}
+    for source in sorted({s.source for s in samples}):
+        areas = np.concatenate([np.bincount(s.labels.ravel())[1:] for s in samples if s.source == source])
+        diameters = 2.0 * np.sqrt(areas[areas > 0] / np.pi)
+        if diameters.size:
+            per_source[source] = [round(float(v), 1) for v in np.percentile(diameters, [5, 50, 95])]
+    if not per_source:
+        raise ValueError("no labelled cells to measure")
+    low = min(p[0] for p in per_source.values()) * augment.scale[0]
+    high = max(p[2] for p in per_source.values()) * augment.scale[1]
+    typical = float(np.median([p[1] for p in per_source.values()]))
+    return {"typical": round(typical, 1), "range": [round(low, 1), round(high, 1)], "per_source": per_source}

@@ -26,7 +26,7 @@ import numpy as np
 import torch
 
 from ..runtime.atomic import atomic_path, write_text_atomic
-from .data import Augment, Sample, random_crop
+from .data import Augment, Sample, cell_diameters, random_crop
 
 
 @dataclass
@@ -54,16 +54,31 @@ class Recipe:
 
 
 def split(samples: list[Sample], fraction: float, seed: int) -> tuple[list[Sample], list[Sample]]:
-    """Image-level train/validation split (never crops of one image on both sides)."""
-    order = np.random.default_rng(seed).permutation(len(samples))
-    count = max(1, int(round(len(samples) * fraction))) if len(samples) > 1 else 0
-    val = [samples[i] for i in order[:count]]
-    return [samples[i] for i in order[count:]], val or [samples[i] for i in order[:1]]
+    """Image-level train/validation split, made within each source so every source is validated
+    (never crops of one image on both sides; a source of one image trains and validates on it)."""
+    rng = np.random.default_rng(seed)
+    train, val = [], []
+    for source in sorted({s.source for s in samples}):
+        group = [s for s in samples if s.source == source]
+        order = rng.permutation(len(group))
+        count = max(1, int(round(len(group) * fraction))) if len(group) > 1 else 0
+        val += [group[i] for i in order[:count]] or [group[order[0]]]
+        train += [group[i] for i in order[count:]]
+    return train, val
+
+
+def _draw(samples: list[Sample], rng: np.random.Generator) -> Sample:
+    """A source uniformly, then one of its images: a 20-frame time-lapse weighs no more than a
+    source of five images, so every kind of cell is seen about as often."""
+    sources = sorted({s.source for s in samples})
+    source = sources[rng.integers(len(sources))]
+    group = [s for s in samples if s.source == source]
+    return group[rng.integers(len(group))]
 
 
 def _batch(samples: list[Sample], rng: np.random.Generator, size: int, tile: int, augment: Augment | None,
            focus: float = 0.0):
-    pairs = [random_crop(samples[rng.integers(len(samples))], rng, tile, augment, focus) for _ in range(size)]
+    pairs = [random_crop(_draw(samples, rng), rng, tile, augment, focus) for _ in range(size)]
     tiles = torch.from_numpy(np.stack([p[0] for p in pairs])[:, None])
     targets = torch.from_numpy(np.stack([p[1] for p in pairs])[:, None])
     return tiles, targets
@@ -106,7 +121,8 @@ class Trainer:
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, schedule(recipe.warmup_steps, self.total_steps))
         self.val_batch = _batch(self.val_set, np.random.default_rng(recipe.seed + 1), recipe.val_crops, recipe.tile, None)
         self.data = {"sources": data_sources or [], "train_images": len(self.train_set), "val_images": len(self.val_set),
-                     "val_names": [s.name for s in self.val_set]}
+                     "val_names": [s.name for s in self.val_set],
+                     "cell_diameter_px": cell_diameters(self.train_set, Augment(**recipe.augment))}
         self.state = {"epoch": 0, "step": 0, "best_val": math.inf, "stale_epochs": 0, "history": []}
         self.rng = np.random.default_rng(recipe.seed + 2)
 

@@ -57,3 +57,26 @@ def test_segment_reports_flags_in_the_summary_and_on_stderr(tmp_path, blob_path)
                                      str(tmp_path / "b")])
     with open(tmp_path / "b" / "summary.csv", newline="") as handle:
         assert list(csv.DictReader(handle))[0]["warning"] == "" and "warning" not in fine.output
+
+
+def test_cells_no_tile_holds_whole_are_flagged():
+    from samcell_rt.runtime.tiling import tile_grid, whole_in_a_tile
+
+    grid = tile_grid(256, 600)  # tiles start at x = 0, 192, 376: spans [0, 256), [192, 448), [376, 632)
+    labels = np.zeros((256, 600), np.int32)
+    labels[10:40, 10:50] = 1  # inside the first tile
+    labels[50:80, 150:300] = 2  # 150 px wide from x=150: no tile holds it
+    labels[100:130, 200:440] = 3  # inside the second tile
+    assert whole_in_a_tile(labels, grid).tolist() == [True, False, True]
+    assert whole_in_a_tile(labels, grid, scale=0.5).tolist() == [True, True, True]  # what a 0.5x resize would see
+    cut = np.array([False] * 4 + [True] * 2)
+    assert any("larger than a tile holds whole" in w and "--diameter" in w
+               for w in quality_warnings(bumps([0.9] * 6), 0.47, np.zeros(6, bool), cut))
+    assert quality_warnings(bumps([0.9] * 6), 0.47, np.zeros(6, bool), ~cut) == []
+
+
+def test_a_size_outside_the_trained_range_is_flagged_unless_rescaled():
+    flags = quality_warnings(bumps([0.9] * 6), 0.47, np.zeros(6, bool), None, 80.0, (10.0, 40.0))
+    assert any("measure about 80 px" in w and "--diameter 80" in w for w in flags)
+    assert quality_warnings(bumps([0.9] * 6), 0.47, np.zeros(6, bool), None, 80.0, (10.0, 40.0), 0.25) == []
+    assert quality_warnings(bumps([0.9] * 6), 0.47, np.zeros(6, bool), None, 25.0, (10.0, 40.0)) == []

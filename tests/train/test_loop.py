@@ -56,6 +56,45 @@ def test_training_reduces_validation_loss_saves_resumes_and_exports(tmp_path):
 
     report = export_onnx(tmp_path / "run" / "best.safetensors", tmp_path / "trained.onnx")  # config from best.json
     assert report.metadata["samcell.checkpoint_layout"] == "trainer"
+    # the trained cell sizes travel from the trainer's record into the model: discs of radius 16 -> ~32 px
+    sizes = meta["data"]["cell_diameter_px"]
+    assert 28 < sizes["typical"] < 34 and report.metadata["samcell.diameter_px"] == f"{sizes['typical']:g}"
+    low, high = (float(v) for v in report.metadata["samcell.diameter_range_px"].split(","))
+    assert low == pytest.approx(sizes["range"][0]) and high == pytest.approx(sizes["range"][1])
+
+
+def test_validation_holds_every_source_and_crops_are_drawn_per_source():
+    from samcell_rt.train.loop import _draw, split
+
+    samples = [Sample(f"a{i}", np.zeros((4, 4), np.uint8), np.zeros((4, 4), np.int32), "big") for i in range(20)]
+    samples += [Sample(f"b{i}", np.zeros((4, 4), np.uint8), np.zeros((4, 4), np.int32), "small") for i in range(3)]
+    samples += [Sample("c", np.zeros((4, 4), np.uint8), np.zeros((4, 4), np.int32), "single")]
+    train, val = split(samples, 0.15, seed=0)
+    assert sorted(s.source for s in val) == ["big"] * 3 + ["single", "small"]  # 3 of 20, 1 of 3 (at least one)
+    assert not {s.name for s in train} & {s.name for s in val} - {"c"}  # only a one-image source is on both sides
+    rng = np.random.default_rng(0)
+    drawn = [_draw(samples, rng).source for _ in range(3000)]
+    shares = {source: drawn.count(source) / len(drawn) for source in ("big", "small", "single")}
+    assert all(abs(share - 1 / 3) < 0.04 for share in shares.values())  # not 20:3:1 as images would give
+
+
+def test_cell_diameters_per_source_hand_checked():
+    from samcell_rt.train.data import Augment, cell_diameters
+
+    def discs(radius: int, count: int) -> np.ndarray:
+        labels = np.zeros((200, 200 * count), np.int32)
+        yy, xx = np.mgrid[:200, : 200 * count]
+        for k in range(count):
+            labels[(yy - 100) ** 2 + (xx - 100 - 200 * k) ** 2 <= radius**2] = k + 1
+        return labels
+
+    samples = [Sample("s", np.zeros((200, 1000), np.uint8), discs(10, 5), "small"),
+               Sample("b", np.zeros((200, 200), np.uint8), discs(50, 1), "big")]
+    sizes = cell_diameters(samples, Augment(scale=(0.5, 2.0)))
+    (s5, s50, s95), (b5, b50, b95) = sizes["per_source"]["small"], sizes["per_source"]["big"]
+    assert s50 == pytest.approx(20, abs=0.5) and b50 == pytest.approx(100, abs=0.5)  # 2 * sqrt(area / pi)
+    assert sizes["typical"] == pytest.approx((s50 + b50) / 2)  # median of two sources' medians
+    assert sizes["range"] == [pytest.approx(s5 * 0.5, abs=0.1), pytest.approx(b95 * 2.0, abs=0.1)]
 
 
 def test_prompt_encoder_is_frozen(tmp_path):

