@@ -45,8 +45,8 @@ OUTPUTS = (
 SUFFIXES = {kind.name: kind.suffix for kind in OUTPUTS}
 SUMMARY = "summary.csv"
 SUMMARY_FIELDS = ("file", "frame", "cells", "mean_area_px", "median_area_px", "confluency", "mean_neighbours",
-                  "mean_area_um2", "diameter_px", "scale", "pixel_size_um", "pixel_size_source", "time", "time_unit", "seconds", "status", "warning",
-                  "error")
+                  "mean_area_um2", "diameter_px", "scale", "pixel_size_um", "pixel_size_source", "time", "time_unit",
+                  "seconds", "status", "warning", "error")
 # per-run outputs, derived from summary.csv after each run (and by `samcell-rt report`)
 RUN_JSON = "run.json"
 REPORT = "report.html"

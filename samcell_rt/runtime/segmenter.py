@@ -20,13 +20,13 @@ from typing import Literal
 import numpy as np
 
 from ..errors import EXIT_FILE_FAILED, ImageValueError, InputError, SamcellError
+from . import MAX_PIXELS
 from .contract import check_output
 from .engines import open_engine
 from .engines.base import Engine
 from .measure import cell_table, image_metrics
 from .postprocess import labels_from_distance
 from .preprocess import Scaling, enhance_tiles, to_uint8
-from . import MAX_PIXELS
 from .quality import quality_warnings
 from .scale import SCALE_LIMITS, estimate_diameter, resized, scale_for, scaled_shape
 from .tiling import TileGrid, blend, extract_tiles, tile_grid, whole_in_a_tile

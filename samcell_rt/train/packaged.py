@@ -23,7 +23,6 @@ from pathlib import Path
 import numpy as np
 
 from ..packaged import BACTERIA, HELD_OUT_FRAMES, package_dir
-from ..runtime.io import read_image
 from ..runtime.preprocess import to_uint8
 from .data import Sample, load_dataset
 

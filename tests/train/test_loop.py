@@ -91,7 +91,7 @@ def test_cell_diameters_per_source_hand_checked():
     samples = [Sample("s", np.zeros((200, 1000), np.uint8), discs(10, 5), "small"),
                Sample("b", np.zeros((200, 200), np.uint8), discs(50, 1), "big")]
     sizes = cell_diameters(samples, Augment(scale=(0.5, 2.0)))
-    (s5, s50, s95), (b5, b50, b95) = sizes["per_source"]["small"], sizes["per_source"]["big"]
+    (s5, s50, _), (_, b50, b95) = sizes["per_source"]["small"], sizes["per_source"]["big"]
     assert s50 == pytest.approx(20, abs=0.5) and b50 == pytest.approx(100, abs=0.5)  # 2 * sqrt(area / pi)
     assert sizes["typical"] == pytest.approx((s50 + b50) / 2)  # median of two sources' medians
     assert sizes["range"] == [pytest.approx(s5 * 0.5, abs=0.1), pytest.approx(b95 * 2.0, abs=0.1)]

@@ -77,7 +77,8 @@ def create_app(segmenter: Segmenter, max_upload_mb: float = DEFAULT_MAX_UPLOAD_M
         body = job.summary()
         if job.status == "done":
             _, result = jobs.outcome(job).frame(frame)
-            body.update(metrics={**result.metrics, "diameter_px": result.diameter, "scale": result.scale}, shape=list(result.labels.shape), pixel_size_um=job.pixel_size_um,
+            metrics = {**result.metrics, "diameter_px": result.diameter, "scale": result.scale}
+            body.update(metrics=metrics, shape=list(result.labels.shape), pixel_size_um=job.pixel_size_um,
                         peak=job.thresholds[0], fill=job.thresholds[1],
                         cells=json_columns(with_physical_units(result.cells, job.pixel_size_um)))
         return JSONResponse(body)
