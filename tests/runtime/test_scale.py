@@ -183,3 +183,16 @@ def test_a_plate_too_large_to_rescale_fails_clearly_and_the_run_goes_on(tmp_path
     plate, small = sorted(outcomes, key=lambda o: o.path.name)
     assert not plate.ok and "cannot rescale a plate" in plate.rows[0]["error"]
     assert small.ok
+
+
+def test_a_resize_past_the_pixel_limit_fails_that_image_only(tmp_path, monkeypatch):
+    import samcell_rt.runtime.segmenter as segmenter_module
+
+    model = blob_model(tmp_path / "m.onnx", props=SIZED)
+    monkeypatch.setattr(segmenter_module, "MAX_PIXELS", 150 * 150)
+    segmenter = Segmenter(model, diameter=5)  # 20 / 5: a 4x enlargement
+    small, _ = synthetic_cells((30, 30), count=1, radius=4, seed=0)
+    large, _ = synthetic_cells((60, 60), count=2, radius=4, seed=0)  # 240 x 240 after resizing: over the limit
+    results = list(segmenter.segment_many([small, large], on_error="report"))
+    assert results[0].ok and results[0].labels.shape == (30, 30)
+    assert not results[1].ok and "more than the 22,500 allowed" in results[1].error
