@@ -16,7 +16,7 @@ import click
 from . import __version__, load_model
 from .errors import SamcellError
 from .export import CONFIG_NAMES, TOLERANCE
-from .runtime import MAX_PIXELS
+from .runtime import DIAMETER_MODES, MAX_PIXELS
 from .runtime.engines import AUTO, CHOICES
 
 
@@ -66,10 +66,10 @@ def threshold_options(f):
 class _Diameter(click.ParamType):
     """--diameter: a positive number of pixels, `auto` or `off`."""
 
-    name = "PX|auto|off"
+    name = "PX|" + "|".join(DIAMETER_MODES)
 
     def convert(self, value, param, ctx):
-        if isinstance(value, (int, float)) or value in ("auto", "off"):
+        if isinstance(value, (int, float)) or value in DIAMETER_MODES:
             return value
         try:
             number = float(value)
@@ -302,12 +302,8 @@ def export_command(checkpoint, out, precision, opset, name, model_version, confi
     from .export.onnx import export_onnx
 
     diameter = (cell_diameter[0], (cell_diameter[1], cell_diameter[2])) if cell_diameter else None
-    try:
-        report = export_onnx(checkpoint, out, precision=precision, opset=opset, name=name, version=model_version,
-                             config=config_by_name(config) if config else None, peak=peak, fill=fill,
-                             diameter=diameter)
-    except ValueError as exc:
-        raise click.UsageError(str(exc)) from exc
+    report = export_onnx(checkpoint, out, precision=precision, opset=opset, name=name, version=model_version,
+                         config=config_by_name(config) if config else None, peak=peak, fill=fill, diameter=diameter)
     click.echo(f"wrote {report.path} ({precision}); max abs error vs torch {report.max_abs_error:.3g} "
                f"on {report.tiles_checked} tiles (tolerance {report.tolerance})")
 

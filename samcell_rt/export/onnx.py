@@ -115,7 +115,7 @@ def _diameter_props(diameter: tuple[float, tuple[float, float]] | None) -> dict[
         return {}
     typical, (low, high) = diameter
     if not 0 < low <= typical <= high:
-        raise ValueError(f"cell diameter {typical} px must lie within its range {low}..{high} px")
+        raise ExportError(f"cell diameter {typical} px must lie within its range {low}..{high} px")
     return {DIAMETER_PROPS["diameter"]: f"{typical:g}", DIAMETER_PROPS["diameter_range"]: f"{low:g},{high:g}"}
 
 

@@ -1,3 +1,4 @@
 """The lean runtime: numpy, OpenCV, scipy, numba and onnxruntime only. Never imports torch."""
 
 MAX_PIXELS = 1 << 30  # ~1.07 gigapixels (32768 x 32768) per file unless the caller allows more
+DIAMETER_MODES = ("auto", "off")  # what `Segmenter(diameter=...)` and --diameter take besides a number of pixels

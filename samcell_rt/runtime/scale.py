@@ -18,6 +18,11 @@ from ..errors import InputError
 SCALE_LIMITS = (1 / 8, 8.0)  # beyond these a resized image has lost or invented too much detail
 
 
+def equivalent_diameters(areas: np.ndarray) -> np.ndarray:
+    """Diameters of the discs with these areas (pixels): 2 * sqrt(area / pi)."""
+    return 2.0 * np.sqrt(np.asarray(areas, dtype=np.float64) / np.pi)
+
+
 def estimate_diameter(areas: np.ndarray, touches_border: np.ndarray) -> float | None:
     """Median equivalent diameter (pixels) of the whole cells, or of all cells when every one touches
     the border; None without cells."""
@@ -26,7 +31,7 @@ def estimate_diameter(areas: np.ndarray, touches_border: np.ndarray) -> float | 
         return None
     whole = areas[~np.asarray(touches_border, dtype=bool)]
     chosen = whole if whole.size else areas
-    return float(2.0 * np.sqrt(np.median(chosen) / np.pi))
+    return float(equivalent_diameters(np.median(chosen)))
 
 
 def scale_for(diameter: float, typical: float) -> float:

@@ -20,7 +20,7 @@ from typing import Literal
 import numpy as np
 
 from ..errors import EXIT_FILE_FAILED, ImageValueError, InputError, SamcellError
-from . import MAX_PIXELS
+from . import DIAMETER_MODES, MAX_PIXELS
 from .contract import check_output
 from .engines import open_engine
 from .engines.base import Engine
@@ -32,7 +32,6 @@ from .scale import SCALE_LIMITS, estimate_diameter, resized, scale_for, scaled_s
 from .tiling import TileGrid, blend, extract_tiles, tile_grid, whole_in_a_tile
 
 STAGES = ("preprocess", "engine", "blend", "postprocess", "measure")
-DIAMETER_MODES = ("auto", "off")  # or a number of pixels
 
 
 @dataclass
@@ -255,7 +254,7 @@ class Segmenter:
         distance = resized(blend(job.maps, job.grid), job.image.shape)
         timings["blend"] = time.perf_counter() - start
         result = self._result(job.key, job.image, job.image_u8, distance, timings, job.scale)
-        rescale = self._auto_scale(result) if job.scale == 1.0 and self._fixed_scale is None else None
+        rescale = self._auto_scale(result)
         if rescale is None:
             return result
         start = time.perf_counter()

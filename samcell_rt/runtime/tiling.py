@@ -103,12 +103,12 @@ def whole_in_a_tile(labels: np.ndarray, grid: TileGrid, scale: float = 1.0) -> n
     pixels across; a cell no tile holds was only ever seen in pieces."""
     from scipy import ndimage
 
-    boxes = [b for b in ndimage.find_objects(labels)]
+    boxes = ndimage.find_objects(labels)
+    present = np.array([box is not None for box in boxes], dtype=bool)
+    spans = np.array([[(s.start, s.stop) for s in box] if box is not None else [(0, 0), (0, 0)] for box in boxes],
+                     dtype=np.float64).reshape(len(boxes), 2, 2) * scale  # (cell, axis, start/stop)
     inside = np.ones(len(boxes), dtype=bool)
-    for index, box in enumerate(boxes):
-        if box is None:
-            continue
-        spans = [(s.start * scale, s.stop * scale) for s in box]
-        inside[index] = all(bool(np.any((starts <= low + 0.5) & (high - 0.5 <= starts + grid.tile)))
-                            for (low, high), starts in zip(spans, (grid.ys, grid.xs)))
-    return inside
+    for axis, starts in enumerate((grid.ys, grid.xs)):
+        low, high = spans[:, axis, :1], spans[:, axis, 1:]  # (cell, 1) against (tile starts,)
+        inside &= np.any((starts <= low + 0.5) & (high - 0.5 <= starts + grid.tile), axis=1)
+    return inside | ~present

@@ -38,6 +38,14 @@ class Sample:
     source: str = ""  # the --data entry it came from: validation is split and crops are drawn per source
 
 
+def by_source(samples: list[Sample]) -> dict[str, list[Sample]]:
+    """Samples grouped by source, sources in sorted order (so splits and draws are reproducible)."""
+    groups: dict[str, list[Sample]] = {}
+    for sample in sorted(samples, key=lambda s: s.source):
+        groups.setdefault(sample.source, []).append(sample)
+    return groups
+
+
 def distance_target(labels: np.ndarray) -> np.ndarray:
     """Per-cell normalised distance to the cell's own border (float32, background 0)."""
     from scipy import ndimage
@@ -254,20 +262,23 @@ def _augment(image: np.ndarray, labels: np.ndarray, rng: np.random.Generator, au
     return image, labels
 
 
-def cell_diameters(samples: list[Sample], augment: Augment | None = None) -> dict:
+def cell_diameters(samples: list[Sample], augment: Augment | None = None) -> dict | None:
     """The cell sizes a model trained on `samples` has seen: per source the 5th, 50th and 95th
     percentile of equivalent diameters (pixels); `typical` the median of the sources' medians (each
     kind of cell counts once, however many cells it has); `range` the sources' widest 5-95 % span
-    stretched by the augmentation's scale range. Exported into the model as its trained range."""
+    stretched by the augmentation's scale range. Exported into the model as its trained range.
+    None when no sample has a cell (the model then declares no size)."""
+    from ..runtime.scale import equivalent_diameters
+
     augment = augment or Augment()
     per_source = {}
-    for source in sorted({s.source for s in samples}):
-        areas = np.concatenate([np.bincount(s.labels.ravel())[1:] for s in samples if s.source == source])
-        diameters = 2.0 * np.sqrt(areas[areas > 0] / np.pi)
+    for source, group in by_source(samples).items():
+        areas = np.concatenate([np.bincount(s.labels.ravel())[1:] for s in group])
+        diameters = equivalent_diameters(areas[areas > 0])
         if diameters.size:
             per_source[source] = [round(float(v), 1) for v in np.percentile(diameters, [5, 50, 95])]
     if not per_source:
-        raise ValueError("no labelled cells to measure")
+        return None
     low = min(p[0] for p in per_source.values()) * augment.scale[0]
     high = max(p[2] for p in per_source.values()) * augment.scale[1]
     typical = float(np.median([p[1] for p in per_source.values()]))

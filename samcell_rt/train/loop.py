@@ -26,7 +26,7 @@ import numpy as np
 import torch
 
 from ..runtime.atomic import atomic_path, write_text_atomic
-from .data import Augment, Sample, cell_diameters, random_crop
+from .data import Augment, Sample, by_source, cell_diameters, random_crop
 
 
 @dataclass
@@ -58,8 +58,7 @@ def split(samples: list[Sample], fraction: float, seed: int) -> tuple[list[Sampl
     (never crops of one image on both sides; a source of one image trains and validates on it)."""
     rng = np.random.default_rng(seed)
     train, val = [], []
-    for source in sorted({s.source for s in samples}):
-        group = [s for s in samples if s.source == source]
+    for group in by_source(samples).values():
         order = rng.permutation(len(group))
         count = max(1, int(round(len(group) * fraction))) if len(group) > 1 else 0
         val += [group[i] for i in order[:count]] or [group[order[0]]]
@@ -70,9 +69,8 @@ def split(samples: list[Sample], fraction: float, seed: int) -> tuple[list[Sampl
 def _draw(samples: list[Sample], rng: np.random.Generator) -> Sample:
     """A source uniformly, then one of its images: a 20-frame time-lapse weighs no more than a
     source of five images, so every kind of cell is seen about as often."""
-    sources = sorted({s.source for s in samples})
-    source = sources[rng.integers(len(sources))]
-    group = [s for s in samples if s.source == source]
+    groups = list(by_source(samples).values())
+    group = groups[rng.integers(len(groups))]
     return group[rng.integers(len(group))]
 
 

@@ -196,3 +196,11 @@ def test_a_resize_past_the_pixel_limit_fails_that_image_only(tmp_path, monkeypat
     results = list(segmenter.segment_many([small, large], on_error="report"))
     assert results[0].ok and results[0].labels.shape == (30, 30)
     assert not results[1].ok and "more than the 22,500 allowed" in results[1].error
+
+
+def test_export_refuses_a_typical_diameter_outside_its_range():
+    from samcell_rt.export.onnx import ExportError, _diameter_props
+
+    assert _diameter_props((20.0, (10.0, 40.0))) == {"samcell.diameter_px": "20", "samcell.diameter_range_px": "10,40"}
+    with pytest.raises(ExportError, match="must lie within its range"):
+        _diameter_props((50.0, (10.0, 40.0)))

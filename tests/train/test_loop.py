@@ -95,6 +95,7 @@ def test_cell_diameters_per_source_hand_checked():
     assert s50 == pytest.approx(20, abs=0.5) and b50 == pytest.approx(100, abs=0.5)  # 2 * sqrt(area / pi)
     assert sizes["typical"] == pytest.approx((s50 + b50) / 2)  # median of two sources' medians
     assert sizes["range"] == [pytest.approx(s5 * 0.5, abs=0.1), pytest.approx(b95 * 2.0, abs=0.1)]
+    assert cell_diameters([Sample("e", np.zeros((9, 9), np.uint8), np.zeros((9, 9), np.int32), "empty")]) is None
 
 
 def test_prompt_encoder_is_frozen(tmp_path):
