@@ -8,6 +8,7 @@ of the SamcellError family print one line, never a traceback.
 from __future__ import annotations
 
 import importlib
+import math
 import sys
 from pathlib import Path
 
@@ -534,8 +535,11 @@ def models_pull(name, precision) -> None:
 @click.option("--seed", default=0, show_default=True, help="Random seed for splits and crops.")
 @click.option("--val-fraction", default=0.1, show_default=True, type=click.FloatRange(0, 0.5),
               help="Share of each source's images kept for validation (at least one per source).")
+@click.option("--source-weight", "source_weights", multiple=True, metavar="SOURCE=W",
+              help="Relative share of training crops drawn from one --data source (the others weigh 1), e.g. "
+                   "pkg:bacteria=3; repeat for more.")
 def train(data, out, init, config, epochs, batch_size, steps_per_epoch, lr, warmup_steps, patience, freeze_stages,
-          focus, max_minutes, device, resume, seed, val_fraction) -> None:
+          focus, max_minutes, device, resume, seed, val_fraction, source_weights) -> None:
     """Fine-tune SAMCell the paper's way (needs the `train` extra); writes OUT/best.safetensors.
 
     \b
@@ -551,13 +555,15 @@ def train(data, out, init, config, epochs, batch_size, steps_per_epoch, lr, warm
     missing = [d for d in data if not d.startswith("pkg:") and not Path(d).exists()]
     if missing:
         raise click.UsageError(f"--data: {', '.join(missing)} does not exist")
+    weights = _source_weights(source_weights, data)
     try:
         samples = load_dataset(list(data))
     except (ValueError, FileNotFoundError) as exc:
         raise click.UsageError(str(exc)) from exc
     recipe = Recipe(epochs=epochs, batch_size=batch_size, steps_per_epoch=steps_per_epoch, lr=lr,
                     warmup_steps=warmup_steps, patience=patience, seed=seed, config=config, init=init,
-                    freeze_stages=freeze_stages, focus=focus, max_minutes=max_minutes, val_fraction=val_fraction)
+                    freeze_stages=freeze_stages, focus=focus, max_minutes=max_minutes, val_fraction=val_fraction,
+                    source_weights=weights)
     trainer = Trainer(samples, out, recipe, device=device, data_sources=[str(d) for d in data])
     if resume:
         trainer.resume()
@@ -567,6 +573,22 @@ def train(data, out, init, config, epochs, batch_size, steps_per_epoch, lr, warm
     click.echo(f"best validation loss {result['best_val_loss']:.5f} after {result['epochs']} epochs "
                f"({'early stop' if result['stopped_early'] else 'time limit' if result['out_of_time'] else 'epoch budget'}); "
                f"checkpoint {out / 'best.safetensors'}")
+
+
+def _source_weights(entries: tuple[str, ...], data: tuple[str, ...]) -> dict[str, float]:
+    """`SOURCE=W` entries as {source: weight}; each source must be one of the --data entries and W > 0."""
+    weights = {}
+    for entry in entries:
+        source, _, value = entry.rpartition("=")
+        try:
+            weight = float(value)
+        except ValueError:
+            weight = -1.0
+        if source not in data or not 0 < weight < math.inf:
+            raise click.UsageError(f"--source-weight {entry!r}: expected SOURCE=W with SOURCE one of the --data "
+                                   f"entries ({', '.join(data)}) and W a positive number")
+        weights[source] = weight
+    return weights
 
 
 @main.command()

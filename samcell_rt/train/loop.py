@@ -50,6 +50,7 @@ class Recipe:
     freeze_stages: int = 0
     focus: float = 0.0
     max_minutes: float = 0.0  # 0: no time limit
+    source_weights: dict = field(default_factory=dict)  # source -> relative share of crops (others: 1)
     augment: dict = field(default_factory=lambda: asdict(Augment()))
 
 
@@ -66,17 +67,19 @@ def split(samples: list[Sample], fraction: float, seed: int) -> tuple[list[Sampl
     return train, val
 
 
-def _draw(samples: list[Sample], rng: np.random.Generator) -> Sample:
-    """A source uniformly, then one of its images: a 20-frame time-lapse weighs no more than a
-    source of five images, so every kind of cell is seen about as often."""
-    groups = list(by_source(samples).values())
-    group = groups[rng.integers(len(groups))]
+def _draw(samples: list[Sample], rng: np.random.Generator, weights: dict | None = None) -> Sample:
+    """A source (uniformly, or by `weights`: source -> relative share, others 1), then one of its
+    images: a 20-frame time-lapse weighs no more than a source of five images, so every kind of
+    cell is seen as often as chosen, not as often as it happens to be photographed."""
+    groups = by_source(samples)
+    shares = np.array([float((weights or {}).get(source, 1.0)) for source in groups])
+    group = list(groups.values())[rng.choice(len(groups), p=shares / shares.sum())]
     return group[rng.integers(len(group))]
 
 
 def _batch(samples: list[Sample], rng: np.random.Generator, size: int, tile: int, augment: Augment | None,
-           focus: float = 0.0):
-    pairs = [random_crop(_draw(samples, rng), rng, tile, augment, focus) for _ in range(size)]
+           focus: float = 0.0, weights: dict | None = None):
+    pairs = [random_crop(_draw(samples, rng, weights), rng, tile, augment, focus) for _ in range(size)]
     tiles = torch.from_numpy(np.stack([p[0] for p in pairs])[:, None])
     targets = torch.from_numpy(np.stack([p[1] for p in pairs])[:, None])
     return tiles, targets
@@ -165,7 +168,7 @@ class Trainer:
                        disable=not progress, leave=False)
             for _ in bar:
                 loss = self.loss(*_batch(self.train_set, self.rng, self.recipe.batch_size, self.recipe.tile, augment,
-                                         self.recipe.focus))
+                                         self.recipe.focus, self.recipe.source_weights))
                 self.optimizer.zero_grad(set_to_none=True)
                 loss.backward()
                 self.optimizer.step()

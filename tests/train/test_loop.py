@@ -76,6 +76,9 @@ def test_validation_holds_every_source_and_crops_are_drawn_per_source():
     drawn = [_draw(samples, rng).source for _ in range(3000)]
     shares = {source: drawn.count(source) / len(drawn) for source in ("big", "small", "single")}
     assert all(abs(share - 1 / 3) < 0.04 for share in shares.values())  # not 20:3:1 as images would give
+    drawn = [_draw(samples, rng, {"small": 2.0}).source for _ in range(4000)]
+    assert drawn.count("small") / len(drawn) == pytest.approx(2 / 4, abs=0.03)  # weights 1 : 2 : 1
+    assert drawn.count("big") / len(drawn) == pytest.approx(1 / 4, abs=0.03)
 
 
 def test_cell_diameters_per_source_hand_checked():
@@ -130,6 +133,10 @@ def test_train_command_line(tmp_path):
     again = subprocess.run(args + ["--epochs", "2", "--resume"], capture_output=True, text=True, timeout=600)
     assert again.returncode == 0, again.stderr
     assert json.loads((tmp_path / "run" / "last.json").read_text())["metrics"]["epoch"] == 2
+    for bad in ("nowhere=2", f"{tmp_path}=0", f"{tmp_path}=x", f"{tmp_path}=nan"):  # unknown source, weight not > 0
+        refused = subprocess.run(args + ["--epochs", "1", "--source-weight", bad], capture_output=True, text=True,
+                                 timeout=600)
+        assert refused.returncode == 2 and "--source-weight" in refused.stderr, refused.stderr
 
 
 def test_frozen_stages_and_batchnorm_statistics_stay_fixed(tmp_path):
