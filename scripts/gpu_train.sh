@@ -20,7 +20,8 @@ export PYTHONPATH="$PWD" PYTHONUNBUFFERED=1 SAMCELL_RT_HOME="$WORK/home"
 nvidia-smi --query-gpu=name,memory.total --format=csv,noheader
 data=(); for source in "$WORK"/staged/data/*; do data+=(--data "$source"); done
 python3 -c "from samcell_rt.cli import main; main()" train --config lite --init "$WORK/staged/lite_medsam.pth" \
-    "${data[@]}" --device cuda --batch-size 16 --steps-per-epoch 50 --warmup-steps 100 --focus 0.7 \
+    "${data[@]}" --source-weight "$WORK/staged/data/bacteria=3" --device cuda --batch-size 16 \
+    --steps-per-epoch 50 --warmup-steps 100 --focus 0.7 \
     --freeze-stages 0 --epochs 60 --patience 12 --val-fraction 0.15 --max-minutes "$MINUTES" --out "$WORK/run" \
     2>&1 | tr '\r' '\n' | grep -v "it/s\]$" | tail -40
 if [ -n "${OUT:-}" ]; then cp "$WORK/run/best.safetensors" "$WORK/run/best.json" "$OUT/"; fi

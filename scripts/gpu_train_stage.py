@@ -22,7 +22,7 @@ import tifffile
 from samcell_rt.export.checkpoints import packaged_litemedsam
 from samcell_rt.train.packaged import load_packaged
 
-SOURCES = ("bacteria", "hela", "bbbc007", "cho", "scellseg-cyto")  # the default model's; never the reserved sets
+SOURCES = ("bacteria", "hela", "cho", "scellseg-cyto")  # the default model's; never the reserved sets
 PART_BYTES = 14 << 20
 ROOT = Path(".gpudata")
 
