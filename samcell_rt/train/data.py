@@ -153,6 +153,12 @@ def load_coco(annotation: Path) -> list[Sample]:
     return samples
 
 
+def source_name(entry: str | Path) -> str:
+    """The source name samples loaded from a --data entry carry: `pkg:NAME` as given, a folder or
+    file as its normalised path (`data/x/` and `data/x` name one source)."""
+    return str(Path(entry))
+
+
 def load_dataset(roots: list[str | Path], min_cell_area: int = 0) -> list[Sample]:
     """Load every annotated image under the given folders (or COCO json files)."""
     samples: list[Sample] = []
@@ -164,7 +170,7 @@ def load_dataset(roots: list[str | Path], min_cell_area: int = 0) -> list[Sample
             continue
         found = load_coco(root) if root.suffix == ".json" else _load_pairs(root, min_cell_area)
         for sample in found:
-            sample.source = str(root)
+            sample.source = source_name(root)
         samples += found
     if not samples:
         raise ValueError(f"no annotated images found in {', '.join(map(str, roots))}")

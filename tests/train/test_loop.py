@@ -139,6 +139,23 @@ def test_train_command_line(tmp_path):
         assert refused.returncode == 2 and "--source-weight" in refused.stderr, refused.stderr
 
 
+def test_source_weights_are_keyed_as_the_samples_name_their_source(tmp_path):
+    """`--data dir/ --source-weight dir=3` (or the reverse) weighs that source: keys are normalised
+    as the loader names sources, so a trailing slash cannot make a weight silently match nothing."""
+    import tifffile
+
+    from samcell_rt.cli import _source_weights
+    from samcell_rt.train.data import load_dataset
+
+    for sample in synthetic_samples(1):
+        tifffile.imwrite(tmp_path / f"{sample.name}.tif", sample.image)
+        tifffile.imwrite(tmp_path / f"{sample.name}_labels.tif", sample.labels.astype(np.uint16))
+    (source,) = {s.source for s in load_dataset([f"{tmp_path}/"])}
+    assert _source_weights((f"{tmp_path}=3",), (f"{tmp_path}/",)) == {source: 3.0}
+    assert _source_weights((f"{tmp_path}/=2", "pkg:hela=0.5"), (str(tmp_path), "pkg:hela")) == {source: 2.0,
+                                                                                                 "pkg:hela": 0.5}
+
+
 def test_frozen_stages_and_batchnorm_statistics_stay_fixed(tmp_path):
     """`freeze_stages` fixes the patch embedding and leading stages; batch norm keeps its statistics."""
     import torch
