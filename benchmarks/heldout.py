@@ -31,7 +31,7 @@ from samcell_rt.machine import emit_report, machine_info
 
 DARK_SOURCES = {"pkg:bacteria", "pkg:bacteria-heldout"}  # phase contrast; every other packaged source is fluorescence
 PEAKS = (0.35, 0.40, 0.47, 0.55, 0.60)
-FILLS = (0.05, 0.09, 0.15)
+FILLS = (0.05, 0.07, 0.09, 0.12, 0.15)
 
 
 def validation_samples(run_json: Path) -> list:

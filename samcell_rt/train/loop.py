@@ -25,6 +25,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from ..errors import InputError
 from ..runtime.atomic import atomic_path, write_text_atomic
 from .data import Augment, Sample, by_source, cell_diameters, random_crop
 
@@ -52,6 +53,14 @@ class Recipe:
     max_minutes: float = 0.0  # 0: no time limit
     source_weights: dict = field(default_factory=dict)  # source -> relative share of crops (others: 1)
     augment: dict = field(default_factory=lambda: asdict(Augment()))
+
+
+EXTENSIBLE = ("epochs", "max_minutes", "patience")  # what a resumed run may change: its budget
+
+
+def _jsonable(value):
+    """A recipe value as it reads back from the saved JSON (tuples become lists)."""
+    return json.loads(json.dumps(value, default=str))
 
 
 def split(samples: list[Sample], fraction: float, seed: int) -> tuple[list[Sample], list[Sample]]:
@@ -213,13 +222,23 @@ class Trainer:
                             "rng": self.rng.bit_generator.state}, tmp)
 
     def resume(self) -> None:
-        """Continue from OUT/last.*: weights, optimiser, schedule, counters and history."""
+        """Continue from OUT/last.*: weights, optimiser, schedule, counters and history. Only the
+        budget (`EXTENSIBLE`) may differ from the saved run: more epochs extend its schedule, while
+        other data or another recipe would silently mix two trainings under one record."""
         from safetensors.torch import load_file
 
+        saved = json.loads((self.out / "last.json").read_text())
+        changed = sorted(key for key, value in asdict(self.recipe).items()
+                         if key not in EXTENSIBLE and saved["recipe"].get(key) != _jsonable(value))
+        if saved["data"].get("val_names") != self.data["val_names"]:
+            changed.append("data (validation images differ)")
+        if changed:
+            raise InputError(f"{self.out}: cannot resume with a different {', '.join(changed)} than the saved run; "
+                             f"only {', '.join(EXTENSIBLE)} may change (start a new --out instead)")
         state = torch.load(self.out / "last.state.pt", map_location="cpu", weights_only=True)
         self.model.sam.load_state_dict(load_file(str(self.out / "last.safetensors")))
         self.optimizer.load_state_dict(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])
         self.state.update(state["state"])
-        self.state["history"] = json.loads((self.out / "last.json").read_text())["history"]
+        self.state["history"] = saved["history"]
         self.rng.bit_generator.state = state["rng"]

@@ -10,6 +10,7 @@ import pytest
 pytest.importorskip("torch", reason="the trainer needs the 'train' extra")
 pytest.importorskip("safetensors", reason="the trainer needs the 'train' extra")
 
+from samcell_rt.errors import InputError  # noqa: E402
 from samcell_rt.synthetic import synthetic_cells  # noqa: E402
 from samcell_rt.train.data import Sample  # noqa: E402
 from samcell_rt.train.loop import Recipe, Trainer, schedule  # noqa: E402
@@ -53,6 +54,10 @@ def test_training_reduces_validation_loss_saves_resumes_and_exports(tmp_path):
     assert resumed.validate() == pytest.approx(trainer.validate(), abs=1e-6)  # same weights restored
     resumed.fit(progress=False)
     assert resumed.state["epoch"] == 5 and resumed.state["step"] == 30
+    with pytest.raises(InputError, match="different lr"):  # another recipe under the same record
+        Trainer(synthetic_samples(), tmp_path / "run", tiny_recipe(epochs=6, lr=5e-4)).resume()
+    with pytest.raises(InputError, match="validation images differ"):  # other data
+        Trainer(synthetic_samples(6), tmp_path / "run", tiny_recipe(epochs=6)).resume()
 
     report = export_onnx(tmp_path / "run" / "best.safetensors", tmp_path / "trained.onnx")  # config from best.json
     assert report.metadata["samcell.checkpoint_layout"] == "trainer"
@@ -133,6 +138,9 @@ def test_train_command_line(tmp_path):
     again = subprocess.run(args + ["--epochs", "2", "--resume"], capture_output=True, text=True, timeout=600)
     assert again.returncode == 0, again.stderr
     assert json.loads((tmp_path / "run" / "last.json").read_text())["metrics"]["epoch"] == 2
+    other = subprocess.run(args + ["--epochs", "3", "--resume", "--lr", "0.01"], capture_output=True, text=True,
+                           timeout=600)
+    assert other.returncode == 2 and "cannot resume with a different lr" in other.stderr, other.stderr
     for bad in ("nowhere=2", f"{tmp_path}=0", f"{tmp_path}=x", f"{tmp_path}=nan"):  # unknown source, weight not > 0
         refused = subprocess.run(args + ["--epochs", "1", "--source-weight", bad], capture_output=True, text=True,
                                  timeout=600)
