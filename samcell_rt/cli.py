@@ -531,7 +531,8 @@ def models_pull(name, precision) -> None:
               help="Stop at the first epoch end after this many minutes (0: no limit).")
 @click.option("--device", default="auto", show_default=True, type=click.Choice(["auto", "cpu", "cuda"]),
               help="Where to train (auto: CUDA when present).")
-@click.option("--resume", is_flag=True, help="Continue from OUT/last.* .")
+@click.option("--resume", is_flag=True,
+              help="Continue from OUT/last.*; only --epochs, --max-minutes and --patience may differ (more epochs extend it).")
 @click.option("--seed", default=0, show_default=True, help="Random seed for splits and crops.")
 @click.option("--val-fraction", default=0.1, show_default=True, type=click.FloatRange(0, 0.5),
               help="Share of each source's images kept for validation (at least one per source).")
