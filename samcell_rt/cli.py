@@ -551,8 +551,9 @@ def train(data, out, init, config, epochs, batch_size, steps_per_epoch, lr, warm
     from .train.data import load_dataset
     from .train.loop import Recipe, Trainer
 
-    if resume and not (out / "last.state.pt").exists():
-        raise click.UsageError(f"--resume: nothing to resume in {out} (no last.state.pt)")
+    missing_state = [name for name in ("last.safetensors", "last.json", "last.state.pt") if not (out / name).exists()]
+    if resume and missing_state:
+        raise click.UsageError(f"--resume: nothing to resume in {out} (no {', '.join(missing_state)})")
     missing = [d for d in data if not d.startswith("pkg:") and not Path(d).exists()]
     if missing:
         raise click.UsageError(f"--data: {', '.join(missing)} does not exist")

@@ -141,6 +141,9 @@ def test_train_command_line(tmp_path):
     other = subprocess.run(args + ["--epochs", "3", "--resume", "--lr", "0.01"], capture_output=True, text=True,
                            timeout=600)
     assert other.returncode == 2 and "cannot resume with a different lr" in other.stderr, other.stderr
+    (tmp_path / "run" / "last.json").unlink()  # a run killed before its record was written
+    broken = subprocess.run(args + ["--epochs", "3", "--resume"], capture_output=True, text=True, timeout=600)
+    assert broken.returncode == 2 and "no last.json" in broken.stderr, broken.stderr
     for bad in ("nowhere=2", f"{tmp_path}=0", f"{tmp_path}=x", f"{tmp_path}=nan"):  # unknown source, weight not > 0
         refused = subprocess.run(args + ["--epochs", "1", "--source-weight", bad], capture_output=True, text=True,
                                  timeout=600)
