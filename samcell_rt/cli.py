@@ -549,10 +549,9 @@ def train(data, out, init, config, epochs, batch_size, steps_per_epoch, lr, warm
     """
     requires_extra("train", "torch", "transformers")
     from .train.data import load_dataset
-    from .train.loop import Recipe, Trainer
+    from .train.loop import RESUME_FILES, Recipe, Trainer
 
-    missing_state = [name for name in ("last.safetensors", "last.json", "last.state.pt") if not (out / name).exists()]
-    if resume and missing_state:
+    if resume and (missing_state := [name for name in RESUME_FILES if not (out / name).exists()]):
         raise click.UsageError(f"--resume: nothing to resume in {out} (no {', '.join(missing_state)})")
     missing = [d for d in data if not d.startswith("pkg:") and not Path(d).exists()]
     if missing:

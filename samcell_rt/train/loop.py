@@ -56,11 +56,7 @@ class Recipe:
 
 
 EXTENSIBLE = ("epochs", "max_minutes", "patience")  # what a resumed run may change: its budget
-
-
-def _jsonable(value):
-    """A recipe value as it reads back from the saved JSON (tuples become lists)."""
-    return json.loads(json.dumps(value, default=str))
+RESUME_FILES = ("last.safetensors", "last.json", "last.state.pt")  # what `save("last")` writes, `resume` reads
 
 
 def split(samples: list[Sample], fraction: float, seed: int) -> tuple[list[Sample], list[Sample]]:
@@ -228,8 +224,9 @@ class Trainer:
         from safetensors.torch import load_file
 
         saved = json.loads((self.out / "last.json").read_text())
-        changed = sorted(key for key, value in asdict(self.recipe).items()
-                         if key not in EXTENSIBLE and saved["recipe"].get(key) != _jsonable(value))
+        current = json.loads(json.dumps(asdict(self.recipe), default=str))  # as saved: tuples read back as lists
+        changed = sorted(key for key, value in current.items()
+                         if key not in EXTENSIBLE and saved["recipe"].get(key) != value)
         if saved["data"].get("val_names") != self.data["val_names"]:
             changed.append("data (validation images differ)")
         if changed:
