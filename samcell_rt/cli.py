@@ -1,6 +1,6 @@
 """The `samcell-rt` command line: parses options and delegates; no logic lives here.
 
-Exit codes (samcell_rt.errors.exit_code is the one mapping): 0 all good, 1 some input failed
+Exit codes (samcell_rt.errors.exit_code is the one mapping, used by `_Group`): 0 all good, 1 some input failed
 (reported in summary.csv and on stderr), 2 usage error, unusable model or output folder. Errors
 of the SamcellError family print one line, never a traceback.
 """
@@ -14,11 +14,12 @@ from pathlib import Path
 
 import click
 
-from . import __version__, load_model
-from .errors import SamcellError
+from . import load_model
+from .errors import EXIT_FILE_FAILED, EXIT_OK, SamcellError, exit_code
 from .export import CONFIG_NAMES, TOLERANCE
 from .runtime import DIAMETER_MODES, MAX_PIXELS
 from .runtime.engines import AUTO, CHOICES
+from .version import __version__
 
 
 class _Group(click.Group):
@@ -29,7 +30,7 @@ class _Group(click.Group):
             return super().invoke(ctx)
         except SamcellError as exc:
             click.echo(f"error: {exc}", err=True)
-            ctx.exit(exc.exit_code)
+            ctx.exit(exit_code(exc))
 
 
 def requires_extra(extra: str, *modules: str) -> None:
@@ -189,7 +190,7 @@ def segment(inputs, model, out, engine, batch_size, peak, fill, diameter, channe
     skipped = sum(o.skipped for o in outcomes)
     click.echo(f"{len(outcomes) - failed} ok ({skipped} already done, skipped), {failed} failed; "
                f"summary: {out / 'summary.csv'}; for a page with plots: samcell-rt report {out}", err=True)
-    sys.exit(1 if failed else 0)
+    sys.exit(EXIT_FILE_FAILED if failed else EXIT_OK)
 
 
 @main.command()
@@ -557,10 +558,7 @@ def train(data, out, init, config, epochs, batch_size, steps_per_epoch, lr, warm
     if missing:
         raise click.UsageError(f"--data: {', '.join(missing)} does not exist")
     weights = _source_weights(source_weights, data)
-    try:
-        samples = load_dataset(list(data))
-    except (ValueError, FileNotFoundError) as exc:
-        raise click.UsageError(str(exc)) from exc
+    samples = load_dataset(list(data))
     recipe = Recipe(epochs=epochs, batch_size=batch_size, steps_per_epoch=steps_per_epoch, lr=lr,
                     warmup_steps=warmup_steps, patience=patience, seed=seed, config=config, init=init,
                     freeze_stages=freeze_stages, focus=focus, max_minutes=max_minutes, val_fraction=val_fraction,
@@ -579,7 +577,7 @@ def train(data, out, init, config, epochs, batch_size, steps_per_epoch, lr, warm
 def _source_weights(entries: tuple[str, ...], data: tuple[str, ...]) -> dict[str, float]:
     """`SOURCE=W` entries as {source name: weight}, keyed as the loaded samples name their source
     (`train.data.source_name`); each source must be one of the --data entries and W > 0."""
-    from .train.data import source_name
+    from .train.annotations import source_name
 
     sources = {source_name(d) for d in data}
     weights = {}
@@ -621,10 +619,7 @@ def evaluate(pred, gt, json_out, sweep_dir) -> None:
         raise click.UsageError("give --pred FOLDER (score labels) or --sweep FOLDER (threshold ablation)")
     if pred is not None and sweep_dir is not None:
         raise click.UsageError("give --pred or --sweep, not both")
-    try:
-        report = evaluate_folders(pred, gt) if pred else {"sweep": threshold_sweep(sweep_dir, gt)}
-    except ValueError as exc:
-        raise click.UsageError(str(exc)) from exc
+    report = evaluate_folders(pred, gt) if pred else {"sweep": threshold_sweep(sweep_dir, gt)}
     if pred:
         for image in report["images"]:
             missing = "  (no prediction: scored as empty)" if image.get("missing") else ""
@@ -650,12 +645,9 @@ def demo(folder) -> None:
     Example:
       samcell-rt demo demo && samcell-rt segment demo/ecoli-phase-t17.tif --out demo/out
     """
-    from .packaged import write_demo
+    from .package_files import write_demo
 
-    try:
-        click.echo(write_demo(folder))
-    except FileNotFoundError as exc:
-        raise click.UsageError(str(exc)) from exc
+    click.echo(write_demo(folder))
 
 
 if __name__ == "__main__":

@@ -20,7 +20,7 @@ from pathlib import Path
 import tifffile
 
 from samcell_rt.export.checkpoints import packaged_litemedsam
-from samcell_rt.train.packaged import load_packaged
+from samcell_rt.train.sources import load_packaged
 
 SOURCES = ("bacteria", "hela", "cho", "scellseg-cyto")  # the default model's; never the reserved sets
 PART_BYTES = 14 << 20

@@ -16,11 +16,11 @@ from pathlib import Path
 
 import numpy as np
 
-from .. import __version__
 from ..errors import SamcellError
 from ..runtime.atomic import atomic_path
 from ..runtime.contract import DIAMETER_PROPS, INPUT_NAME, OUTPUT_NAME, PREPROCESS, PROPS
 from ..runtime.postprocess import DEFAULT_FILL, DEFAULT_PEAK
+from ..version import __version__
 from . import TOLERANCE
 
 FP32_OPS_IN_FP16 = ["LayerNormalization", "Softmax", "Sigmoid", "ReduceMean", "Pow", "Sqrt", "Erf"]

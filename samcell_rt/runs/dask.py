@@ -16,7 +16,7 @@ import numpy as np
 
 from ..errors import ImageValueError
 from ..runtime.segmenter import Result, Segmenter
-from .folders import FileOutcome, RunOptions, stream_files
+from .files import FileOutcome, RunOptions, stream_files
 
 _SEGMENTERS: dict[tuple, Segmenter] = {}
 _LOCK = threading.Lock()

@@ -25,7 +25,6 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -37,9 +36,8 @@ from ..runtime.postprocess import labels_from_distance
 from ..runtime.preprocess import PERCENTILES, enhance_tiles, to_uint8
 from ..runtime.segmenter import STAGES, Segmenter
 from ..runtime.tiling import OVERLAP, TileGrid, axis_starts, edge_weights, extract_tiles
-
-if TYPE_CHECKING:
-    from .folders import Progress, RunOptions
+from .files import FileOutcome, Progress, RunOptions
+from .writers import output_name, summary_row
 
 BAND = 1024
 HALO = 256
@@ -255,3 +253,20 @@ def is_plate(path: Path, threshold: int) -> bool:
     except Exception:
         return False  # let the normal reader report what is wrong with it
     return len(shape) == 2 and shape[0] * shape[1] > threshold
+
+
+def plate_outcome(path: Path, out: Path, segmenter: Segmenter, options: RunOptions,
+                  progress: Progress | None = None) -> FileOutcome:
+    """Banded processing of one large plate: tiled BigTIFF labels and its summary row."""
+    start = time.perf_counter()
+    name = output_name(path.stem, "labels")
+    if not isinstance(segmenter.diameter, str):
+        return FileOutcome.failed(path, "--diameter cannot rescale a plate this large (it is segmented in bands at its "
+                                        "own size); resize it, or leave --diameter out")
+    try:
+        result = segment_plate(path, out / name, segmenter, options, progress=progress)
+    except (ImageReadError, ImageValueError, OSError) as exc:
+        return FileOutcome.failed(path, getattr(exc, "cause", None) or str(exc))
+    row = summary_row(path, 0, result.metrics, time.perf_counter() - start, None, result.pixel_size_um,
+                      result.pixel_size_source)
+    return FileOutcome(path, [row], outputs=[name])

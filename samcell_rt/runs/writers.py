@@ -17,6 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..errors import InputError
 from ..runtime.atomic import atomic_path, write_bytes_atomic, write_text_atomic
 from ..runtime.io import ImageStack
 from ..runtime.measure import image_metrics, with_physical_units
@@ -98,7 +99,7 @@ def write_labels(path: str | Path, labels: np.ndarray, pixel_size_um: float | No
     """Write labels (H, W) or a stack (N, H, W) as a compressed uint16/uint32 TIFF, atomically."""
     labels = np.asarray(labels)
     if labels.min(initial=0) < 0:
-        raise ValueError("labels must be non-negative")
+        raise InputError("labels must be non-negative")
     with atomic_path(path) as tmp:
         _write_tiff(tmp, labels.astype(label_dtype(labels), copy=False), pixel_size_um)
 
@@ -331,7 +332,7 @@ def write_training_pair(folder: str | Path, name: str, image: np.ndarray, labels
 
     folder, stem = Path(folder), "".join(c if c.isalnum() or c in "-_." else "_" for c in name) or "image"
     if (image.shape[:2] if rgb else image.shape[-2:]) != labels.shape[-2:]:
-        raise ValueError(f"labels {labels.shape} do not match the image {image.shape}")
+        raise InputError(f"labels {labels.shape} do not match the image {image.shape}")
     folder.mkdir(parents=True, exist_ok=True)
     candidate, number = stem, 1
     while (folder / f"{candidate}.tif").exists() or (folder / output_name(candidate, "labels")).exists():

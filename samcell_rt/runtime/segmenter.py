@@ -19,7 +19,7 @@ from typing import Literal
 
 import numpy as np
 
-from ..errors import EXIT_FILE_FAILED, ImageValueError, InputError, SamcellError
+from ..errors import ImageValueError, InputError, InputFileError
 from . import DIAMETER_MODES, MAX_PIXELS
 from .contract import check_output
 from .engines import open_engine
@@ -188,9 +188,7 @@ class Segmenter:
             key, image = item if isinstance(item, tuple) else (index, item)
             try:
                 yield self._prepare(key, image)
-            except SamcellError as exc:
-                if exc.exit_code != EXIT_FILE_FAILED:  # not the image's fault: a broken model stops the run
-                    raise
+            except InputFileError as exc:  # any other error is not the image's fault: it stops the run
                 yield _Failure(key, exc)
 
     def _prepare(self, key: Hashable, image: np.ndarray) -> _Job:

@@ -27,7 +27,8 @@ import torch
 
 from ..errors import InputError
 from ..runtime.atomic import atomic_path, write_text_atomic
-from .data import Augment, Sample, by_source, cell_diameters, random_crop
+from .annotations import Sample, by_source
+from .data import Augment, cell_diameters, random_crop
 
 
 @dataclass

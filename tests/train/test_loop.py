@@ -12,7 +12,7 @@ pytest.importorskip("safetensors", reason="the trainer needs the 'train' extra")
 
 from samcell_rt.errors import InputError  # noqa: E402
 from samcell_rt.synthetic import synthetic_cells  # noqa: E402
-from samcell_rt.train.data import Sample  # noqa: E402
+from samcell_rt.train.annotations import Sample  # noqa: E402
 from samcell_rt.train.loop import Recipe, Trainer, schedule  # noqa: E402
 
 
