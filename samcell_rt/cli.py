@@ -19,6 +19,7 @@ from .errors import EXIT_FILE_FAILED, EXIT_OK, SamcellError, exit_code
 from .export import CONFIG_NAMES, TOLERANCE
 from .runtime import DIAMETER_MODES, MAX_PIXELS
 from .runtime.engines import AUTO, CHOICES
+from .runtime.engines.trt_header import RUNTIMES
 from .version import __version__
 
 
@@ -312,7 +313,7 @@ def export_command(checkpoint, out, precision, opset, name, model_version, confi
 
 @main.command("build-engine")
 @click.argument("model")
-@click.option("--runtime", type=click.Choice(["rtx", "tensorrt"]), default=None,
+@click.option("--runtime", type=click.Choice(list(RUNTIMES)), default=None,
               help="TensorRT-RTX (builds anywhere, for RTX GPUs) or the full TensorRT (on the target GPU) "
                    "[default: the installed one].")
 @click.option("--precision", type=click.Choice(["fp16", "fp32", "int8"]), default="fp16", show_default=True,
@@ -340,8 +341,9 @@ def build_engine_command(model, runtime, precision, max_batch, opt_batch, comput
     from .export.tensorrt import build_engine, describe_build
     from .models import resolve_model
 
-    report = build_engine(resolve_model(model), out, precision, max_batch, opt_batch, runtime, compute_capabilities,
-                          checkpoint, workspace_gb=workspace, calib_dir=calib, log=lambda line: click.echo(line, err=True))
+    report = build_engine(resolve_model(model), out, precision=precision, max_batch=max_batch, opt_batch=opt_batch,
+                          runtime=runtime, compute_capabilities=compute_capabilities, checkpoint=checkpoint,
+                          workspace_gb=workspace, calib_dir=calib, log=lambda line: click.echo(line, err=True))
     click.echo(describe_build(report))
 
 

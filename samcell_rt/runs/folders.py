@@ -36,20 +36,20 @@ def expand_inputs(inputs: Iterable[str], out: Path | None = None) -> list[Path]:
     twice. Two inputs whose outputs would share names are refused.
     """
     files: list[Path] = []
-    for spec in inputs:
-        path = Path(spec)
+    for entry in inputs:
+        path = Path(entry)
         if path.is_dir():
             own = recorded_outputs(path)
             files.extend(sorted(p for p in path.iterdir() if p.is_file() and is_image_file(p) and p.name not in own))
         elif path.exists():
             files.append(path)
-        elif glob.has_magic(spec):
-            matches = sorted(Path(p) for p in glob.glob(spec) if Path(p).is_file())
+        elif glob.has_magic(entry):
+            matches = sorted(Path(p) for p in glob.glob(entry) if Path(p).is_file())
             if not matches:
-                raise InputError(f"no files match {spec!r}")
+                raise InputError(f"no files match {entry!r}")
             files.extend(matches)
         else:
-            raise InputError(f"input {spec!r} does not exist")
+            raise InputError(f"input {entry!r} does not exist")
     if out is not None:
         files = [f for f in files if not _is_own_output(f, out)]
     if not files:

@@ -267,6 +267,6 @@ def plate_outcome(path: Path, out: Path, segmenter: Segmenter, options: RunOptio
         result = segment_plate(path, out / name, segmenter, options, progress=progress)
     except (ImageReadError, ImageValueError, OSError) as exc:
         return FileOutcome.failed(path, getattr(exc, "cause", None) or str(exc))
-    row = summary_row(path, 0, result.metrics, time.perf_counter() - start, None, result.pixel_size_um,
-                      result.pixel_size_source)
+    row = summary_row(path, 0, metrics=result.metrics, seconds=time.perf_counter() - start,
+                      pixel_size_um=result.pixel_size_um, pixel_size_source=result.pixel_size_source)
     return FileOutcome(path, [row], outputs=[name])

@@ -263,7 +263,7 @@ def read_cells_csv(path: Path) -> dict[str, np.ndarray]:
     return {name: np.array([float(r[name]) if r[name] != "" else np.nan for r in rows]) for name in rows[0]}
 
 
-def summary_row(path: Path, frame: int, metrics: dict | None = None, seconds: float = 0.0, error: str | None = None,
+def summary_row(path: Path, frame: int, *, metrics: dict | None = None, seconds: float = 0.0, error: str | None = None,
                 pixel_size_um: float | None = None, pixel_size_source: str = "", time: float | None = None,
                 time_unit: str = "", warnings: list[str] | None = None, diameter_px: float | None = None,
                 scale: float | None = None) -> dict:
@@ -318,9 +318,10 @@ def write_file_outputs(out: Path, stem: str, results: list[Result], pixel_size_u
 def frame_rows(stack: ImageStack, results: list[Result], extra_seconds: float = 0.0) -> list[dict]:
     """Summary rows of one input's finished frames; `extra_seconds` (reading) is shared among them."""
     share, size = extra_seconds / len(results), stack.pixel_size_um
-    return [summary_row(stack.path, index, image_metrics(r.labels, r.cells, size), share + sum(r.timings.values()),
-                        None, size, stack.pixel_size_source, stack.frame_time(index), stack.time_unit, r.warnings,
-                        r.diameter, r.scale)
+    return [summary_row(stack.path, index, metrics=image_metrics(r.labels, r.cells, size),
+                        seconds=share + sum(r.timings.values()), pixel_size_um=size,
+                        pixel_size_source=stack.pixel_size_source, time=stack.frame_time(index), time_unit=stack.time_unit,
+                        warnings=r.warnings, diameter_px=r.diameter, scale=r.scale)
             for index, r in enumerate(results)]
 
 

@@ -98,6 +98,7 @@ class Segmenter:
         if batch_size is not None and batch_size < 1:
             raise InputError("batch_size must be at least 1")
         self.engine = open_engine(model, engine, threads) if isinstance(model, (str, Path)) else model
+        self.threads = threads
         self.info = self.engine.info
         batch_size = batch_size or self.engine.default_batch
         self.batch_size = min(batch_size, self.engine.max_batch or batch_size)
