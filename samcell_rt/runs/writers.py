@@ -12,6 +12,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -28,22 +29,32 @@ OUTLINE_RGB = (255, 255, 0)
 
 @dataclass(frozen=True)
 class OutputKind:
-    """One kind of per-input output file: `<stem><suffix>` (overlays of stacks: `<stem>_fNNNN<suffix>`)."""
+    """One kind of per-input output: the file `<stem><suffix>` (overlays of stacks: `<stem>_fNNNN<suffix>`),
+    and, for the kinds that are one document per input, how to render it (results, pixel size in um ->
+    bytes) and its media type: the folder writer, the service's `?format=` and the GUI's downloads
+    all read this one table."""
 
     name: str
     suffix: str
     description: str
+    media_type: str = ""
+    render: Callable[[list[Result], float | None], bytes] | None = None  # None: written per frame (overlays)
 
 
 OUTPUTS = (
-    OutputKind("labels", "_labels.tif", "labels, uint16/uint32 TIFF (a stack for multi-frame inputs)"),
+    OutputKind("labels", "_labels.tif", "labels, uint16/uint32 TIFF (a stack for multi-frame inputs)", "image/tiff",
+               lambda results, um: labels_tiff_bytes(label_image(results), um)),
     OutputKind("overlay", "_overlay.png", "the image with cell outlines (one per frame)"),
-    OutputKind("cells", "_cells.csv", "one row per cell and frame"),
-    OutputKind("distance", "_distance.tif", "float32 distance maps (with --save-distance)"),
-    OutputKind("rois", "_rois.zip", "one ImageJ polygon ROI per cell, for Fiji's ROI Manager (with --rois)"),
-    OutputKind("geojson", ".geojson", "one QuPath detection per cell, pixel coordinates (with --geojson)"),
+    OutputKind("cells", "_cells.csv", "one row per cell and frame", "text/csv",
+               lambda results, um: cells_csv(results, um).encode()),
+    OutputKind("distance", "_distance.tif", "float32 distance maps (with --save-distance)", "image/tiff",
+               lambda results, um: float_tiff_bytes(np.stack([r.distance for r in results]))),
+    OutputKind("rois", "_rois.zip", "one ImageJ polygon ROI per cell, for Fiji's ROI Manager (with --rois)",
+               "application/zip", lambda results, um: rois_zip(results)),
+    OutputKind("geojson", ".geojson", "one QuPath detection per cell, pixel coordinates (with --geojson)",
+               "application/geo+json", lambda results, um: json.dumps(geojson(results, um)).encode()),
 )
-SUFFIXES = {kind.name: kind.suffix for kind in OUTPUTS}
+KINDS = {kind.name: kind for kind in OUTPUTS}
 SUMMARY = "summary.csv"
 SUMMARY_FIELDS = ("file", "frame", "cells", "mean_area_px", "median_area_px", "confluency", "mean_neighbours",
                   "mean_area_um2", "diameter_px", "scale", "pixel_size_um", "pixel_size_source", "time", "time_unit",
@@ -59,7 +70,8 @@ RUN_OUTPUTS = (RUN_JSON, REPORT, PLATE_TABLE, *(f"plate_{metric}.png" for metric
 
 def output_name(stem: str, kind: str, frame: int | None = None) -> str:
     """File name of one output; `frame` for the per-frame overlays of a stack."""
-    return f"{stem}_f{frame:04d}{SUFFIXES[kind]}" if frame is not None else f"{stem}{SUFFIXES[kind]}"
+    suffix = KINDS[kind].suffix
+    return f"{stem}_f{frame:04d}{suffix}" if frame is not None else f"{stem}{suffix}"
 
 
 def is_output_name(name: str) -> bool:
@@ -111,10 +123,11 @@ def labels_tiff_bytes(labels: np.ndarray, pixel_size_um: float | None = None) ->
     return buffer.getvalue()
 
 
-def write_float_tiff(path: str | Path, data: np.ndarray) -> None:
-    """Write a float32 array (e.g. distance maps, frames first) as a compressed TIFF, atomically."""
-    with atomic_path(path) as tmp:
-        _write_tiff(tmp, np.asarray(data, dtype=np.float32))
+def float_tiff_bytes(data: np.ndarray) -> bytes:
+    """A float32 array (e.g. distance maps, frames first) as compressed TIFF bytes."""
+    buffer = io.BytesIO()
+    _write_tiff(buffer, np.asarray(data, dtype=np.float32))
+    return buffer.getvalue()
 
 
 def outlines(labels: np.ndarray) -> np.ndarray:
@@ -294,25 +307,18 @@ def write_file_outputs(out: Path, stem: str, results: list[Result], pixel_size_u
                        extras: tuple[str, ...] = ()) -> list[str]:
     """Labels, overlays and cells CSV of one input's frames, plus the optional `extras` (distance,
     rois, geojson); returns the names written."""
-    written = [output_name(stem, "labels")]
-    write_labels(out / written[0], label_image(results), pixel_size_um)
+    def document(kind: str) -> str:
+        name = output_name(stem, kind)
+        write_bytes_atomic(out / name, KINDS[kind].render(results, pixel_size_um))
+        return name
+
+    written = [document("labels")]
     stack = len(results) > 1
     for index, result in enumerate(results):
         name = output_name(stem, "overlay", index if stack else None)
         write_png(out / name, overlay_image(result.image_u8, result.labels))
         written.append(name)
-    written.append(output_name(stem, "cells"))
-    write_text_atomic(out / written[-1], cells_csv(results, pixel_size_um))
-    if "distance" in extras:
-        written.append(output_name(stem, "distance"))
-        write_float_tiff(out / written[-1], np.stack([r.distance for r in results]))
-    if "rois" in extras:
-        written.append(output_name(stem, "rois"))
-        write_bytes_atomic(out / written[-1], rois_zip(results))
-    if "geojson" in extras:
-        written.append(output_name(stem, "geojson"))
-        write_text_atomic(out / written[-1], json.dumps(geojson(results, pixel_size_um)))
-    return written
+    return written + [document(kind) for kind in ("cells", *extras)]
 
 
 def frame_rows(stack: ImageStack, results: list[Result], extra_seconds: float = 0.0) -> list[dict]:
