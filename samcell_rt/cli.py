@@ -8,18 +8,19 @@ of the SamcellError family print one line, never a traceback.
 from __future__ import annotations
 
 import importlib
-import math
 import sys
 from pathlib import Path
 
 import click
 
 from . import load_model
+from .apps.http import GUI, SERVICE
 from .errors import EXIT_FILE_FAILED, EXIT_OK, SamcellError, exit_code
 from .export import CONFIG_NAMES, TOLERANCE
 from .runtime import DIAMETER_MODES, MAX_PIXELS
 from .runtime.engines import AUTO, CHOICES
 from .runtime.engines.trt_header import RUNTIMES
+from .runtime.postprocess import DEFAULT_FILL, DEFAULT_PEAK
 from .version import __version__
 
 
@@ -285,9 +286,9 @@ def _dask_client(workers: int | None, address: str | None):
 @click.option("--version", "model_version", default="1", show_default=True, help="Model version stored in the metadata.")
 @click.option("--config", type=click.Choice(CONFIG_NAMES), default=None,
               help="SAM configuration when the checkpoint carries none (default vit-b).")
-@click.option("--peak", type=click.FloatRange(0, 1), default=0.47, show_default=True,
+@click.option("--peak", type=click.FloatRange(0, 1), default=DEFAULT_PEAK, show_default=True,
               help="Peak threshold stored in the model (choose it with `samcell-rt evaluate --sweep`).")
-@click.option("--fill", type=click.FloatRange(0, 1), default=0.09, show_default=True,
+@click.option("--fill", type=click.FloatRange(0, 1), default=DEFAULT_FILL, show_default=True,
               help="Fill threshold stored in the model.")
 @click.option("--cell-diameter", nargs=3, type=click.FloatRange(min=0, min_open=True), default=None,
               metavar="TYPICAL LOW HIGH",
@@ -350,8 +351,8 @@ def build_engine_command(model, runtime, precision, max_batch, opt_batch, comput
 @main.command()
 @model_option()
 @engine_option
-@server_options(8766)
-@click.option("--max-mb", default=256, show_default=True, type=click.FloatRange(min=1), help="Request size limit, MB.")
+@server_options(SERVICE.port)
+@click.option("--max-mb", default=SERVICE.max_mb, show_default=True, type=click.FloatRange(min=1), help="Request size limit, MB.")
 @click.option("--batch-size", default=None, type=click.IntRange(min=1), help="Tiles per engine call.")
 @max_pixels_option
 @diameter_option
@@ -377,8 +378,9 @@ def serve(model, engine, host, port, max_mb, batch_size, max_pixels, diameter) -
 @main.command()
 @model_option()
 @engine_option
-@server_options(8765)
-@click.option("--max-upload-mb", default=512, show_default=True, type=click.FloatRange(min=1), help="Upload size limit, MB.")
+@server_options(GUI.port)
+@click.option("--max-upload-mb", default=GUI.max_mb, show_default=True, type=click.FloatRange(min=1),
+              help="Upload size limit, MB.")
 @max_pixels_option
 @click.option("--no-browser", is_flag=True, help="Do not open a browser window.")
 @diameter_option
@@ -551,15 +553,12 @@ def train(data, out, init, config, epochs, batch_size, steps_per_epoch, lr, warm
       samcell-rt train --data my_annotations/ --out runs/exp1 --init sam_vit_b_01ec64.pth
     """
     requires_extra("train", "torch", "transformers")
-    from .train.data import load_dataset
-    from .train.loop import RESUME_FILES, Recipe, Trainer
+    from .train.data import load_dataset, parse_source_weights
+    from .train.loop import Recipe, Trainer, require_resume_files
 
-    if resume and (missing_state := [name for name in RESUME_FILES if not (out / name).exists()]):
-        raise click.UsageError(f"--resume: nothing to resume in {out} (no {', '.join(missing_state)})")
-    missing = [d for d in data if not d.startswith("pkg:") and not Path(d).exists()]
-    if missing:
-        raise click.UsageError(f"--data: {', '.join(missing)} does not exist")
-    weights = _source_weights(source_weights, data)
+    if resume:
+        require_resume_files(out)
+    weights = parse_source_weights(source_weights, data)
     samples = load_dataset(list(data))
     recipe = Recipe(epochs=epochs, batch_size=batch_size, steps_per_epoch=steps_per_epoch, lr=lr,
                     warmup_steps=warmup_steps, patience=patience, seed=seed, config=config, init=init,
@@ -574,26 +573,6 @@ def train(data, out, init, config, epochs, batch_size, steps_per_epoch, lr, warm
     click.echo(f"best validation loss {result['best_val_loss']:.5f} after {result['epochs']} epochs "
                f"({'early stop' if result['stopped_early'] else 'time limit' if result['out_of_time'] else 'epoch budget'}); "
                f"checkpoint {out / 'best.safetensors'}")
-
-
-def _source_weights(entries: tuple[str, ...], data: tuple[str, ...]) -> dict[str, float]:
-    """`SOURCE=W` entries as {source name: weight}, keyed as the loaded samples name their source
-    (`train.data.source_name`); each source must be one of the --data entries and W > 0."""
-    from .train.annotations import source_name
-
-    sources = {source_name(d) for d in data}
-    weights = {}
-    for entry in entries:
-        source, _, value = entry.rpartition("=")
-        try:
-            weight = float(value)
-        except ValueError:
-            weight = -1.0
-        if not source or source_name(source) not in sources or not 0 < weight < math.inf:
-            raise click.UsageError(f"--source-weight {entry!r}: expected SOURCE=W with SOURCE one of the --data "
-                                   f"entries ({', '.join(data)}) and W a positive number")
-        weights[source_name(source)] = weight
-    return weights
 
 
 @main.command()

@@ -9,10 +9,23 @@ from __future__ import annotations
 
 import functools
 import logging
+from dataclasses import dataclass
 
 from ..errors import InputFileError, SamcellError
 
 DRAIN_LIMIT = 1 << 30
+
+
+@dataclass(frozen=True)
+class ServerDefaults:
+    """Where an HTTP program listens and how large a request it takes, unless told otherwise."""
+
+    port: int
+    max_mb: float
+
+
+SERVICE = ServerDefaults(port=8766, max_mb=256)  # `samcell-rt serve`: one image per request
+GUI = ServerDefaults(port=8765, max_mb=512)  # `samcell-rt gui`: many images per upload
 log = logging.getLogger("samcell_rt.apps")
 
 

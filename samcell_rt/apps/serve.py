@@ -39,9 +39,8 @@ from ..runs.writers import KINDS, OUTPUTS
 from ..runtime.io import IMAGE_SUFFIXES, MAX_PIXELS, ImageStack, read_image
 from ..runtime.measure import json_columns
 from ..runtime.segmenter import Result, Segmenter
-from .http import RequestError, guarded, plot_png, query_int, read_body, read_form
+from .http import SERVICE, RequestError, guarded, plot_png, query_int, read_body, read_form
 
-DEFAULT_MAX_MB = 256
 ALIASES = {"tiff": "labels"}  # the name earlier clients ask for
 FORMATS = {  # the service's own answers, then every per-input document of the output table (runs.writers)
     "json": "metrics per frame and the per-cell table (JSON)",
@@ -131,7 +130,7 @@ def metrics_body(results: list[Result], include_cells: bool) -> dict:
     return {"frames": frames, "shape": list(results[0].labels.shape)}
 
 
-def create_service(segmenter: Segmenter, max_mb: float = DEFAULT_MAX_MB, max_pixels: int = MAX_PIXELS):
+def create_service(segmenter: Segmenter, max_mb: float = SERVICE.max_mb, max_pixels: int = MAX_PIXELS):
     """The Starlette app around one loaded model."""
     from starlette.applications import Starlette
     from starlette.requests import Request

@@ -10,12 +10,13 @@ folder or COCO file (`annotations`) or `pkg:NAME`, annotated images a registry p
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from ..errors import DataError
+from ..errors import DataError, InputError
 from ..runtime.preprocess import enhance_tile
 from .annotations import Sample, by_source, load_coco, load_pairs, source_name
 from .sources import PACKAGED_PREFIX, load_packaged
@@ -39,8 +40,29 @@ def distance_target(labels: np.ndarray) -> np.ndarray:
     return target
 
 
+def parse_source_weights(entries: tuple[str, ...] | list[str], data: tuple[str, ...] | list[str]) -> dict[str, float]:
+    """`SOURCE=W` entries as {source name: weight}, keyed as the loaded samples name their source
+    (`source_name`); each source must be one of the --data entries and W a positive number."""
+    sources = {source_name(d) for d in data}
+    weights = {}
+    for entry in entries:
+        source, _, value = entry.rpartition("=")
+        try:
+            weight = float(value)
+        except ValueError:
+            weight = -1.0
+        if not source or source_name(source) not in sources or not 0 < weight < math.inf:
+            raise InputError(f"--source-weight {entry!r}: expected SOURCE=W with SOURCE one of the --data "
+                             f"entries ({', '.join(data)}) and W a positive number")
+        weights[source_name(source)] = weight
+    return weights
+
+
 def load_dataset(roots: list[str | Path], min_cell_area: int = 0) -> list[Sample]:
     """Load every annotated image under the given folders (or COCO json files)."""
+    missing = [str(root) for root in roots if not str(root).startswith(PACKAGED_PREFIX) and not Path(root).exists()]
+    if missing:
+        raise DataError(f"--data: {', '.join(missing)} does not exist")
     samples: list[Sample] = []
     for root in map(Path, roots):
         if str(root).startswith(PACKAGED_PREFIX):

@@ -60,6 +60,13 @@ EXTENSIBLE = ("epochs", "max_minutes", "patience")  # what a resumed run may cha
 RESUME_FILES = ("last.safetensors", "last.json", "last.state.pt")  # what `save("last")` writes, `resume` reads
 
 
+def require_resume_files(out: Path) -> None:
+    """Name every piece of a saved run that `out` lacks, before any data is loaded."""
+    missing = [name for name in RESUME_FILES if not (Path(out) / name).exists()]
+    if missing:
+        raise InputError(f"--resume: nothing to resume in {out} (no {', '.join(missing)})")
+
+
 def split(samples: list[Sample], fraction: float, seed: int) -> tuple[list[Sample], list[Sample]]:
     """Image-level train/validation split, made within each source so every source is validated
     (never crops of one image on both sides; a source of one image trains and validates on it)."""

@@ -20,15 +20,14 @@ from ...runs.writers import KINDS, OUTPUTS, overlay_layer, png_bytes
 from ...runtime.io import MAX_PIXELS
 from ...runtime.measure import json_columns, with_physical_units
 from ...runtime.segmenter import Result, Segmenter
-from ..http import RequestError, guarded, plot_png, query_int, read_form
+from ..http import GUI, RequestError, guarded, plot_png, query_int, read_form
 from .jobs import Job, JobQueue
 
 STATIC = Path(__file__).parent / "static"
-DEFAULT_MAX_UPLOAD_MB = 512
 OVERLAY_MODES = ("outline", "fill")
 
 
-def create_app(segmenter: Segmenter, max_upload_mb: float = DEFAULT_MAX_UPLOAD_MB,
+def create_app(segmenter: Segmenter, max_upload_mb: float = GUI.max_mb,
                max_pixels: int = MAX_PIXELS) -> Starlette:
     """Build the app around one loaded model; the job queue lives as long as the app (app.state)."""
     jobs = JobQueue(segmenter, max_pixels)
