@@ -76,7 +76,7 @@ def _median(runs: list[dict]) -> dict[str, float]:
 
 def bench_engine(model: str, engine: str, batch_size: int, images: dict[str, Path], repeats: int) -> list[dict]:
     """Rows for one engine and batch size over every image size."""
-    from .models import resolve_model
+    from .registry import resolve_model
     from .runtime.io import read_image
     from .runtime.segmenter import Segmenter
     from .runtime.tiling import tile_grid

@@ -17,10 +17,9 @@ from . import load_model
 from .apps.http import GUI, SERVICE
 from .errors import EXIT_FILE_FAILED, EXIT_OK, SamcellError, exit_code
 from .export import CONFIG_NAMES, TOLERANCE
-from .runtime import DIAMETER_MODES, MAX_PIXELS
+from .runtime import DEFAULT_FILL, DEFAULT_PEAK, DIAMETER_MODES, MAX_PIXELS
 from .runtime.engines import AUTO, CHOICES
 from .runtime.engines.trt_header import RUNTIMES
-from .runtime.postprocess import DEFAULT_FILL, DEFAULT_PEAK
 from .version import __version__
 
 
@@ -340,7 +339,7 @@ def build_engine_command(model, runtime, precision, max_batch, opt_batch, comput
       samcell-rt build-engine samcell-lite --runtime rtx --precision fp16 --out lite16.engine
     """
     from .export.tensorrt import build_engine, describe_build
-    from .models import resolve_model
+    from .registry import resolve_model
 
     report = build_engine(resolve_model(model), out, precision=precision, max_batch=max_batch, opt_batch=opt_batch,
                           runtime=runtime, compute_capabilities=compute_capabilities, checkpoint=checkpoint,
@@ -462,7 +461,7 @@ def models_list() -> None:
     Example:
       samcell-rt models list
     """
-    from .models import model_table
+    from .registry import model_table
 
     for row in model_table():
         state = "ready" if row["ready"] else "not downloaded"
@@ -481,7 +480,7 @@ def models_info(name) -> None:
     """
     import json
 
-    from .models import model_info
+    from .registry import model_info
 
     click.echo(json.dumps(model_info(name), indent=2))
 
@@ -499,7 +498,7 @@ def models_pull(name, precision) -> None:
     """
     from tqdm import tqdm
 
-    from .models import pull_model
+    from .registry import pull_model
 
     with tqdm(unit="B", unit_scale=True, file=sys.stderr, desc=name) as bar:
         def progress(done: int, total: int | None) -> None:

@@ -19,18 +19,18 @@ ALLOWED = {  # part -> parts it may import (besides itself)
     "cache": set(),
     "runtime": {"errors", "cache"},
     "runs": {"errors", "cache", "runtime"},
-    "models": {"errors", "cache", "runtime", "export"},
-    "apps": {"errors", "cache", "runtime", "runs", "models", "package_files", "__init__"},
-    "export": {"errors", "cache", "runtime", "package_files", "synthetic", "__init__"},
+    "registry": {"errors", "cache", "runtime", "export"},
+    "apps": {"errors", "cache", "runtime", "runs", "registry", "package_files", "__init__"},
+    "export": {"errors", "cache", "runtime", "package_files", "synthetic"},
     "train": {"errors", "cache", "runtime", "export", "package_files", "synthetic"},
     "package_files": {"errors", "runtime"},
     "synthetic": {"runtime"},
     "evaluate": {"errors", "runtime"},
     "baseline": {"errors", "runtime"},
     "machine": set(),
-    "benchmark": {"errors", "runtime", "models", "machine", "synthetic", "export"},
-    "__init__": {"models", "runtime"},
-    "cli": set(BASE) | {"runtime", "runs", "apps", "models", "export", "train", "evaluate", "benchmark", "package_files"},
+    "benchmark": {"errors", "runtime", "registry", "machine", "synthetic", "export"},
+    "__init__": {"registry", "runtime"},
+    "cli": set(BASE) | {"runtime", "runs", "apps", "registry", "export", "train", "evaluate", "benchmark", "package_files"},
 }
 
 
@@ -80,7 +80,7 @@ def test_no_module_imports_upward():
 
 def test_the_runtime_knows_nothing_of_folders_http_or_registries():
     for path in (ROOT / "runtime").rglob("*.py"):
-        assert not {part_of(m) for m in imports(path)} & {"runs", "apps", "models", "cli"}, path
+        assert not {part_of(m) for m in imports(path)} & {"runs", "apps", "registry", "cli"}, path
 
 
 def test_the_readme_documents_every_engine_of_the_table():

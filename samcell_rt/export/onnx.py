@@ -17,9 +17,9 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import SamcellError
+from ..runtime import DEFAULT_FILL, DEFAULT_PEAK
 from ..runtime.atomic import atomic_path
 from ..runtime.contract import DIAMETER_PROPS, INPUT_NAME, META_KEYS, OUTPUT_NAME, PREPROCESS, PROPS
-from ..runtime.postprocess import DEFAULT_FILL, DEFAULT_PEAK
 from ..version import __version__
 from . import TOLERANCE
 

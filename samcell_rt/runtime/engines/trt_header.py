@@ -20,7 +20,6 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from ...errors import SamcellError
-from ..contract import META_KEYS
 
 MAGIC = b"SAMCELL-TRT\x02"
 OLD_MAGICS = (b"SAMCELL-TRT\x01",)
@@ -164,6 +163,8 @@ def read_header(path: str | Path) -> tuple[EngineHeader, int]:
 
 def cached_engine_path(header: EngineHeader) -> Path:
     """Where the engine for these facts lives in the user cache."""
+    from ..contract import META_KEYS  # numpy comes with it: not at import, the CLI reads this module
+
     name = header.model_props.get(META_KEYS["name"], "model")
     tag = "rtx" if header.flavour == "tensorrt-rtx" else "trt"
     return engines_dir() / f"{name}-{tag}-{header.precision}-{header.cache_key()}.engine"
