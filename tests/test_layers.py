@@ -158,3 +158,14 @@ def test_cycle_finder_sees_a_planted_loop():
 def test_no_module_imports_another_that_imports_it_back():
     """No import loop between modules, lazy imports included: each module can be read before those that use it."""
     assert not cycles(module_graph()), cycles(module_graph())
+
+
+def test_the_readme_layout_names_every_module():
+    """README's package-layout table stays in step with the tree: every module and package is named in it."""
+    readme = (ROOT.parent / "README.md").read_text()
+    section = readme[readme.index("## Package layout"):readme.index("## Model contract")]
+    missing = [str(path.relative_to(ROOT)) for path in ROOT.rglob("*.py")
+               if path.name != "__init__.py" and f"`{path.name}`" not in section]
+    missing += [str(path.relative_to(ROOT)) for path in ROOT.iterdir()
+                if path.is_dir() and (path / "__init__.py").exists() and f"`{path.name}/`" not in section]
+    assert not missing, f"README's package layout does not name {missing}"
