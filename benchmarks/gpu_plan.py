@@ -146,7 +146,8 @@ def _ort_parts(root: Path, config: dict, capacity: int) -> tuple[list[tuple[str,
     if manifest is None:
         sizes = split_sizes(package["payload_bytes"], capacity)
         folders = [f"{STAGE_DIR}/parts/{i:02d}" for i in range(len(sizes))]
-        source = f"recorded payload {package['payload_bytes'] / MIB:.1f} MiB (not staged: run benchmarks/gpu_stage.sh)"
+        source = (f"recorded payload {package['payload_bytes'] / MIB:.1f} MiB (not staged yet: run "
+                  "benchmarks/gpu_stage.sh before these calls, then this dry run again)")
     else:
         sizes, folders = manifest["sizes"], manifest["folders"]
         source = f"staged payload {sum(sizes) / MIB:.1f} MiB"
