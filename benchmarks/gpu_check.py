@@ -36,9 +36,9 @@ from dataclasses import asdict
 from datetime import datetime, timezone
 from pathlib import Path
 
+import gpu_plan
 import numpy as np
 
-import gpu_plan
 from samcell_rt.runtime.atomic import write_text_atomic
 
 WORK = Path("/tmp/gpu_check")
@@ -236,16 +236,21 @@ def main_route(record: Record, models: list[str], size: str) -> None:
     record.step("pytest_gpu", 30, pytest_gpu, max(10.0, record.left() - 5))
 
 
-def ort_route(record: Record) -> None:
-    import torch  # noqa: F401  loads the CUDA libraries torch brings (cuBLAS, cuDNN) for onnxruntime's provider
+def ort_environment() -> dict:
+    """onnxruntime-gpu as rebuilt from the parts, with the CUDA libraries it needs loaded first."""
     import onnxruntime
-
-    from samcell_rt.benchmark import run_bench
+    import torch  # noqa: F401  loads the CUDA libraries torch brings (cuBLAS, cuDNN) for onnxruntime's provider
 
     onnxruntime.preload_dlls()
-    record.step("environment", 5, lambda: {"onnxruntime": onnxruntime.__version__, "file": onnxruntime.__file__,
-                                           "providers": onnxruntime.get_available_providers()})
-    record.step("bench_cuda_lite", 60, run_bench, "samcell-lite", ["cuda"], ["2048"], [1, 8, 32], 2)
+    return {"onnxruntime": onnxruntime.__version__, "file": onnxruntime.__file__,
+            "providers": onnxruntime.get_available_providers()}
+
+
+def ort_route(record: Record) -> None:
+    from samcell_rt.benchmark import run_bench
+
+    if record.step("environment", 5, ort_environment) is not None:
+        record.step("bench_cuda_lite", 60, run_bench, "samcell-lite", ["cuda"], ["2048"], [1, 8, 32], 2)
 
 
 def main(argv: list[str] | None = None) -> None:
