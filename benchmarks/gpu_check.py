@@ -8,9 +8,9 @@ Route `main` (nothing carried but the tree; the machine's own torch with CUDA 13
   autocast x CUDA graphs on/off x batch 32/8/1. Per row: tiles/s and ms of one engine call as
   the pipeline makes it (host-device copies included), max abs difference from fp32 eager on the
   same tiles, peak GPU memory;
-- e2e_lite, e2e_vitb: one 2048x2048 image end to end through samcell-rt's own Segmenter (tiling,
-  CLAHE, blending, watershed, measurements) with the adapter at the fastest batch-32 setting the
-  sweep found (`samcell_rt.benchmark.bench_segmenter`: seconds per stage, tiles/s, share of time
+- e2e_lite, e2e_vitb, real_maps_lite: one 2048x2048 image end to end through samcell-rt's own
+  Segmenter (tiling, CLAHE, blending, watershed, measurements) with the adapter at the fastest
+  batch-32 setting the sweep found (`samcell_rt.benchmark.bench_segmenter`: seconds per stage, tiles/s, share of time
   outside the engine, pipelined images/s). Random weights give noise maps, whose watershed costs
   differ from real ones, so for Lite the shipped model also runs once on the machine's CPU
   onnxruntime: its post-processing stages work on real maps, and `real_outside_engine_share`
@@ -181,8 +181,9 @@ def fastest(sweep_result: dict | None) -> tuple[str, bool]:
     return best["precision"], best["graphs"]
 
 
-def end_to_end(module, info, precision: str, graphs: bool, size: str, real_model: Path | None) -> dict:
-    """One image (2048x2048 by default) through samcell-rt's pipeline with the adapter (batch 32 and 8)."""
+def end_to_end(module, info, precision: str, graphs: bool, size: str) -> dict:
+    """One image (2048x2048 by default) through samcell-rt's pipeline with the adapter (batch 32 and 8).
+    Never rescaled (diameter "off"): cells found in random weights' maps must not trigger a second pass."""
     from torch_engine import TorchEngine
 
     from samcell_rt.benchmark import bench_images, bench_segmenter
@@ -191,20 +192,18 @@ def end_to_end(module, info, precision: str, graphs: bool, size: str, real_model
     images = bench_images([size], WORK)
     rows = [row for batch in (32, 8)
             for row in bench_segmenter(Segmenter(TorchEngine(module, info, precision, DEVICE, batch, graphs),
-                                                 batch_size=batch), images, repeats=2)]
-    result = {"weights": "random (seed 0)", "rows": rows}
-    if real_model is not None:
-        result["real_maps"] = real_outside_engine(real_model, images[size], rows)
-    return result
+                                                 batch_size=batch, diameter="off"), images, repeats=2)]
+    return {"weights": "random (seed 0)", "image": str(images[size]), "rows": rows}
 
 
-def real_outside_engine(model: Path, image: Path, rows: list[dict]) -> dict:
+def real_outside_engine(model: Path, e2e: dict) -> dict:
     """The shipped model once on the machine's CPU onnxruntime: stage seconds on real distance maps,
     and the share outside the engine they give beside each adapter row's engine seconds."""
     from samcell_rt.runtime.io import read_image
     from samcell_rt.runtime.segmenter import Segmenter
 
-    result = Segmenter(model, engine="cpu").segment(read_image(image).frames[0])
+    rows = e2e["rows"]
+    result = Segmenter(model, engine="cpu", diameter="off").segment(read_image(e2e["image"]).frames[0])
     outside = sum(seconds for stage, seconds in result.timings.items() if stage != "engine")
     return {"engine": "cpu (onnxruntime, shipped weights)", "seconds": result.timings, "cells": result.metrics["cells"],
             "real_outside_engine_share": {f"{row['engine']} b{row['batch_size']}":
@@ -230,8 +229,9 @@ def main_route(record: Record, models: list[str], size: str) -> None:
             continue
         swept = record.step(f"torch_{suffix}", 60, sweep, record, f"torch_{suffix}", module, info)
         precision, graphs = fastest(swept)
-        record.step(f"e2e_{suffix}", 60, end_to_end, module, info, precision, graphs, size,
-                    real_model if suffix == "lite" else None)
+        e2e = record.step(f"e2e_{suffix}", 60, end_to_end, module, info, precision, graphs, size)
+        if e2e and suffix == "lite":
+            record.step("real_maps_lite", 40, real_outside_engine, real_model, e2e)
         del module
     record.step("pytest_gpu", 30, pytest_gpu, max(10.0, record.left() - 5))
 
