@@ -19,7 +19,13 @@ from ..errors import ImageReadError, ImageValueError, InputError, OutputError
 from ..runtime.atomic import stale_parts
 from ..runtime.io import MAX_PIXELS, ImageStack, is_image_file, read_image
 from ..runtime.segmenter import Result, Segmenter
-from .patterns import DEFAULT_TIME_PATTERN, DEFAULT_WELL_PATTERN, compile_time_pattern, compile_well_pattern
+from .patterns import (
+    DEFAULT_TIME_PATTERN,
+    DEFAULT_WELL_PATTERN,
+    check_names,
+    compile_time_pattern,
+    compile_well_pattern,
+)
 from .writers import SUMMARY, frame_rows, is_output_name, summary_row, write_file_outputs, write_summary
 
 LOCK = ".samcell-rt.lock"
@@ -166,6 +172,8 @@ def segment_files(files: list[Path], out: Path, segmenter: Segmenter, options: R
     from .manifest import Manifest
 
     options = options or RunOptions()
+    check_names((path.stem for path in files), compile_time_pattern(options.time_pattern),
+                compile_well_pattern(options.well_pattern))  # a pattern that hangs fails before any work
     prepare_output(out)
     with FolderLock(out):
         manifest = Manifest(out, segmenter.model_sha256, options.params(segmenter))

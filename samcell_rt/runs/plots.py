@@ -8,6 +8,7 @@ threads can draw at the same time.
 from __future__ import annotations
 
 import io
+import warnings
 
 import numpy as np
 
@@ -34,7 +35,9 @@ def _figure(width: float, height: float):
 
 def _png(figure) -> bytes:
     buffer = io.BytesIO()
-    figure.savefig(buffer, format="png")
+    with warnings.catch_warnings():  # a name in a script the font lacks draws as boxes: no reason to warn the user
+        warnings.filterwarnings("ignore", message="Glyph .* missing from font")
+        figure.savefig(buffer, format="png")
     return buffer.getvalue()
 
 
