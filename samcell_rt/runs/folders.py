@@ -26,7 +26,15 @@ from .patterns import (
     compile_time_pattern,
     compile_well_pattern,
 )
-from .writers import SUMMARY, frame_rows, is_output_name, summary_row, write_file_outputs, write_summary
+from .writers import (
+    SUMMARY,
+    frame_rows,
+    is_output_name,
+    stack_of_frame_stem,
+    summary_row,
+    write_file_outputs,
+    write_summary,
+)
 
 LOCK = ".samcell-rt.lock"
 Progress = Callable[[int, int], None]  # (done, total) work units of a long single input (plate tiles)
@@ -115,6 +123,11 @@ def expand_inputs(inputs: Iterable[str], out: Path | None = None) -> list[Path]:
             raise InputError(f"{stems[file.stem]} and {file} would write the same outputs (same name stem); "
                              "run them into different --out folders or rename one")
         stems[file.stem] = file
+    for file in files:
+        if (stack := stack_of_frame_stem(file.stem)) in stems:
+            raise InputError(f"{stems[stack]} (if it is a stack: its frames' overlays {stack}_fNNNN_overlay.png) and "
+                             f"{file} would write the same {file.stem}_overlay.png; run them into different --out "
+                             "folders or rename one")
     return files
 
 

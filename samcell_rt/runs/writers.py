@@ -12,6 +12,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -59,6 +60,13 @@ RUN_OUTPUTS = (RUN_JSON, REPORT, PLATE_TABLE, *(f"plate_{metric}.png" for metric
 def output_name(stem: str, kind: str, frame: int | None = None) -> str:
     """File name of one output; `frame` for the per-frame overlays of a stack."""
     return f"{stem}_f{frame:04d}{SUFFIXES[kind]}" if frame is not None else f"{stem}{SUFFIXES[kind]}"
+
+
+def stack_of_frame_stem(stem: str) -> str | None:
+    """The stem of a stack whose per-frame overlays would take `stem`'s overlay name (`a` for `a_f0003`:
+    a stack `a.tif` writes `a_f0003_overlay.png`, as would a file `a_f0003.tif`), else None."""
+    match = re.fullmatch(r"(.+)_f\d{4,}", stem)
+    return match.group(1) if match else None
 
 
 def is_output_name(name: str) -> bool:

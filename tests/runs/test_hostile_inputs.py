@@ -238,3 +238,19 @@ def test_second_run_on_a_busy_folder_is_refused(tmp_path, blob_path):
         fcntl.flock(held, fcntl.LOCK_EX)
         result = cli("segment", tmp_path / "i.tif", "--model", blob_path, "--out", tmp_path / "out")
     assert result.exit_code == 2 and "in use by another samcell-rt run" in result.output
+
+
+def test_stack_frame_overlays_and_a_file_named_like_them_never_share_a_name(tmp_path, blob_path):
+    """A two-frame stack a.tif writes a_f0000_overlay.png, as would a file a_f0000.tif: refused,
+    in one run and across runs into the same folder."""
+    tifffile.imwrite(tmp_path / "a.tif", np.stack([cells_image(seed=1), cells_image(seed=2)]), photometric="minisblack")
+    tifffile.imwrite(tmp_path / "a_f0000.tif", cells_image(seed=3))
+    both = cli("segment", tmp_path / "a.tif", tmp_path / "a_f0000.tif", "--model", blob_path, "--out", tmp_path / "o")
+    assert both.exit_code == 2 and "a_f0000_overlay.png" in both.output
+    assert not (tmp_path / "o").exists()
+    out = tmp_path / "o2"
+    assert cli("segment", tmp_path / "a.tif", "--model", blob_path, "--out", out).exit_code == 0
+    overlay = (out / "a_f0000_overlay.png").read_bytes()
+    later = cli("segment", tmp_path / "a_f0000.tif", "--model", blob_path, "--out", out)
+    assert later.exit_code == 2 and "would overwrite the outputs of" in later.output
+    assert (out / "a_f0000_overlay.png").read_bytes() == overlay
