@@ -26,6 +26,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import EngineUnavailableError, InputError
+from ..runtime.atomic import check_output_file
 from ..runtime.contract import file_sha256
 from ..runtime.engines import tensorrt as trt_engine
 from ..runtime.engines.trt_header import (
@@ -93,9 +94,11 @@ def build_engine(model: str | Path, out: str | Path | None = None, precision: st
     if precision not in TOLERANCE:
         raise InputError(f"unknown precision {precision!r}; choose from {', '.join(TOLERANCE)}")
     onnx_path = Path(model)
+    if out is not None:
+        check_output_file(Path(out))  # before a build that can take minutes
+    props = model_props(onnx_path)
     flavour = choose_flavour(runtime)
     trt = trt_engine.import_library(flavour)
-    props = model_props(onnx_path)
     profile = Profile(1, min(opt_batch, max_batch), max_batch, int(props.get("samcell.tile", 256)))
     header = _header(flavour, trt, precision, profile, onnx_path, str(model), props, compute_capabilities)
     if out is None and (hit := _cache_hit(header)) is not None:

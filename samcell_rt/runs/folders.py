@@ -230,8 +230,11 @@ def _write_run_outputs(out: Path, outcomes: list[FileOutcome], segmenter: Segmen
                                              "sha256": segmenter.model_sha256},
             "engine": segmenter.engine_name, "params": options.params(segmenter), "files": len(outcomes),
             "time_pattern": options.time_pattern, "well_pattern": options.well_pattern}
-    write_run_info(out, info, {str(o.path): o.warnings for o in outcomes if not o.skipped})
-    write_run_outputs(out, [row for o in outcomes for row in o.rows], options.time_pattern, options.well_pattern)
+    try:
+        write_run_info(out, info, {str(o.path): o.warnings for o in outcomes if not o.skipped})
+        write_run_outputs(out, [row for o in outcomes for row in o.rows], options.time_pattern, options.well_pattern)
+    except OSError as exc:
+        raise OutputError(f"cannot write run.json, timelines or plate maps in {out} ({exc.strerror or exc})") from None
 
 
 def _run(files: list[Path], todo: list[int], out: Path, segmenter: Segmenter, options: RunOptions,

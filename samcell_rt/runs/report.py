@@ -28,6 +28,9 @@ from .wells import plate_grid, plate_wells
 from .writers import PLATE_METRICS, REPORT, SUMMARY, output_name, read_cells_csv
 
 THUMBNAIL_PX = 192
+REQUIRED_FIELDS = ("file", "frame", "cells", "confluency", "status")
+NUMBER_FIELDS = ("frame", "cells", "mean_area_px", "median_area_px", "confluency", "mean_neighbours", "mean_area_um2",
+                 "diameter_px", "scale", "pixel_size_um", "time", "seconds")
 DISTRIBUTIONS = ("area", "circularity", "aspect_ratio", "neighbours")
 MAX_TABLE_ROWS = 2000
 STYLE = """body{font:14px system-ui,sans-serif;margin:24px;color:#222;max-width:1400px}
@@ -40,14 +43,37 @@ table{border-collapse:collapse;font-size:12px}td,th{border:1px solid #ddd;paddin
 
 
 def read_summary(out: Path) -> list[dict]:
-    """summary.csv rows of an output folder; InputError when there is none."""
+    """summary.csv rows of an output folder; InputError when there is none, or when it is not one
+    samcell-rt wrote (another header, binary content, a word where a number belongs)."""
+    path = out / SUMMARY
     try:
-        with open(out / SUMMARY, newline="", encoding="utf-8") as handle:
-            return list(csv.DictReader(handle))
+        with open(path, newline="", encoding="utf-8") as handle:
+            reader = csv.DictReader(handle)
+            rows = list(reader)
+            header = reader.fieldnames or []
     except FileNotFoundError:
         raise InputError(f"{out} has no {SUMMARY}: run `samcell-rt segment ... --out {out}` first") from None
+    except UnicodeDecodeError:
+        raise InputError(f"{path} is not a text CSV file (binary content)") from None
     except (OSError, csv.Error) as exc:
-        raise InputError(f"cannot read {out / SUMMARY} ({exc})") from None
+        raise InputError(f"cannot read {path} ({exc})") from None
+    missing = [name for name in REQUIRED_FIELDS if name not in header]
+    if missing:
+        raise InputError(f"{path} is not a samcell-rt summary: no column {', '.join(missing)}")
+    for line, row in enumerate(rows, start=2):
+        for name in NUMBER_FIELDS:
+            value = row.get(name) or ""
+            if value and not _is_number(value):
+                raise InputError(f"{path} line {line}: {name} is {value[:40]!r}, not a number")
+    return rows
+
+
+def _is_number(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
 
 
 def write_report(out: Path, time_pattern: str = DEFAULT_TIME_PATTERN, well_pattern: str = DEFAULT_WELL_PATTERN,

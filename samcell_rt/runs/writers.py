@@ -18,6 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..errors import OutputError
 from ..runtime.atomic import atomic_path, write_bytes_atomic, write_text_atomic
 from ..runtime.io import ImageStack
 from ..runtime.measure import image_metrics, with_physical_units
@@ -313,7 +314,10 @@ def write_summary(path: Path, rows: list[dict]) -> None:
     writer = csv.DictWriter(buffer, fieldnames=SUMMARY_FIELDS, lineterminator="\n")
     writer.writeheader()
     writer.writerows(rows)
-    write_text_atomic(path, buffer.getvalue())
+    try:
+        write_text_atomic(path, buffer.getvalue())
+    except OSError as exc:  # a full disk at the very end of a run: say so, in one line
+        raise OutputError(f"cannot write {path} ({exc.strerror or exc})") from None
 
 
 def write_file_outputs(out: Path, stem: str, results: list[Result], pixel_size_um: float | None,

@@ -254,3 +254,41 @@ def test_stack_frame_overlays_and_a_file_named_like_them_never_share_a_name(tmp_
     later = cli("segment", tmp_path / "a_f0000.tif", "--model", blob_path, "--out", out)
     assert later.exit_code == 2 and "would overwrite the outputs of" in later.output
     assert (out / "a_f0000_overlay.png").read_bytes() == overlay
+
+
+def test_disk_full_on_summary_is_one_error_line(tmp_path, blob_path, monkeypatch):
+    import errno
+
+    from samcell_rt.runs import writers
+
+    real = writers.write_text_atomic
+
+    def full(path, text):
+        if os.path.basename(path) == "summary.csv":
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return real(path, text)
+
+    monkeypatch.setattr(writers, "write_text_atomic", full)
+    tifffile.imwrite(tmp_path / "a.tif", cells_image())
+    result = cli("segment", tmp_path / "a.tif", "--model", blob_path, "--out", tmp_path / "out")
+    assert result.exit_code == 2 and "summary.csv" in result.output and "No space left" in result.output
+
+
+@pytest.mark.parametrize("content, message", [
+    (b"name,count\nx,1\n", "no column"),
+    (b"\x89PNG\r\n\x1a\n\x00\x00\xff\xfe binary", "binary"),
+    (b"file,frame,cells,confluency,status\na.tif,0,many,0.1,ok\n", "cells is 'many', not a number"),
+])
+def test_report_on_a_bad_summary_is_one_error_line(tmp_path, content, message):
+    (tmp_path / "summary.csv").write_bytes(content)
+    result = cli("report", tmp_path)
+    assert result.exit_code == 2 and message in result.output and "summary.csv" in result.output
+
+
+def test_build_engine_on_a_corrupt_onnx_or_below_a_file_fails_first(tmp_path):
+    (tmp_path / "bad.onnx").write_bytes(b"\x08\x07 this is no protobuf \xff\xff")
+    corrupt = cli("build-engine", tmp_path / "bad.onnx", "--out", tmp_path / "x.engine")
+    assert corrupt.exit_code == 2 and "not a readable ONNX model" in corrupt.output
+    (tmp_path / "afile").write_text("")
+    blocked = cli("build-engine", "samcell-lite", "--out", tmp_path / "afile" / "sub" / "x.engine")
+    assert blocked.exit_code == 2 and "afile is a file, not a folder" in blocked.output
