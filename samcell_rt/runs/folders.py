@@ -37,6 +37,7 @@ from .writers import (
 )
 
 LOCK = ".samcell-rt.lock"
+EXTRA_OPTIONS = {"distance": "--save-distance", "rois": "--rois", "geojson": "--geojson"}  # how users ask for extras
 Progress = Callable[[int, int], None]  # (done, total) work units of a long single input (plate tiles)
 
 
@@ -315,4 +316,7 @@ def plate_outcome(path: Path, out: Path, segmenter: Segmenter, options: RunOptio
         return FileOutcome.failed(path, getattr(exc, "cause", None) or str(exc))
     row = summary_row(path, 0, result.metrics, time.perf_counter() - start, None, result.pixel_size_um,
                       result.pixel_size_source)
-    return FileOutcome(path, [row], outputs=[name])
+    skipped = [EXTRA_OPTIONS[extra] for extra in options.extras]
+    unwritten = [f"{' and '.join(skipped)} not written: a plate this large is segmented in bands, and only its "
+                 "labels and summary row are kept (crop it into tiles for per-cell outputs)"] if skipped else []
+    return FileOutcome(path, [row], outputs=[name], warnings=result.warnings + unwritten)

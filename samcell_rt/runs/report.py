@@ -139,7 +139,10 @@ def _thumbnail(path: Path, size: int) -> str | None:
     """A small JPEG of an overlay as a data URI (None when the overlay is missing or unreadable)."""
     import cv2
 
-    image = cv2.imread(str(path), cv2.IMREAD_COLOR)
+    try:  # bytes first: OpenCV's imread prints its own warning on stderr for a missing file
+        image = cv2.imdecode(np.fromfile(path, np.uint8), cv2.IMREAD_COLOR)
+    except (OSError, cv2.error):
+        return None
     if image is None:
         return None
     scale = size / max(image.shape[:2])

@@ -292,3 +292,31 @@ def test_build_engine_on_a_corrupt_onnx_or_below_a_file_fails_first(tmp_path):
     (tmp_path / "afile").write_text("")
     blocked = cli("build-engine", "samcell-lite", "--out", tmp_path / "afile" / "sub" / "x.engine")
     assert blocked.exit_code == 2 and "afile is a file, not a folder" in blocked.output
+
+
+def test_plate_path_reports_skipped_outputs_and_reader_warnings_once(tmp_path, blob_path, capfd):
+    """--rois --geojson on the banded path used to write neither and say nothing; tifffile printed raw reprs."""
+    from samcell_rt import load_model
+    from samcell_rt.runs.folders import RunOptions, segment_files
+
+    tifffile.imwrite(tmp_path / "p.tif", cells_image(shape=(600, 500)), tile=(256, 256), description="x" * 64,
+                     metadata=None)
+    patch_tag(tmp_path / "p.tif", 270, 10**8)  # ImageDescription's value offset points past the end
+    options = RunOptions(plate_pixels=100_000, extras=("rois", "geojson"))
+    (outcome,) = segment_files([tmp_path / "p.tif"], tmp_path / "out", load_model(str(blob_path)), options)
+    assert outcome.ok and outcome.outputs == ["p_labels.tif"]
+    assert [w for w in outcome.warnings if "--rois and --geojson not written" in w]
+    assert sum("invalid value offset" in w for w in outcome.warnings) == 1
+    assert "tifffile" not in capfd.readouterr().err
+
+
+def test_report_with_missing_overlays_prints_nothing_from_opencv(tmp_path, blob_path, capfd):
+    import subprocess
+    import sys
+
+    tifffile.imwrite(tmp_path / "a.tif", cells_image())
+    assert cli("segment", tmp_path / "a.tif", "--model", blob_path, "--out", tmp_path / "out").exit_code == 0
+    (tmp_path / "out" / "a_overlay.png").unlink()
+    run = subprocess.run([sys.executable, "-m", "samcell_rt.cli", "report", str(tmp_path / "out")],
+                         capture_output=True, text=True, timeout=120)
+    assert run.returncode == 0 and "WARN" not in run.stderr and "imread" not in run.stderr, run.stderr
