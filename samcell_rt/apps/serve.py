@@ -36,7 +36,7 @@ from ..errors import ImageReadError
 from ..runs.timeline import series_fit, stack_series
 from ..runs.writers import geojson, label_image, labels_tiff_bytes, rois_zip
 from ..runtime.io import IMAGE_SUFFIXES, MAX_PIXELS, ImageStack, read_image
-from ..runtime.measure import json_columns
+from ..runtime.measure import image_metrics, json_columns, with_physical_units
 from ..runtime.segmenter import Result, Segmenter
 from .http import RequestError, guarded, plot_png, query_int, read_body, read_form
 
@@ -122,9 +122,12 @@ def decode_image(data: bytes, name: str, channel: int | None = None, max_pixels:
             raise RequestError(422, f"{name}: {exc.cause}") from exc
 
 
-def metrics_body(results: list[Result], include_cells: bool) -> dict:
-    frames = [{"frame": i, **r.metrics, "diameter_px": r.diameter, "scale": r.scale, "warnings": r.warnings,
-               **({"cells_table": json_columns(r.cells)} if include_cells else {})} for i, r in enumerate(results)]
+def metrics_body(results: list[Result], include_cells: bool, pixel_size_um: float | None = None) -> dict:
+    """Per-frame numbers (and cell tables), with µm columns when the image carries its pixel size."""
+    frames = [{"frame": i, **(image_metrics(r.labels, r.cells, pixel_size_um) if pixel_size_um else r.metrics),
+               "pixel_size_um": pixel_size_um, "diameter_px": r.diameter, "scale": r.scale, "warnings": r.warnings,
+               **({"cells_table": json_columns(with_physical_units(r.cells, pixel_size_um))} if include_cells else {})}
+              for i, r in enumerate(results)]
     return {"frames": frames, "shape": list(results[0].labels.shape)}
 
 
@@ -160,7 +163,7 @@ def create_service(segmenter: Segmenter, max_mb: float = DEFAULT_MAX_MB, max_pix
         results = await asyncio.wrap_future(worker.submit(stack.frames))
         if wants == "timeline":
             return await asyncio.to_thread(_timeline_response, Path(name).stem, stack, results)
-        return _answer(wants, results, request.query_params.get("cells", "1") != "0")
+        return _answer(wants, results, request.query_params.get("cells", "1") != "0", stack.pixel_size_um)
 
     @contextlib.asynccontextmanager
     async def lifespan(app):
@@ -171,18 +174,18 @@ def create_service(segmenter: Segmenter, max_mb: float = DEFAULT_MAX_MB, max_pix
     return Starlette(routes=routes, lifespan=lifespan)
 
 
-def _answer(wants: str, results: list[Result], include_cells: bool):
-    """The response body for one of FORMATS."""
+def _answer(wants: str, results: list[Result], include_cells: bool, pixel_size_um: float | None = None):
+    """The response body for one of FORMATS, calibrated by the image's own pixel size when it has one."""
     from starlette.responses import JSONResponse, Response
 
-    metrics = {"X-Samcell-Metrics": json.dumps(metrics_body(results, False)["frames"])}
+    metrics = {"X-Samcell-Metrics": json.dumps(metrics_body(results, False, pixel_size_um)["frames"])}
     if wants == "tiff":
-        return Response(labels_tiff_bytes(label_image(results)), media_type="image/tiff", headers=metrics)
+        return Response(labels_tiff_bytes(label_image(results), pixel_size_um), media_type="image/tiff", headers=metrics)
     if wants == "rois":
         return Response(rois_zip(results), media_type="application/zip", headers=metrics)
     if wants == "geojson":
-        return JSONResponse(geojson(results), media_type="application/geo+json")
-    return JSONResponse(metrics_body(results, include_cells))
+        return JSONResponse(geojson(results, pixel_size_um), media_type="application/geo+json")
+    return JSONResponse(metrics_body(results, include_cells, pixel_size_um))
 
 
 def _timeline_response(name: str, stack: ImageStack, results: list[Result]):

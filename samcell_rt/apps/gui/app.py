@@ -68,7 +68,10 @@ def create_app(segmenter: Segmenter, max_upload_mb: float = DEFAULT_MAX_UPLOAD_M
             if needs_done and job.status != "done":
                 raise RequestError(409, f"image is {job.status}")
             try:
-                return await handler(request, job, query_int(request, "frame", 0))
+                frame = query_int(request, "frame", 0)
+                if job.status == "done":
+                    jobs.outcome(job).frame(frame)  # out of range: 400, also where every frame is exported
+                return await handler(request, job, frame)
             except IndexError as exc:
                 raise RequestError(400, str(exc)) from exc
         return wrapped

@@ -160,3 +160,23 @@ def test_quality_warnings_reach_the_job_list(tmp_path):
         assert body["status"] == "done" and body["metrics"]["cells"] == 0
         assert "no cell centre reaches the peak threshold" in body["warnings"][0]
         assert dim.get("/api/images").json()[0]["warnings"] == body["warnings"]
+
+
+def test_a_frame_that_does_not_exist_is_400_on_every_download(client):
+    """cells.geojson?frame=99 used to answer 200 and ignore frame."""
+    image = as_dtype(synthetic_cells((128, 128), count=3, seed=4)[0], "uint8")
+    job = client.post("/api/images", files=[("files", ("a.tif", tiff_bytes(image), "image/tiff"))]).json()["accepted"][0]
+    wait_done(client, job["id"])
+    for download in ("cells.geojson", "rois.zip", "labels.tif", "cells.csv", "overlay.png"):
+        reply = client.get(f"/api/images/{job['id']}/{download}?frame=99")
+        assert reply.status_code == 400 and "frame 99 does not exist" in reply.json()["error"], download
+        assert client.get(f"/api/images/{job['id']}/{download}?frame=0").status_code == 200
+
+
+@pytest.mark.parametrize("content_type, body", [
+    ("multipart/form-data", b"--x\r\nContent-Disposition: form-data; name=\"files\"; filename=\"a.tif\"\r\n\r\nx\r\n--x--\r\n"),
+    ("multipart/form-data; boundary=x", b"--x\r\nContent-Disposition: form-data\r\n\r\nunterminated"),
+])
+def test_bad_multipart_uploads_are_400(client, content_type, body):
+    reply = client.post("/api/images", content=body, headers={"Content-Type": content_type})
+    assert reply.status_code == 400 and "multipart" in reply.json()["error"]
