@@ -53,15 +53,20 @@ def engine_option(f):
                         help=f"Inference engine ({AUTO}: a built TensorRT engine, else CUDA, else CPU).")(f)
 
 
+# what the shipped default model stores, shown in --help without loading it (tests/test_cli.py checks them)
+DEFAULT_THRESHOLDS = (0.40, 0.05)  # (peak, fill) of samcell-lite
+
+
 def threshold_options(f):
+    peak, fill = DEFAULT_THRESHOLDS
     f = click.option("--fill", type=click.FloatRange(0, 1), default=None,
                      help="How far a cell reaches out from its centre: pixels whose distance value is above this belong "
-                          "to a cell (0-1; default: the model's, usually 0.09). Lower it if outlines are too tight, "
-                          "raise it if cells bleed into the background.")(f)
+                          f"to a cell (0-1; default: the model's own, {fill:.2f} for the shipped samcell-lite). Lower it if "
+                          "outlines are too tight, raise it if cells bleed into the background.")(f)
     return click.option("--peak", type=click.FloatRange(0, 1), default=None,
-                        help="How clearly a cell centre must stand out to start a cell (0-1; default: the model's, "
-                             "usually 0.47). Raise it if one cell is split into several, lower it if faint cells "
-                             "are missed.")(f)
+                        help="How clearly a cell centre must stand out to start a cell (0-1; default: the model's "
+                             f"own, {peak:.2f} for the shipped samcell-lite). Raise it if one cell is split into several, "
+                             "lower it if faint cells are missed.")(f)
 
 
 class _Diameter(click.ParamType):

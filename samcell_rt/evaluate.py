@@ -136,8 +136,7 @@ def read_labels(path: Path) -> np.ndarray:
     or an intensity image (its gray levels form far more separate patches than there are levels)."""
     from skimage.measure import label
 
-    from .errors import ImageReadError
-    from .runtime.io import read_image
+    from .runtime.io import ImageReadError, read_image
 
     frames = read_image(path).frames
     try:
