@@ -180,3 +180,21 @@ def test_a_frame_that_does_not_exist_is_400_on_every_download(client):
 def test_bad_multipart_uploads_are_400(client, content_type, body):
     reply = client.post("/api/images", content=body, headers={"Content-Type": content_type})
     assert reply.status_code == 400 and "multipart" in reply.json()["error"]
+
+
+def test_test_artifacts_go_where_git_ignores_them():
+    """The browser test's screenshots once overwrote tracked files (tests/test-artifacts/gui.png)."""
+    import shutil
+    import subprocess
+
+    from tests.helpers import ARTIFACTS
+
+    root = Path(__file__).resolve().parents[3]
+    if shutil.which("git") is None or not (root / ".git").exists():
+        pytest.skip("not a git checkout")
+    probe = ARTIFACTS / "gui.png"
+    ignored = subprocess.run(["git", "-C", str(root), "check-ignore", "-q", str(probe)], timeout=30)
+    assert ignored.returncode == 0, f"{probe} is not ignored by git"
+    tracked = subprocess.run(["git", "-C", str(root), "ls-files", str(ARTIFACTS)], capture_output=True, text=True,
+                             timeout=30)
+    assert tracked.stdout == ""
