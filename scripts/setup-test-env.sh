@@ -18,3 +18,9 @@ if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
     (apt-get update -qq && apt-get install -y -qq chromium libegl1 libgl1 libxkbcommon0 libfontconfig1 libdbus-1-3) \
         >/dev/null 2>&1 || echo "note: chromium or Qt libraries not installed; GUI browser / napari widget tests will skip"
 fi
+# ImageJ itself checks the Fiji ROI zips (tests/runs/test_lab_formats.py compiles a small Java reader
+# against ij.jar); optional: the test skips without Java, javac or Debian's imagej
+if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+    apt-get install -y -qq --no-install-recommends imagej default-jdk-headless >/dev/null 2>&1 \
+        || echo "note: imagej or a JDK not installed; the ImageJ ROI check will skip"
+fi
