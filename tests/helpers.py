@@ -3,8 +3,13 @@
 from __future__ import annotations
 
 import contextlib
+from pathlib import Path
 
 import numpy as np
+
+# screenshots and other files tests leave for a person to look at: in the repository root, ignored
+# by git (.gitignore), so running the tests never changes a tracked file
+ARTIFACTS = Path(__file__).resolve().parents[1] / "test-artifacts"
 
 
 def same_up_to_renumbering(a: np.ndarray, b: np.ndarray) -> bool:

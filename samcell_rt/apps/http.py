@@ -1,12 +1,15 @@
 """HTTP helpers shared by the service and the GUI: bounded bodies, client errors, JSON replies.
 
 Upload limits count the bytes actually received, whatever the client declares: a chunked body
-(no Content-Length) is cut off at the limit like any other. Oversized bodies are read and dropped
-up to DRAIN_LIMIT before the 413 goes out, so clients see the answer instead of a reset.
+(no Content-Length) is cut off at the limit like any other; its excess is read and dropped up to
+DRAIN_LIMIT (and DRAIN_SECONDS) before the 413 goes out, so clients see the answer instead of a
+reset; so is a declared Content-Length over the limit, but one over DRAIN_LIMIT is answered 413 at
+once (a client declaring 100 GB may never send them).
 """
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import logging
 from dataclasses import dataclass
@@ -26,6 +29,7 @@ class ServerDefaults:
 
 SERVICE = ServerDefaults(port=8766, max_mb=256)  # `samcell-rt serve`: one image per request
 GUI = ServerDefaults(port=8765, max_mb=512)  # `samcell-rt gui`: many images per upload
+DRAIN_SECONDS = 20.0
 log = logging.getLogger("samcell_rt.apps")
 
 
@@ -42,18 +46,31 @@ def too_large(limit: int) -> RequestError:
 
 
 async def _drain(stream, received: int) -> None:
-    async for chunk in stream:
-        received += len(chunk)
-        if received > DRAIN_LIMIT:
-            return
+    """Read and drop the rest of a body, up to DRAIN_LIMIT bytes or DRAIN_SECONDS."""
+    import asyncio
+
+    async def drop() -> None:
+        nonlocal received
+        async for chunk in stream:
+            received += len(chunk)
+            if received > DRAIN_LIMIT:
+                return
+
+    with contextlib.suppress(asyncio.TimeoutError):
+        await asyncio.wait_for(drop(), DRAIN_SECONDS)
 
 
 async def read_body(request, limit: int) -> bytes:
     """The whole request body, or RequestError 413 once more than `limit` bytes arrive."""
     stream = request.stream()
-    if int(request.headers.get("content-length") or 0) > limit:
-        await _drain(stream, 0)
-        raise too_large(limit)
+    try:
+        declared = int(request.headers.get("content-length") or 0)
+    except ValueError:
+        raise RequestError(400, "Content-Length is not a number") from None
+    if declared > limit:
+        if declared <= DRAIN_LIMIT:  # an honest client sends it all: drop it so it sees the 413, not a reset
+            await _drain(stream, 0)
+        raise too_large(limit)  # beyond DRAIN_LIMIT at once: the client may never send those bytes
     chunks, size = [], 0
     async for chunk in stream:
         size += len(chunk)
@@ -66,6 +83,8 @@ async def read_body(request, limit: int) -> bytes:
 
 async def read_form(request, limit: int, max_files: int):
     """A multipart form parsed from a body read under `limit` (see read_body)."""
+    from starlette.exceptions import HTTPException
+    from starlette.formparsers import MultiPartException
     from starlette.requests import Request
 
     body = await read_body(request, limit)
@@ -73,7 +92,12 @@ async def read_form(request, limit: int, max_files: int):
     async def replay() -> dict:
         return {"type": "http.request", "body": body, "more_body": False}
 
-    return await Request(request.scope, replay).form(max_files=max_files)
+    try:
+        return await Request(request.scope, replay).form(max_files=max_files)
+    except HTTPException as exc:  # what starlette makes of a MultiPartException inside an app
+        raise RequestError(400, f"bad multipart body: {exc.detail}") from None
+    except MultiPartException as exc:
+        raise RequestError(400, f"bad multipart body: {exc.message}") from None
 
 
 def error(status: int, message: str):

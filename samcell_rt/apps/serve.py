@@ -37,7 +37,7 @@ from ..errors import ImageReadError
 from ..runs.timeline import series_fit, stack_series
 from ..runs.writers import KINDS, OUTPUTS
 from ..runtime.io import IMAGE_SUFFIXES, MAX_PIXELS, ImageStack, read_image
-from ..runtime.measure import json_columns
+from ..runtime.measure import image_metrics, json_columns, with_physical_units
 from ..runtime.segmenter import Result, Segmenter
 from .http import SERVICE, RequestError, guarded, plot_png, query_int, read_body, read_form
 
@@ -124,9 +124,12 @@ def decode_image(data: bytes, name: str, channel: int | None = None, max_pixels:
             raise RequestError(422, f"{name}: {exc.cause}") from exc
 
 
-def metrics_body(results: list[Result], include_cells: bool) -> dict:
-    frames = [{"frame": i, **r.metrics, "diameter_px": r.diameter, "scale": r.scale, "warnings": r.warnings,
-               **({"cells_table": json_columns(r.cells)} if include_cells else {})} for i, r in enumerate(results)]
+def metrics_body(results: list[Result], include_cells: bool, pixel_size_um: float | None = None) -> dict:
+    """Per-frame numbers (and cell tables), with µm columns when the image carries its pixel size."""
+    frames = [{"frame": i, **(image_metrics(r.labels, r.cells, pixel_size_um) if pixel_size_um else r.metrics),
+               "pixel_size_um": pixel_size_um, "diameter_px": r.diameter, "scale": r.scale, "warnings": r.warnings,
+               **({"cells_table": json_columns(with_physical_units(r.cells, pixel_size_um))} if include_cells else {})}
+              for i, r in enumerate(results)]
     return {"frames": frames, "shape": list(results[0].labels.shape)}
 
 
@@ -179,8 +182,8 @@ def _answer(wants: str, results: list[Result], pixel_size_um: float | None, incl
 
     kind = KINDS.get(ALIASES.get(wants, wants))
     if kind is None:
-        return JSONResponse(metrics_body(results, include_cells))
-    metrics = {"X-Samcell-Metrics": json.dumps(metrics_body(results, False)["frames"])}
+        return JSONResponse(metrics_body(results, include_cells, pixel_size_um))
+    metrics = {"X-Samcell-Metrics": json.dumps(metrics_body(results, False, pixel_size_um)["frames"])}
     return Response(kind.render(results, pixel_size_um), media_type=kind.media_type, headers=metrics)
 
 

@@ -19,6 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..errors import ModelError
 from ..runtime.contract import META_KEYS
 from . import TOLERANCE
 from .onnx import FP32_OPS_IN_FP16, ExportError, graph_maps, verification_tiles
@@ -126,7 +127,11 @@ def model_props(path: Path) -> dict[str, str]:
     """The samcell metadata of an ONNX file (weights not loaded)."""
     import onnx
 
-    return {p.key: p.value for p in onnx.load(str(path), load_external_data=False).metadata_props}
+    try:
+        model = onnx.load(str(path), load_external_data=False)
+    except Exception as exc:  # protobuf raises DecodeError (and others) for a file that is no ONNX model
+        raise ModelError(path, f"not a readable ONNX model ({type(exc).__name__}: {exc})") from None
+    return {p.key: p.value for p in model.metadata_props}
 
 
 def _set_props(path: Path, changes: dict[str, str]) -> None:

@@ -26,6 +26,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import EngineUnavailableError, InputError
+from ..runtime.atomic import check_output_file
 from ..runtime.contract import META_KEYS, file_sha256
 from ..runtime.engines import tensorrt as trt_engine
 from ..runtime.engines.trt_header import (
@@ -93,6 +94,9 @@ def build_engine(model: str | Path, out: str | Path | None = None, *, precision:
     if precision not in TOLERANCE:
         raise InputError(f"unknown precision {precision!r}; choose from {', '.join(TOLERANCE)}")
     onnx_path = Path(model)
+    if out is not None:
+        check_output_file(Path(out))  # before a build that can take minutes
+    props = model_props(onnx_path)
     flavour = choose_flavour(runtime)
     trt = trt_engine.import_library(flavour)
     props = model_props(onnx_path)

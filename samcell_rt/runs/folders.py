@@ -21,9 +21,10 @@ from ..version import __version__
 from .dask import segment_files_on_cluster
 from .files import FileOutcome, Progress, RunOptions, stream_files
 from .manifest import Manifest, recorded_outputs
+from .patterns import check_names, compile_time_pattern, compile_well_pattern
 from .plates import is_plate, plate_outcome
 from .run_outputs import write_run_info, write_run_outputs
-from .writers import SUMMARY, is_output_name, write_summary
+from .writers import SUMMARY, is_output_name, stack_of_frame_stem, write_summary
 
 LOCK = ".samcell-rt.lock"
 
@@ -61,6 +62,11 @@ def expand_inputs(inputs: Iterable[str], out: Path | None = None) -> list[Path]:
             raise InputError(f"{stems[file.stem]} and {file} would write the same outputs (same name stem); "
                              "run them into different --out folders or rename one")
         stems[file.stem] = file
+    for file in files:
+        if (stack := stack_of_frame_stem(file.stem)) in stems:
+            raise InputError(f"{stems[stack]} (if it is a stack: its frames' overlays {stack}_fNNNN_overlay.png) and "
+                             f"{file} would write the same {file.stem}_overlay.png; run them into different --out "
+                             "folders or rename one")
     return files
 
 
@@ -116,6 +122,8 @@ def segment_files(files: list[Path], out: Path, segmenter: Segmenter, options: R
     single inputs (plates). With a Dask `client`, whole files go to the cluster's workers.
     """
     options = options or RunOptions()
+    check_names((path.stem for path in files), compile_time_pattern(options.time_pattern),
+                compile_well_pattern(options.well_pattern))  # a pattern that hangs fails before any work
     prepare_output(out)
     with FolderLock(out):
         manifest = Manifest(out, segmenter.model_sha256, options.params(segmenter))
@@ -151,8 +159,11 @@ def _write_run_outputs(out: Path, outcomes: list[FileOutcome], segmenter: Segmen
                                              "sha256": segmenter.model_sha256},
             "engine": segmenter.engine_name, "params": options.params(segmenter), "files": len(outcomes),
             "time_pattern": options.time_pattern, "well_pattern": options.well_pattern}
-    write_run_info(out, info, {str(o.path): o.warnings for o in outcomes if not o.skipped})
-    write_run_outputs(out, [row for o in outcomes for row in o.rows], options.time_pattern, options.well_pattern)
+    try:
+        write_run_info(out, info, {str(o.path): o.warnings for o in outcomes if not o.skipped})
+        write_run_outputs(out, [row for o in outcomes for row in o.rows], options.time_pattern, options.well_pattern)
+    except OSError as exc:
+        raise OutputError(f"cannot write run.json, timelines or plate maps in {out} ({exc.strerror or exc})") from None
 
 
 def _run(files: list[Path], todo: list[int], out: Path, segmenter: Segmenter, options: RunOptions,

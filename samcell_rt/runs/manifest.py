@@ -47,14 +47,24 @@ class Manifest:
         """Record each input as the owner of its output stem; refuse inputs whose stem another input
         owns unless `take_over` (the user asked to overwrite)."""
         for path in files:
-            key, owner = str(path.resolve()), self.owners.get(path.stem)
+            key = str(path.resolve())
+            owner = self.owners.get(path.stem) or self._frame_overlay_owner(path.stem, key)
             if owner is not None and owner != key and not take_over:
-                raise InputError(f"{path} would overwrite the outputs of {owner} in {self.path.parent} (same file "
-                                 "name); use another --out folder, rename the file, or pass --overwrite")
+                raise InputError(f"{path} would overwrite the outputs of {owner} in {self.path.parent} (same output "
+                                 "names); use another --out folder, rename the file, or pass --overwrite")
             if owner is not None and owner != key:
                 self.entries.pop(owner, None)
         self.owners.update({path.stem: str(path.resolve()) for path in files})
         self._save()
+
+    def _frame_overlay_owner(self, stem: str, key: str) -> str | None:
+        """Another input whose overlay names `stem`'s overlays can meet (stack `a` and file `a_f0000`)."""
+        from .writers import stack_of_frame_stem
+
+        for other, owner in self.owners.items():
+            if owner != key and (stack_of_frame_stem(stem) == other or stack_of_frame_stem(other) == stem):
+                return owner
+        return None
 
     @staticmethod
     def _source(path: Path) -> dict:

@@ -39,6 +39,8 @@ from ..runtime.tiling import OVERLAP, TileGrid, axis_starts, edge_weights, extra
 from .files import FileOutcome, Progress, RunOptions
 from .writers import output_name, summary_row
 
+EXTRA_OPTIONS = {"distance": "--save-distance", "rois": "--rois", "geojson": "--geojson"}  # how users ask for extras
+
 BAND = 1024
 HALO = 256
 TIFF_TILE = 256
@@ -54,6 +56,7 @@ class PlateResult:
     timings: dict[str, float] = field(default_factory=dict)
     pixel_size_um: float | None = None
     pixel_size_source: str = ""
+    warnings: list[str] = field(default_factory=list)  # what the TIFF reader noticed, once each
 
 
 class LazyImage:
@@ -208,37 +211,38 @@ def segment_plate(path: str | Path, out_labels: str | Path, segmenter: Segmenter
     if band % TIFF_TILE:
         raise ValueError(f"band must be a multiple of {TIFF_TILE}")
     timings = dict.fromkeys(STAGES, 0.0)
-    image = LazyImage(path, options.max_pixels)
-    height, width = image.shape
-    areas = np.zeros(1, np.int64)
-    try:
-        def tiles() -> Iterator[np.ndarray]:
-            nonlocal areas
-            bands = label_bands(distance_rows(image, segmenter, timings, progress), height, width, segmenter.peak,
-                                segmenter.fill, band, halo, timings)
-            for labels in bands:
-                counts = np.bincount(labels.ravel())
-                if len(counts) > len(areas):
-                    areas = np.concatenate([areas, np.zeros(len(counts) - len(areas), np.int64)])
-                areas[: len(counts)] += counts
-                for y in range(0, labels.shape[0], TIFF_TILE):
-                    for x in range(0, width, TIFF_TILE):
-                        block = np.zeros((TIFF_TILE, TIFF_TILE), np.uint32)
-                        part = labels[y : y + TIFF_TILE, x : x + TIFF_TILE]
-                        block[: part.shape[0], : part.shape[1]] = part
-                        yield block
+    with tiff_warnings() as messages:  # reported once, with the file's name, not printed by tifffile
+        image = LazyImage(path, options.max_pixels)
+        height, width = image.shape
+        areas = np.zeros(1, np.int64)
+        try:
+            def tiles() -> Iterator[np.ndarray]:
+                nonlocal areas
+                bands = label_bands(distance_rows(image, segmenter, timings, progress), height, width, segmenter.peak,
+                                    segmenter.fill, band, halo, timings)
+                for labels in bands:
+                    counts = np.bincount(labels.ravel())
+                    if len(counts) > len(areas):
+                        areas = np.concatenate([areas, np.zeros(len(counts) - len(areas), np.int64)])
+                    areas[: len(counts)] += counts
+                    for y in range(0, labels.shape[0], TIFF_TILE):
+                        for x in range(0, width, TIFF_TILE):
+                            block = np.zeros((TIFF_TILE, TIFF_TILE), np.uint32)
+                            part = labels[y : y + TIFF_TILE, x : x + TIFF_TILE]
+                            block[: part.shape[0], : part.shape[1]] = part
+                            yield block
 
-        with atomic_path(out_labels) as tmp:
-            tifffile.imwrite(tmp, tiles(), shape=(height, width), dtype=np.uint32, tile=(TIFF_TILE, TIFF_TILE),
-                             compression="zlib", bigtiff=True, photometric="minisblack")
-    finally:
-        image.close()
+            with atomic_path(out_labels) as tmp:
+                tifffile.imwrite(tmp, tiles(), shape=(height, width), dtype=np.uint32, tile=(TIFF_TILE, TIFF_TILE),
+                                 compression="zlib", bigtiff=True, photometric="minisblack")
+        finally:
+            image.close()
     start = time.perf_counter()
     pixel_size, source = (options.pixel_size_um, "option") if options.pixel_size_um else \
         (image.pixel_size_um, image.pixel_size_source)
     metrics = area_metrics(areas[1:], height * width, pixel_size)
     timings["measure"] = time.perf_counter() - start
-    return PlateResult((height, width), metrics, timings, pixel_size, source)
+    return PlateResult((height, width), metrics, timings, pixel_size, source, list(dict.fromkeys(messages)))
 
 
 def is_plate(path: Path, threshold: int) -> bool:
@@ -269,4 +273,7 @@ def plate_outcome(path: Path, out: Path, segmenter: Segmenter, options: RunOptio
         return FileOutcome.failed(path, getattr(exc, "cause", None) or str(exc))
     row = summary_row(path, 0, metrics=result.metrics, seconds=time.perf_counter() - start,
                       pixel_size_um=result.pixel_size_um, pixel_size_source=result.pixel_size_source)
-    return FileOutcome(path, [row], outputs=[name])
+    skipped = [EXTRA_OPTIONS[extra] for extra in options.extras]
+    unwritten = [f"{' and '.join(skipped)} not written: a plate this large is segmented in bands, and only its "
+                 "labels and summary row are kept (crop it into tiles for per-cell outputs)"] if skipped else []
+    return FileOutcome(path, [row], outputs=[name], warnings=result.warnings + unwritten)

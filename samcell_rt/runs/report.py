@@ -1,11 +1,12 @@
 """`OUT/report.html`: one self-contained page about a finished run, for looking rather than reading.
 
-Everything is inline (base64 images, CSS, no script from anywhere), so the page opens offline and
+Everything is inline (SVG plots, base64 thumbnails, CSS, no script from anywhere), so the page opens offline and
 can be mailed. It shows the run's settings and model (run.json), problems (failed files, reader
 warnings, a `warning` column if summary.csv has one), per-file overlay thumbnails linking to the
 full-size overlays beside the page, size and shape distributions from the cells tables, and the
-timelines and plate maps derived from summary.csv. Thumbnails are small JPEGs, so large runs stay
-fast and the page stays light.
+timelines and plate maps derived from summary.csv. Plots are inline SVG whose labels are text;
+thumbnails are JPEGs of 320 px, large enough to see cells, so large runs stay fast and light.
+It reads like a lab report: units on every axis and column, confluency in %, settings in words.
 """
 
 from __future__ import annotations
@@ -27,8 +28,18 @@ from .timeline import series_fit, series_from_rows
 from .wells import plate_grid, plate_wells
 from .writers import PLATE_METRICS, REPORT, SUMMARY, output_name, read_cells_csv
 
-THUMBNAIL_PX = 192
+THUMBNAIL_PX = 320  # large enough to see cells; each links to its full-size overlay
+REQUIRED_FIELDS = ("file", "frame", "cells", "confluency", "status")
+NUMBER_FIELDS = ("frame", "cells", "mean_area_px", "median_area_px", "confluency", "mean_neighbours", "mean_area_um2",
+                 "diameter_px", "scale", "pixel_size_um", "time", "seconds")
 DISTRIBUTIONS = ("area", "circularity", "aspect_ratio", "neighbours")
+PARAMETER_WORDS = {"peak": "peak threshold", "fill": "fill threshold", "scaling": "intensity scaling",
+                   "diameter": "cell diameter (px, or how it is chosen)", "tile": "tile size (px)",
+                   "channel": "channel", "pixel_size_um": "pixel size given (µm)", "extras": "extra outputs"}
+COLUMN_WORDS = {"mean_area_px": "mean area (px²)", "median_area_px": "median area (px²)", "confluency": "confluency (%)",
+                "mean_neighbours": "mean neighbours", "mean_area_um2": "mean area (µm²)", "diameter_px": "cell diameter (px)",
+                "scale": "resize factor", "pixel_size_um": "pixel size (µm)", "pixel_size_source": "pixel size from",
+                "time_unit": "time unit", "seconds": "processing time (s)"}
 MAX_TABLE_ROWS = 2000
 STYLE = """body{font:14px system-ui,sans-serif;margin:24px;color:#222;max-width:1400px}
 h1{font-size:22px}h2{font-size:17px;border-bottom:1px solid #ddd;padding-bottom:4px;margin-top:28px}
@@ -36,18 +47,41 @@ table{border-collapse:collapse;font-size:12px}td,th{border:1px solid #ddd;paddin
 .thumbs{display:flex;flex-wrap:wrap;gap:8px}.thumbs figure{margin:0;width:%dpx;font-size:11px;word-break:break-all}
 .thumbs img{max-width:100%%;border:1px solid #ccc}.bad{color:#b00020}.plot{max-width:100%%}
 .scroll{max-height:420px;overflow:auto}.row{display:flex;flex-wrap:wrap;gap:12px;align-items:flex-start}
-.row .plot{max-width:calc(50%% - 6px)}""" % THUMBNAIL_PX
+.row .plot{max-width:calc(50%% - 6px)}figure.plot{margin:0 0 12px 0}.plot svg{max-width:100%%;height:auto}""" % THUMBNAIL_PX
 
 
 def read_summary(out: Path) -> list[dict]:
-    """summary.csv rows of an output folder; InputError when there is none."""
+    """summary.csv rows of an output folder; InputError when there is none, or when it is not one
+    samcell-rt wrote (another header, binary content, a word where a number belongs)."""
+    path = out / SUMMARY
     try:
-        with open(out / SUMMARY, newline="", encoding="utf-8") as handle:
-            return list(csv.DictReader(handle))
+        with open(path, newline="", encoding="utf-8") as handle:
+            reader = csv.DictReader(handle)
+            rows = list(reader)
+            header = reader.fieldnames or []
     except FileNotFoundError:
         raise InputError(f"{out} has no {SUMMARY}: run `samcell-rt segment ... --out {out}` first") from None
+    except UnicodeDecodeError:
+        raise InputError(f"{path} is not a text CSV file (binary content)") from None
     except (OSError, csv.Error) as exc:
-        raise InputError(f"cannot read {out / SUMMARY} ({exc})") from None
+        raise InputError(f"cannot read {path} ({exc})") from None
+    missing = [name for name in REQUIRED_FIELDS if name not in header]
+    if missing:
+        raise InputError(f"{path} is not a samcell-rt summary: no column {', '.join(missing)}")
+    for line, row in enumerate(rows, start=2):
+        for name in NUMBER_FIELDS:
+            value = row.get(name) or ""
+            if value and not _is_number(value):
+                raise InputError(f"{path} line {line}: {name} is {value[:40]!r}, not a number")
+    return rows
+
+
+def _is_number(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
 
 
 def write_report(out: Path, time_pattern: str = DEFAULT_TIME_PATTERN, well_pattern: str = DEFAULT_WELL_PATTERN,
@@ -76,8 +110,10 @@ def _e(value) -> str:
     return html.escape(str(value), quote=True)
 
 
-def _png(data: bytes, alt: str) -> str:
-    return f'<img class=plot alt="{_e(alt)}" src="data:image/png;base64,{base64.b64encode(data).decode()}">'
+def _svg(data: bytes, alt: str) -> str:
+    """A plot inlined as SVG: its axis labels and ticks are text in the page."""
+    text = data.decode("utf-8")
+    return f'<figure class=plot role=img aria-label="{_e(alt)}">{text[text.index("<svg"):]}</figure>'
 
 
 def _table(header: list[str], body: list[list]) -> str:
@@ -93,9 +129,18 @@ def _settings(out: Path, info: dict, rows: list[dict], files: list[str]) -> str:
              ["model", f"{model.get('name', '?')} {model.get('version', '')}".strip()],
              ["model sha256", model.get("sha256", "")], ["engine", info.get("engine", "")],
              ["samcell-rt", info.get("samcell_rt", "")], ["finished", info.get("finished", "")]]
-    facts += [[f"parameter {k}", "" if v is None else v] for k, v in (info.get("params") or {}).items()]
+    facts += [[PARAMETER_WORDS.get(k, k.replace("_", " ")), _in_words(v)] for k, v in (info.get("params") or {}).items()]
     note = "" if info else "<p>No run.json in this folder (written by samcell-rt runs since the report feature).</p>"
     return "<h2>Run</h2>" + note + _table(["setting", "value"], [f for f in facts if f[1] != ""])
+
+
+def _in_words(value) -> str:
+    """A setting as a person writes it: lists joined with commas, no Python reprs, nothing for None."""
+    if value is None or value == [] or value == ():
+        return "none" if value is not None else ""
+    if isinstance(value, (list, tuple)):
+        return ", ".join(str(v) for v in value)
+    return str(value)
 
 
 def _problems(rows: list[dict], info: dict) -> str:
@@ -113,7 +158,10 @@ def _thumbnail(path: Path, size: int) -> str | None:
     """A small JPEG of an overlay as a data URI (None when the overlay is missing or unreadable)."""
     import cv2
 
-    image = cv2.imread(str(path), cv2.IMREAD_COLOR)
+    try:  # bytes first: OpenCV's imread prints its own warning on stderr for a missing file
+        image = cv2.imdecode(np.fromfile(path, np.uint8), cv2.IMREAD_COLOR)
+    except (OSError, cv2.error):
+        return None
     if image is None:
         return None
     scale = size / max(image.shape[:2])
@@ -168,11 +216,12 @@ def _distributions(out: Path, rows: list[dict], files: list[str]) -> str:
     parts = []
     columns = cell_columns(out, files)
     if columns:
-        parts.append(_png(plots.distributions_png(columns), "cell size and shape distributions"))
+        parts.append(_svg(plots.distributions_png(columns, fmt="svg"), "cell size and shape distributions"))
     if len(ok) > 1:
         names = [f"{Path(r['file']).stem}" + (f"#{r['frame']}" if r.get("frame") not in ("0", 0) else "") for r in ok]
-        parts.append(_png(plots.per_image_png(names, [float(r["cells"] or 0) for r in ok],
-                                              [float(r["confluency"] or 0) for r in ok]), "cells and confluency per image"))
+        parts.append(_svg(plots.per_image_png(names, [float(r["cells"] or 0) for r in ok],
+                                              [float(r["confluency"] or 0) for r in ok], fmt="svg"),
+                          "cells and confluency per image"))
     return "<h2>Distributions</h2>" + "".join(parts) if parts else ""
 
 
@@ -181,7 +230,7 @@ def _timelines(rows: list[dict], time_pattern: str) -> str:
     for series in series_from_rows(rows, time_pattern):
         fit = series_fit(series)
         text = fit.describe() if fit else "no exponential phase found (no steady growth)"
-        plot = _png(plots.timeline_png(series, fit), f"timeline {series.name}") if plots.available() else ""
+        plot = _svg(plots.timeline_png(series, fit, fmt="svg"), f"timeline {series.name}") if plots.available() else ""
         parts.append(f"<h3>{_e(series.name)}</h3><p>{_e(text)}</p>{plot}")
     return "<h2>Timelines</h2>" + "".join(parts) if parts else ""
 
@@ -190,7 +239,7 @@ def _plates(rows: list[dict], well_pattern: str, time_pattern: str) -> str:
     wells = plate_wells(rows, well_pattern, time_pattern)
     if not wells:
         return ""
-    maps = "<div class=row>" + "".join(_png(plots.plate_png(plate_grid(wells, m), m), f"plate {m}")
+    maps = "<div class=row>" + "".join(_svg(plots.plate_png(plate_grid(wells, m), m, fmt="svg"), f"plate {m}")
                                        for m in PLATE_METRICS) + "</div>" if plots.available() else ""
     body = [[w.id, f"{w.metrics['cells']:.4g}", f"{100 * w.metrics['confluency']:.1f} %", len(w.files)] for w in wells]
     return f"<h2>Plate ({len(wells)} wells)</h2>{maps}" + _table(["well", "cells", "confluency", "images"], body)
@@ -202,5 +251,10 @@ def _summary_table(rows: list[dict]) -> str:
     header = list(rows[0])
     shown = rows[:MAX_TABLE_ROWS]
     note = f"<p>First {MAX_TABLE_ROWS} of {len(rows)} rows; all are in summary.csv.</p>" if len(rows) > len(shown) else ""
-    return "<h2>Summary</h2>" + note + _table(header, [[row.get(h, "") for h in header] for row in shown])
+    body = [[_percent(row.get(h, "")) if h == "confluency" else row.get(h, "") for h in header] for row in shown]
+    return "<h2>Summary</h2>" + note + _table([COLUMN_WORDS.get(h, h.replace("_", " ")) for h in header], body)
+
+
+def _percent(fraction: str) -> str:
+    return f"{100 * float(fraction):.1f}" if fraction else ""
 

@@ -13,7 +13,7 @@ from pathlib import Path
 
 from ..runtime.atomic import write_bytes_atomic, write_text_atomic
 from . import plots
-from .timeline import safe_name, series_fit, series_from_rows, timeline_csv
+from .timeline import file_stems, series_fit, series_from_rows, timeline_csv
 from .wells import plate_grid, plate_wells, wells_csv
 from .writers import PLATE_METRICS, PLATE_TABLE, RUN_JSON
 
@@ -22,8 +22,9 @@ def write_run_outputs(out: Path, rows: list[dict], time_pattern: str, well_patte
     """`<series>_timeline.csv/.png` per time series and `plate_*.png` + `plate_wells.csv` for a plate;
     returns the names written."""
     written, drawing = [], plots.available()
-    for series in series_from_rows(rows, time_pattern):
-        fit, stem = series_fit(series), safe_name(series.name)
+    found = series_from_rows(rows, time_pattern)
+    for series, stem in zip(found, file_stems(found)):
+        fit = series_fit(series)
         write_text_atomic(out / f"{stem}_timeline.csv", timeline_csv(series, fit))
         written.append(f"{stem}_timeline.csv")
         if drawing:

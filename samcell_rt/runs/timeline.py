@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import csv
 import io
+import math
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,7 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from ..runtime.io import ImageStack
-from .patterns import DEFAULT_TIME_PATTERN, compile_time_pattern
+from .patterns import DEFAULT_TIME_PATTERN, compile_time_pattern, find_in_name
 
 METRICS = ("cells", "confluency", "mean_area_px", "median_area_px", "mean_neighbours")
 MIN_FIT_POINTS = 3
@@ -58,15 +59,18 @@ class GrowthFit:
                 f"{self.points} points, r² {self.r2:.3f})")
 
 
-def name_time(stem: str, pattern: re.Pattern) -> tuple[str, float, str] | None:
-    """(series name, time, unit) from a file stem, or None when the name carries no time."""
-    match = pattern.search(stem)
-    if match is None:
+def name_time(stem: str, pattern) -> tuple[str, float, str] | None:
+    """(series name, time, unit) from a file stem, or None when the name carries no (finite) time."""
+    matches = find_in_name(pattern, stem)
+    if not matches:
         return None
+    match = matches[0]
     group = "time" if "time" in pattern.groupindex else 1
     try:
         value = float(match.group(group))
     except (TypeError, ValueError):
+        return None
+    if not math.isfinite(value):  # `nan`, `inf` caught by a permissive pattern are no time points
         return None
     unit = match.groupdict().get("unit") or "frame"
     name = (stem[: match.start()] + stem[match.end():]).strip("_-. ") or "series"
@@ -75,22 +79,41 @@ def name_time(stem: str, pattern: re.Pattern) -> tuple[str, float, str] | None:
 
 def series_from_rows(rows: list[dict], time_pattern: str = DEFAULT_TIME_PATTERN) -> list[Series]:
     """Timelines in summary rows: stacks with a time column, and files whose names carry a time.
-    Only series with at least two time points count; equal times are averaged."""
+    Times in s, min, h... of one series are converted to one unit; a stack and a set of files are
+    never one series, nor are frame indices and times, and when such series share a name, each is
+    told apart by its kind. Only series with at least two time points count; equal times are averaged."""
     pattern = compile_time_pattern(time_pattern)
-    found: dict[tuple[str, str], list[tuple[float, dict, str]]] = {}
+    found: dict[tuple[str, str, str], list[tuple[float, dict, str]]] = {}
     for row in rows:
         if row.get("status") != "ok":
             continue
         stem = Path(row["file"]).stem
         if row.get("time") not in (None, ""):
-            key, time, source = (stem, row.get("time_unit") or "frame"), float(row["time"]), f"{row['file']}#{row['frame']}"
+            kind, name, time, unit = "stack", stem, _number(row["time"]), row.get("time_unit") or "frame"
+            source = f"{row['file']}#{row['frame']}"
         elif (named := name_time(stem, pattern)) is not None:
-            key, time, source = (named[0], named[2]), named[1], row["file"]
+            kind, (name, time, unit), source = "files", named, row["file"]
         else:
             continue
-        found.setdefault(key, []).append((time, row, source))
-    series = [_series(name, unit, points) for (name, unit), points in found.items()]
-    return [s for s in series if len(s.times) >= 2]
+        scale = _SECONDS.get(unit.lower())
+        time, unit = (time * scale, "s") if scale else (time, unit)
+        if math.isfinite(time):
+            found.setdefault((kind, name, unit), []).append((time, row, source))
+    found = {key: points for key, points in found.items() if len({p[0] for p in points}) >= 2}
+    names = [name for _, name, _ in found]
+    return [_series(name if names.count(name) == 1 else f"{name} ({kind}{', frame index' if unit == 'frame' else ''})",
+                    unit, points) for (kind, name, unit), points in found.items()]
+
+
+def file_stems(series: list[Series]) -> list[str]:
+    """One distinct file-name prefix per series (also on case-insensitive file systems)."""
+    stems: list[str] = []
+    for one in series:
+        stem, number = safe_name(one.name), 1
+        while (stem if number == 1 else f"{stem}-{number}").casefold() in {s.casefold() for s in stems}:
+            number += 1
+        stems.append(stem if number == 1 else f"{stem}-{number}")
+    return stems
 
 
 def _series(name: str, unit: str, points: list[tuple[float, dict, str]]) -> Series:
@@ -146,15 +169,17 @@ def fit_doubling_time(times, counts, unit: str = "frame", min_points: int = MIN_
     if n < min_points:
         return None
     i, j = np.triu_indices(n, k=min_points - 1)
-    slope, r2, rms = _window_fits(t, y, i, j)
+    span = float(np.ptp(t)) or 1.0
+    u = (t - t.min()) / span  # fitted on 0..1: times of 1e300 s (a lying header) cannot overflow the sums
+    slope, r2, rms = _window_fits(u, y, i, j)
     tolerance = _tolerance(y)
-    ok = (slope * (t[j] - t[i]) > tolerance) & (rms <= tolerance) & np.isfinite(r2)  # growth beyond the noise
+    ok = (slope * (u[j] - u[i]) > tolerance) & (rms <= tolerance) & np.isfinite(r2)  # growth beyond the noise
     if not ok.any():
         return None
     length = np.where(ok, j - i + 1, 0)
     best = np.flatnonzero(length == length.max())
     best = best[np.argmin(rms[best])]
-    return GrowthFit(float(1 / slope[best]), float(t[i[best]]), float(t[j[best]]), float(r2[best]),
+    return GrowthFit(float(span / slope[best]), float(t[i[best]]), float(t[j[best]]), float(r2[best]),
                      int(j[best] - i[best] + 1), unit)
 
 
@@ -203,5 +228,5 @@ def timeline_csv(series: Series, fit: GrowthFit | None) -> str:
 
 
 def safe_name(name: str) -> str:
-    """A series name usable as a file name prefix."""
-    return re.sub(r"[^A-Za-z0-9._-]+", "_", name).strip("._") or "series"
+    """A series name usable as a file name prefix: letters of any script, digits, `.`, `_`, `-`."""
+    return re.sub(r"[^\w.-]+", "_", name).strip("._") or "series"

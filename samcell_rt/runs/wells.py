@@ -10,13 +10,12 @@ from __future__ import annotations
 
 import csv
 import io
-import re
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from .patterns import compile_time_pattern, compile_well_pattern
+from .patterns import compile_time_pattern, compile_well_pattern, find_in_name
 from .timeline import METRICS, mean_metrics, name_time
 
 ROW_LETTERS = "ABCDEFGHIJKLMNOP"
@@ -36,9 +35,9 @@ class Well:
         return f"{ROW_LETTERS[self.row]}{self.col:02d}"
 
 
-def well_of(stem: str, pattern: re.Pattern) -> tuple[int, int] | None:
+def well_of(stem: str, pattern) -> tuple[int, int] | None:
     """(row index, column) of the well a file name names, or None (also for ids off a 384-well plate)."""
-    for match in pattern.finditer(stem):
+    for match in find_in_name(pattern, stem):
         letter, number = match.group("row").upper(), match.group("col")
         if letter in ROW_LETTERS and number.isdigit() and 1 <= int(number) <= 24:
             return ROW_LETTERS.index(letter), int(number)
@@ -59,7 +58,7 @@ def plate_wells(rows: list[dict], well_pattern: str, time_pattern: str) -> list[
     return [_well(position, entries) for position, entries in sorted(found.items())]
 
 
-def _time(row: dict, stem: str, pattern: re.Pattern) -> float:
+def _time(row: dict, stem: str, pattern) -> float:
     if row.get("time") not in (None, ""):
         return float(row["time"])
     named = name_time(stem, pattern)

@@ -12,13 +12,14 @@ from __future__ import annotations
 import csv
 import io
 import json
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from ..errors import InputError
+from ..errors import InputError, OutputError
 from ..runtime.atomic import atomic_path, write_bytes_atomic, write_text_atomic
 from ..runtime.io import ImageStack
 from ..runtime.measure import image_metrics, with_physical_units
@@ -72,6 +73,13 @@ def output_name(stem: str, kind: str, frame: int | None = None) -> str:
     """File name of one output; `frame` for the per-frame overlays of a stack."""
     suffix = KINDS[kind].suffix
     return f"{stem}_f{frame:04d}{suffix}" if frame is not None else f"{stem}{suffix}"
+
+
+def stack_of_frame_stem(stem: str) -> str | None:
+    """The stem of a stack whose per-frame overlays would take `stem`'s overlay name (`a` for `a_f0003`:
+    a stack `a.tif` writes `a_f0003_overlay.png`, as would a file `a_f0003.tif`), else None."""
+    match = re.fullmatch(r"(.+)_f\d{4,}", stem)
+    return match.group(1) if match else None
 
 
 def is_output_name(name: str) -> bool:
@@ -172,65 +180,84 @@ def write_png(path: str | Path, pixels: np.ndarray) -> None:
     write_bytes_atomic(path, png_bytes(pixels))
 
 
-def cell_outlines(labels: np.ndarray) -> dict[int, np.ndarray]:
-    """Each cell's outer outline as (N, 2) x, y vertices through its boundary pixels' centres
-    (pixel (x, y) spans x..x+1, so its centre is x + 0.5: ImageJ's and QuPath's convention).
-    A cell in several pieces keeps its largest."""
-    import cv2
+def cell_shapes(labels: np.ndarray) -> dict:
+    """Each cell as a shapely Polygon (MultiPolygon for a cell in pieces) traced along its pixels'
+    edges: pixel (x, y) spans x..x+1, y..y+1, the convention of ImageJ's wand and QuPath, so a
+    shape's area is exactly its cell's pixel count and holes stay holes. Built as the union of the
+    cell's row runs by GEOS, whose output is valid by construction (no self-touching rings: where a
+    cell meets itself at a corner, a hole touches the shell or the pieces touch, as OGC allows)."""
+    import shapely
     from scipy import ndimage
 
-    outlines = {}
+    shapes = {}
     for index, box in enumerate(ndimage.find_objects(labels), start=1):
         if box is None:
             continue
-        mask = np.pad((labels[box] == index).astype(np.uint8), 1)
-        contours, _ = cv2.findContours(mask, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
-        points = max(contours, key=len)[:, 0, :].astype(np.float64)
-        if len(points) < 3:  # a dot or a line: a polygon hugging its pixels instead of a degenerate ring
-            points = _hull_around(points)
-        outlines[index] = points + (box[1].start - 1 + 0.5, box[0].start - 1 + 0.5)
-    return outlines
+        steps = np.diff(np.pad(labels[box] == index, ((0, 0), (1, 1))).astype(np.int8), axis=1)
+        rows, starts = np.nonzero(steps == 1)  # row-major: run starts and ends pair up in order
+        ends = np.nonzero(steps == -1)[1]
+        y, x = rows + box[0].start, box[1].start
+        runs = shapely.box(starts + x, y, ends + x, y + 1)
+        shapes[index] = shapely.simplify(shapely.union_all(runs), 0)  # drops the run ends' collinear vertices
+    return shapes
 
 
-def _hull_around(points: np.ndarray, reach: float = 0.45) -> np.ndarray:
-    """Convex hull of small squares around pixel centres (stays inside those pixels)."""
-    import cv2
+def _rings(shape) -> list[np.ndarray]:
+    """Every ring of a (Multi)Polygon, exteriors and holes, as (N, 2) vertices without the closing repeat."""
+    polygons = getattr(shape, "geoms", [shape])
+    return [np.asarray(ring.coords)[:-1] for polygon in polygons for ring in (polygon.exterior, *polygon.interiors)]
 
-    corners = np.array([(-reach, -reach), (reach, -reach), (reach, reach), (-reach, reach)])
-    spread = (points[:, None, :] + corners[None]).reshape(-1, 2).astype(np.float32)
-    return cv2.convexHull(spread)[:, 0, :].astype(np.float64)
+
+def imagej_roi(shape, name: str, frame: int | None = None):
+    """One cell as an ImageJ ROI: a traced polygon (integer pixel-edge vertices, what the wand makes),
+    or, for a cell with a hole or in pieces, a composite ROI whose rings ImageJ fills even-odd, so its
+    area in ImageJ equals the cell's pixel count."""
+    from roifile import ROI_TYPE, ImagejRoi
+
+    rings = _rings(shape)
+    if len(rings) == 1:
+        roi = ImagejRoi.frompoints(rings[0].astype(np.int32), name=name, t=frame)
+        roi.roitype = ROI_TYPE.TRACED
+        return roi
+    path = [value for ring in rings for value in
+            (0, *ring[0], *(v for point in ring[1:] for v in (1, *point)), 4)]  # MOVETO, LINETO..., CLOSE
+    left, top, right, bottom = (int(v) for v in shape.bounds)
+    roi = ImagejRoi(roitype=ROI_TYPE.RECT, name=name, left=left, top=top, right=right, bottom=bottom,
+                    shape_roi_size=len(path), multi_coordinates=np.asarray(path, np.float32))
+    if frame is not None:
+        roi.t_position = frame + 1
+    return roi
 
 
 def rois_zip(results: list[Result]) -> bytes:
-    """Fiji ROI Manager zip: one polygon ROI per cell, named by cell id (`f<frame>-<id>` in stacks,
-    with the frame as the ROI's position)."""
+    """Fiji ROI Manager zip: one ROI per cell (see `imagej_roi`), named by cell id (`f<frame>-<id>`
+    in stacks, with the frame as the ROI's position)."""
     import zipfile
-
-    from roifile import ImagejRoi
 
     stack = len(results) > 1
     buffer = io.BytesIO()
     with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
         for frame, result in enumerate(results):
-            for cell, points in cell_outlines(result.labels).items():
+            for cell, shape in cell_shapes(result.labels).items():
                 name = f"f{frame:04d}-{cell:05d}" if stack else f"{cell:05d}"
-                roi = ImagejRoi.frompoints(points, name=name, t=frame if stack else None)  # 0-based; stored 1-based
-                archive.writestr(f"{name}.roi", roi.tobytes())
+                archive.writestr(f"{name}.roi", imagej_roi(shape, name, frame if stack else None).tobytes())
     return buffer.getvalue()
 
 
 def geojson(results: list[Result], pixel_size_um: float | None = None) -> dict:
-    """QuPath-importable FeatureCollection: one detection per cell (polygon in pixels) with the
-    cell's measurements; `frame` says which frame of a stack it belongs to."""
+    """QuPath-importable FeatureCollection: one detection per cell (Polygon with its holes as
+    interior rings, MultiPolygon for a cell in pieces; pixel-edge coordinates) with the cell's
+    measurements; `frame` says which frame of a stack it belongs to."""
+    import shapely
+
     features = []
     for frame, result in enumerate(results):
         table = with_physical_units(result.cells, pixel_size_um)
         rows = {int(cell): index for index, cell in enumerate(table["id"])}
-        for cell, points in cell_outlines(result.labels).items():
-            ring = [[round(float(x), 3), round(float(y), 3)] for x, y in points]
+        for cell, shape in cell_shapes(result.labels).items():
             measurements = {name: _json_number(values[rows[cell]]) for name, values in table.items() if name != "id"}
             features.append({"type": "Feature", "id": f"{frame}-{cell}",
-                             "geometry": {"type": "Polygon", "coordinates": [ring + ring[:1]]},
+                             "geometry": json.loads(shapely.to_geojson(shape)),
                              "properties": {"objectType": "detection", "name": f"cell {cell}", "id": cell,
                                             "frame": frame, "classification": {"name": "Cell"},
                                             "measurements": measurements}})
@@ -300,7 +327,10 @@ def write_summary(path: Path, rows: list[dict]) -> None:
     writer = csv.DictWriter(buffer, fieldnames=SUMMARY_FIELDS, lineterminator="\n")
     writer.writeheader()
     writer.writerows(rows)
-    write_text_atomic(path, buffer.getvalue())
+    try:
+        write_text_atomic(path, buffer.getvalue())
+    except OSError as exc:  # a full disk at the very end of a run: say so, in one line
+        raise OutputError(f"cannot write {path} ({exc.strerror or exc})") from None
 
 
 def write_file_outputs(out: Path, stem: str, results: list[Result], pixel_size_um: float | None,

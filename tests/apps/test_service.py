@@ -140,3 +140,62 @@ def test_channel_query_picks_a_channel(service):
     assert status == 422 and "channel=N" in json.loads(body)["error"]
     status, body, _ = post(service, buffer.getvalue(), "name=two.tif&channel=0")
     assert status == 200 and json.loads(body)["frames"][0]["cells"] == 4
+
+
+def raw_post(url: str, path: str, headers: dict, body: bytes, timeout: float = 10) -> tuple[int, dict]:
+    """POST exactly these headers and body bytes (a lying Content-Length included); (status, JSON reply)."""
+    import http.client
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(url)
+    connection = http.client.HTTPConnection(parts.hostname, parts.port, timeout=timeout)
+    connection.putrequest("POST", path)
+    for name, value in headers.items():
+        connection.putheader(name, value)
+    connection.endheaders(body)
+    response = connection.getresponse()
+    status, reply = response.status, json.loads(response.read() or b"{}")
+    connection.close()
+    return status, reply
+
+
+def multipart(*files: tuple[str, bytes], boundary: str = "b0undary") -> bytes:
+    parts = [f'--{boundary}\r\nContent-Disposition: form-data; name="file"; filename="{name}"\r\n'
+             f"Content-Type: image/tiff\r\n\r\n".encode() + data + b"\r\n" for name, data in files]
+    return b"".join(parts) + f"--{boundary}--\r\n".encode()
+
+
+@pytest.mark.parametrize("content_type, body, reason", [
+    ("multipart/form-data", multipart(("a.tif", b"x")), "multipart"),  # no boundary
+    ("multipart/form-data; boundary=b0undary", b"--b0undary\r\nContent-Disposition: form-data\r\n\r\nx", "multipart"),
+    ("multipart/form-data; boundary=b0undary", multipart(("a.tif", b"x"), ("b.tif", b"y")), "Too many files"),
+])
+def test_bad_multipart_bodies_are_400(service, content_type, body, reason):
+    status, reply = raw_post(service, "/v1/segment", {"Content-Type": content_type,
+                                                      "Content-Length": str(len(body))}, body)
+    assert status == 400 and reason in reply["error"], reply
+
+
+def test_a_huge_declared_length_is_413_at_once(service):
+    import time
+
+    start = time.perf_counter()
+    status, reply = raw_post(service, "/v1/segment?name=a.tif", {"Content-Length": str(100 * 2**30)}, b"tiny")
+    assert status == 413 and time.perf_counter() - start < 5
+
+
+def test_the_image_calibration_reaches_the_answers(service):
+    image = as_dtype(synthetic_cells((256, 256), count=4, seed=9)[0], "uint8")
+    buffer = io.BytesIO()
+    tifffile.imwrite(buffer, image, imagej=True, resolution=(1 / 0.5, 1 / 0.5), metadata={"unit": "um"})
+    status, body, _ = post(service, buffer.getvalue(), "name=cal.tif")
+    frame = json.loads(body)["frames"][0]
+    assert status == 200 and frame["pixel_size_um"] == pytest.approx(0.5)
+    assert frame["mean_area_um2"] == pytest.approx(frame["mean_area_px"] * 0.25)
+    assert np.allclose(frame["cells_table"]["area_um2"], np.array(frame["cells_table"]["area"]) * 0.25)
+    status, body, _ = post(service, buffer.getvalue(), "name=cal.tif&format=tiff")
+    with tifffile.TiffFile(io.BytesIO(body)) as tif:
+        num, den = tif.pages.first.tags["XResolution"].value
+        assert den / num == pytest.approx(0.5)
+    status, body, _ = post(service, buffer.getvalue(), "name=cal.tif&format=geojson")
+    assert "area_um2" in json.loads(body)["features"][0]["properties"]["measurements"]

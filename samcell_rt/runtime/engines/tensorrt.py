@@ -73,7 +73,10 @@ def _check(result):
 def device_facts() -> tuple[str, str]:
     """(GPU name, compute capability "major.minor") of device 0."""
     cudart = _cudart()
-    props = _check(cudart.cudaGetDeviceProperties(0))
+    try:
+        props = _check(cudart.cudaGetDeviceProperties(0))
+    except EngineUnavailableError as exc:
+        raise EngineUnavailableError(f"no usable CUDA GPU here ({exc})") from None
     name = props.name.decode() if isinstance(props.name, bytes) else str(props.name)
     return name.rstrip("\x00"), f"{props.major}.{props.minor}"
 
@@ -139,7 +142,11 @@ class TensorRTEngine:
         path = Path(path)
         header, offset = read_header(path)
         trt = import_library(header.flavour)
-        gpu, capability = device_facts()
+        try:
+            gpu, capability = device_facts()
+        except EngineUnavailableError as exc:
+            raise EngineUnavailableError(f"{exc}: run on the CPU with --engine cpu, or with --engine auto, which "
+                                         "takes what this machine has") from None
         rtx = header.flavour == "tensorrt-rtx"
         header.check(gpu, capability, trt.__version__, rtx_capabilities=rtx_capabilities(trt) if rtx else ())
         self.header = header

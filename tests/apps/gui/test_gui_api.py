@@ -189,3 +189,39 @@ def test_downloads_follow_the_output_table_and_check_the_frame(client):
     assert client.get(f"/api/images/{job['id']}/download/geojson?frame=99").status_code == 400
     assert client.get(f"/api/images/{job['id']}/download/overlay").status_code == 404
     assert client.get(f"/api/images/{job['id']}/download/xml").status_code == 404
+def test_a_frame_that_does_not_exist_is_400_on_every_download(client):
+    """cells.geojson?frame=99 used to answer 200 and ignore frame."""
+    image = as_dtype(synthetic_cells((128, 128), count=3, seed=4)[0], "uint8")
+    job = client.post("/api/images", files=[("files", ("a.tif", tiff_bytes(image), "image/tiff"))]).json()["accepted"][0]
+    wait_done(client, job["id"])
+    for download in ("download/geojson", "download/rois", "download/labels", "download/cells", "overlay.png"):
+        reply = client.get(f"/api/images/{job['id']}/{download}?frame=99")
+        assert reply.status_code == 400 and "frame 99 does not exist" in reply.json()["error"], download
+        assert client.get(f"/api/images/{job['id']}/{download}?frame=0").status_code == 200
+
+
+@pytest.mark.parametrize("content_type, body", [
+    ("multipart/form-data", b"--x\r\nContent-Disposition: form-data; name=\"files\"; filename=\"a.tif\"\r\n\r\nx\r\n--x--\r\n"),
+    ("multipart/form-data; boundary=x", b"--x\r\nContent-Disposition: form-data\r\n\r\nunterminated"),
+])
+def test_bad_multipart_uploads_are_400(client, content_type, body):
+    reply = client.post("/api/images", content=body, headers={"Content-Type": content_type})
+    assert reply.status_code == 400 and "multipart" in reply.json()["error"]
+
+
+def test_test_artifacts_go_where_git_ignores_them():
+    """The browser test's screenshots once overwrote tracked files (tests/test-artifacts/gui.png)."""
+    import shutil
+    import subprocess
+
+    from tests.helpers import ARTIFACTS
+
+    root = Path(__file__).resolve().parents[3]
+    if shutil.which("git") is None or not (root / ".git").exists():
+        pytest.skip("not a git checkout")
+    probe = ARTIFACTS / "gui.png"
+    ignored = subprocess.run(["git", "-C", str(root), "check-ignore", "-q", str(probe)], timeout=30)
+    assert ignored.returncode == 0, f"{probe} is not ignored by git"
+    tracked = subprocess.run(["git", "-C", str(root), "ls-files", str(ARTIFACTS)], capture_output=True, text=True,
+                             timeout=30)
+    assert tracked.stdout == ""

@@ -13,13 +13,12 @@ import pytest
 import tifffile
 
 from samcell_rt.synthetic import as_dtype, synthetic_cells
-from tests.helpers import serving
+from tests.helpers import ARTIFACTS, serving
 
 pytest.importorskip("starlette", reason="GUI tests need the 'gui' extra")
 pytest.importorskip("uvicorn", reason="GUI tests need the 'gui' extra")
 playwright = pytest.importorskip("playwright.sync_api", reason="browser tests need playwright (extra 'gui-test')")
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
-ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
 pytestmark = pytest.mark.skipif(CHROMIUM is None, reason="no system Chromium (apt-get install chromium)")
 
 
