@@ -155,28 +155,38 @@ def main() -> None:
 @click.option("--overwrite", is_flag=True,
               help="Redo inputs already done with the same model and parameters, and let an input take over "
                    "outputs another file of the same name wrote to this folder.")
+@click.option("--zarr-labels", is_flag=True,
+              help="Also write the labels into each OME-Zarr input as NGFF labels (<image>/labels/samcell), shown "
+                   "over the image by napari and other NGFF viewers; the image arrays are never changed.")
+@click.option("--replace-zarr-labels", is_flag=True,
+              help="With --zarr-labels: replace an existing labels/samcell group (never replaced otherwise).")
 @max_pixels_option
 @click.option("--workers", type=click.IntRange(min=1), default=None,
               help="Run on a local Dask cluster with this many worker processes (extra `dist`).")
 @click.option("--dask", "dask_address", default=None, help="Run on the Dask scheduler at this address (extra `dist`).")
 @series_options
 def segment(inputs, model, out, engine, batch_size, peak, fill, diameter, channel, scaling, threads, pixel_size,
-            save_distance, rois, geojson, overwrite, max_pixels, workers, dask_address, time_pattern,
-            well_pattern) -> None:
+            save_distance, rois, geojson, overwrite, zarr_labels, replace_zarr_labels, max_pixels, workers,
+            dask_address, time_pattern, well_pattern) -> None:
     """Segment cells in INPUTS (files, folders or glob patterns).
 
     \b
     Example:
       samcell-rt segment plate/*.tif --out results/ --pixel-size 0.65 --rois --geojson
       samcell-rt segment macrophages/ --out results/ --diameter 48
+      samcell-rt segment plate.ome.zarr --out results/ --zarr-labels
     """
     from .runs.folders import RunOptions, expand_inputs, prepare_output, segment_files
+    from .runs.zarr_labels import LABELS_NAME
 
     if workers is not None and dask_address is not None:
         raise click.UsageError("give --workers (local cluster) or --dask ADDRESS, not both")
     extras = tuple(name for name, wanted in (("distance", save_distance), ("rois", rois), ("geojson", geojson)) if wanted)
+    if replace_zarr_labels and not zarr_labels:
+        raise click.UsageError("--replace-zarr-labels goes with --zarr-labels")
     options = RunOptions(channel, pixel_size, extras, overwrite, max_pixels=max_pixels,
-                         time_pattern=time_pattern, well_pattern=well_pattern)
+                         time_pattern=time_pattern, well_pattern=well_pattern,
+                         zarr_labels=LABELS_NAME if zarr_labels else None, replace_zarr_labels=replace_zarr_labels)
     files = expand_inputs(inputs, out)
     prepare_output(out)
     segmenter = load_model(model, engine, batch_size=batch_size, peak=peak, fill=fill, threads=threads, scaling=scaling,

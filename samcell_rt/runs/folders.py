@@ -15,12 +15,13 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..errors import ImageReadError, ImageValueError, InputError, OutputError
+from ..errors import ImageReadError, ImageValueError, InputError, OutputError, SamcellError
 from ..runtime.atomic import stale_parts
 from ..runtime.io import MAX_PIXELS, ImageStack, is_image_file, read_image
 from ..runtime.segmenter import Result, Segmenter
 from .patterns import DEFAULT_TIME_PATTERN, DEFAULT_WELL_PATTERN, compile_time_pattern, compile_well_pattern
 from .writers import SUMMARY, frame_rows, is_output_name, summary_row, write_file_outputs, write_summary
+from .zarr_inputs import expand_store, input_stem, is_store
 
 LOCK = ".samcell-rt.lock"
 Progress = Callable[[int, int], None]  # (done, total) work units of a long single input (plate tiles)
@@ -57,15 +58,20 @@ class RunOptions:
     max_pixels: int = MAX_PIXELS  # larger headers are refused as lying or unmanageable
     time_pattern: str = DEFAULT_TIME_PATTERN  # file names carrying a time or frame index form a timeline
     well_pattern: str = DEFAULT_WELL_PATTERN  # file names carrying a well id form a plate map
+    zarr_labels: str | None = None  # write labels into OME-Zarr inputs as NGFF labels of this name
+    replace_zarr_labels: bool = False  # replace an existing labels group of that name
 
     def __post_init__(self) -> None:
         compile_time_pattern(self.time_pattern)  # a bad pattern is a usage error before any work
         compile_well_pattern(self.well_pattern)
 
     def params(self, segmenter: Segmenter) -> dict:
-        return {"peak": segmenter.peak, "fill": segmenter.fill, "scaling": segmenter.scaling, "diameter": segmenter.diameter,
-                "tile": segmenter.info.tile, "channel": self.channel, "pixel_size_um": self.pixel_size_um,
-                "extras": sorted(self.extras)}
+        params = {"peak": segmenter.peak, "fill": segmenter.fill, "scaling": segmenter.scaling,
+                  "diameter": segmenter.diameter, "tile": segmenter.info.tile, "channel": self.channel,
+                  "pixel_size_um": self.pixel_size_um, "extras": sorted(self.extras)}
+        if self.zarr_labels:  # only then: earlier manifests stay valid for runs without it
+            params["zarr_labels"] = self.zarr_labels
+        return params
 
     def read(self, path: Path) -> ImageStack:
         stack = read_image(path, self.channel, self.max_pixels)
@@ -75,7 +81,8 @@ class RunOptions:
 
 
 def expand_inputs(inputs: Iterable[str], out: Path | None = None) -> list[Path]:
-    """Files, folders (their image files, sorted) and glob patterns -> a list of files.
+    """Files, folders (their image files and OME-Zarr stores, sorted) and glob patterns -> a list of
+    inputs; an OME-Zarr HCS plate gives one input per well field.
 
     samcell-rt's own outputs are skipped: those a manifest records in their folder, and anything
     named like an output in `out`, so an output folder equal to an input folder is safe to run
@@ -86,16 +93,22 @@ def expand_inputs(inputs: Iterable[str], out: Path | None = None) -> list[Path]:
     files: list[Path] = []
     for spec in inputs:
         path = Path(spec)
-        if path.is_dir():
+        if is_store(path):
+            files.extend(expand_store(path))
+        elif path.is_dir():
             own = recorded_outputs(path)
-            files.extend(sorted(p for p in path.iterdir() if p.is_file() and is_image_file(p) and p.name not in own))
+            for entry in sorted(path.iterdir()):
+                if is_store(entry):
+                    files.extend(expand_store(entry))
+                elif entry.is_file() and is_image_file(entry) and entry.name not in own:
+                    files.append(entry)
         elif path.exists():
             files.append(path)
         elif glob.has_magic(spec):
-            matches = sorted(Path(p) for p in glob.glob(spec) if Path(p).is_file())
+            matches = sorted(Path(p) for p in glob.glob(spec) if Path(p).is_file() or is_store(Path(p)))
             if not matches:
                 raise InputError(f"no files match {spec!r}")
-            files.extend(matches)
+            files.extend(p for match in matches for p in (expand_store(match) if match.is_dir() else [match]))
         else:
             raise InputError(f"input {spec!r} does not exist")
     if out is not None:
@@ -105,10 +118,11 @@ def expand_inputs(inputs: Iterable[str], out: Path | None = None) -> list[Path]:
     files = list(dict.fromkeys(files))
     stems: dict[str, Path] = {}
     for file in files:
-        if file.stem in stems:
-            raise InputError(f"{stems[file.stem]} and {file} would write the same outputs (same name stem); "
+        stem = input_stem(file)
+        if stem in stems:
+            raise InputError(f"{stems[stem]} and {file} would write the same outputs (same name stem {stem!r}); "
                              "run them into different --out folders or rename one")
-        stems[file.stem] = file
+        stems[stem] = file
     return files
 
 
@@ -187,6 +201,10 @@ def segment_files(files: list[Path], out: Path, segmenter: Segmenter, options: R
                     todo.append(i)
                 else:
                     finished(i, FileOutcome(path, rows, skipped=True))
+            if options.zarr_labels:  # before any work: never replace labels unasked, nor fail late
+                from .zarr_labels import check_targets
+
+                check_targets([files[i] for i in todo], options.zarr_labels, options.replace_zarr_labels)
             for i, outcome in _run(files, todo, out, segmenter, options, progress, client):
                 finished(i, outcome)
         finally:
@@ -256,20 +274,24 @@ def stream_files(files: list[tuple[int, Path]], out: Path, segmenter: Segmenter,
         i, _ = result.key
         frames_done[i].append(result)
         if len(frames_done[i]) == stacks[i].frames.shape[0]:
-            yield i, _file_outcome(stacks.pop(i), frames_done.pop(i), out, read_seconds[i], options.extras)
+            yield i, _file_outcome(stacks.pop(i), frames_done.pop(i), out, read_seconds[i], options)
     while failures:
         yield failures.pop(0)
 
 
 def _file_outcome(stack: ImageStack, results: list[Result], out: Path, read_seconds: float,
-                  extras: tuple[str, ...]) -> FileOutcome:
+                  options: RunOptions) -> FileOutcome:
+    from .writers import label_image
+
     failed = [summary_row(stack.path, f, error=r.error) for f, r in enumerate(results) if not r.ok]
     if failed:
         return FileOutcome(stack.path, failed)  # never write a label stack with holes in it
     try:
-        outputs = write_file_outputs(out, stack.path.stem, results, stack.pixel_size_um, extras)
+        outputs = write_file_outputs(out, input_stem(stack.path), results, stack.pixel_size_um, options.extras)
     except OSError as exc:
         return FileOutcome.failed(stack.path, f"cannot write outputs ({exc.strerror or exc})")
+    if (error := _zarr_labels(stack.path, label_image(results), options)) is not None:
+        return FileOutcome.failed(stack.path, error)
     rows = frame_rows(stack, results, read_seconds)
     return FileOutcome(stack.path, rows, outputs=outputs, warnings=stack.warnings)
 
@@ -281,7 +303,7 @@ def plate_outcome(path: Path, out: Path, segmenter: Segmenter, options: RunOptio
     from .writers import output_name
 
     start = time.perf_counter()
-    name = output_name(path.stem, "labels")
+    name = output_name(input_stem(path), "labels")
     if not isinstance(segmenter.diameter, str):
         return FileOutcome.failed(path, "--diameter cannot rescale a plate this large (it is segmented in bands at its "
                                         "own size); resize it, or leave --diameter out")
@@ -289,6 +311,30 @@ def plate_outcome(path: Path, out: Path, segmenter: Segmenter, options: RunOptio
         result = segment_plate(path, out / name, segmenter, options, progress=progress)
     except (ImageReadError, ImageValueError, OSError) as exc:
         return FileOutcome.failed(path, getattr(exc, "cause", None) or str(exc))
+    if options.zarr_labels and (error := _zarr_labels_from_tiff(path, out / name, options)) is not None:
+        return FileOutcome.failed(path, error)
     row = summary_row(path, 0, result.metrics, time.perf_counter() - start, None, result.pixel_size_um,
                       result.pixel_size_source)
     return FileOutcome(path, [row], outputs=[name])
+
+
+def _zarr_labels_from_tiff(path: Path, labels_tiff: Path, options: RunOptions) -> str | None:
+    """The banded path's labels, read back lazily from their tiled TIFF, into the OME-Zarr input."""
+    import tifffile
+    import zarr
+
+    with tifffile.imread(labels_tiff, aszarr=True) as store:
+        return _zarr_labels(path, zarr.open(store, mode="r"), options)
+
+
+def _zarr_labels(path: Path, labels, options: RunOptions) -> str | None:
+    """Write labels into an OME-Zarr input when asked; the reason it failed, else None."""
+    from .zarr_labels import is_zarr_input, write_labels
+
+    if not options.zarr_labels or not is_zarr_input(path):
+        return None
+    try:
+        write_labels(path, labels, options.zarr_labels, options.replace_zarr_labels)
+    except (ValueError, OSError, SamcellError) as exc:
+        return f"labels not written into the OME-Zarr image: {exc}"
+    return None

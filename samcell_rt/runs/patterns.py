@@ -12,6 +12,7 @@ from ..errors import InputError
 
 DEFAULT_TIME_PATTERN = r"(?i)(?:^|[_\-. ])(?:t|time|frame)[_-]?(?P<time>\d+(?:\.\d+)?)(?P<unit>h|min|s)?(?=$|[_\-. ])"
 DEFAULT_WELL_PATTERN = r"(?<![A-Za-z0-9])(?P<row>[A-P])(?P<col>\d{1,2})(?!\d)"
+ROW_LETTERS = "ABCDEFGHIJKLMNOP"  # plate rows, up to the 384-well layout
 
 
 def _compile(pattern: str, option: str) -> re.Pattern:

@@ -59,13 +59,17 @@ class PlateResult:
 
 
 class LazyImage:
-    """Row bands of a 2-D TIFF plane read on demand."""
+    """Row bands of a 2-D TIFF plane, or of an OME-Zarr image's plane (one `channel`), read on demand."""
 
-    def __init__(self, path: str | Path, max_pixels: int) -> None:
+    def __init__(self, path: str | Path, max_pixels: int, channel: int | None = None) -> None:
         import tifffile
         import zarr
 
         path = Path(path)
+        self._tif = None
+        if _is_zarr(path):
+            self._open_zarr(path, max_pixels, channel)
+            return
         try:
             self._tif = tifffile.TiffFile(path)
         except Exception as exc:  # tifffile raises many types for corrupt input
@@ -82,6 +86,15 @@ class LazyImage:
         self.shape: tuple[int, int] = tuple(series.shape)
         self.dtype = np.dtype(series.dtype)
         self.pixel_size_um, self.pixel_size_source = tiff_pixel_size_um(self._tif)
+
+    def _open_zarr(self, path: Path, max_pixels: int, channel: int | None) -> None:
+        from ..runtime.ome_zarr import Plane, open_image
+
+        image = open_image(path)
+        self.array = Plane(image, path, channel)
+        check_pixels(path, self.array.shape, max_pixels)
+        self.shape, self.dtype = self.array.shape, self.array.dtype
+        self.pixel_size_um, self.pixel_size_source, _ = image.pixel_size_um()
 
     def rows(self, start: int, stop: int) -> np.ndarray:
         return np.asarray(self.array[start:stop, :])
@@ -109,7 +122,8 @@ class LazyImage:
         return lo, hi
 
     def close(self) -> None:
-        self._tif.close()
+        if self._tif is not None:
+            self._tif.close()
 
 
 def distance_rows(image: LazyImage, segmenter: Segmenter, timings: dict,
@@ -204,13 +218,13 @@ def _stitch(local: np.ndarray, core_start: int, core_end: int, previous: np.ndar
 
 def segment_plate(path: str | Path, out_labels: str | Path, segmenter: Segmenter, options: RunOptions,
                   band: int = BAND, halo: int = HALO, progress: Progress | None = None) -> PlateResult:
-    """Segment a large 2-D TIFF in bands; write labels as a tiled BigTIFF; return per-image numbers."""
+    """Segment a large 2-D TIFF or OME-Zarr plane in bands; write labels as a tiled BigTIFF; return per-image numbers."""
     import tifffile
 
     if band % TIFF_TILE:
         raise ValueError(f"band must be a multiple of {TIFF_TILE}")
     timings = dict.fromkeys(STAGES, 0.0)
-    image = LazyImage(path, options.max_pixels)
+    image = LazyImage(path, options.max_pixels, options.channel)
     height, width = image.shape
     areas = np.zeros(1, np.int64)
     try:
@@ -243,10 +257,20 @@ def segment_plate(path: str | Path, out_labels: str | Path, segmenter: Segmenter
     return PlateResult((height, width), metrics, timings, pixel_size, source)
 
 
+def _is_zarr(path: Path) -> bool:
+    return path.is_dir() or path.suffix.lower() == ".zip"
+
+
 def is_plate(path: Path, threshold: int) -> bool:
-    """A single-plane TIFF larger than `threshold` pixels (read from the header only)."""
+    """A single-plane TIFF, or an OME-Zarr image of one plane (per channel), larger than `threshold`
+    pixels (read from the header or metadata only)."""
     import tifffile
 
+    if _is_zarr(path):
+        from ..runtime.ome_zarr import plane_pixels
+
+        size = plane_pixels(path)
+        return size is not None and size[0] * size[1] > threshold
     if path.suffix.lower() not in (".tif", ".tiff"):
         return False
     try:

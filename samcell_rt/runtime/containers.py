@@ -19,7 +19,7 @@ from ..errors import ImageReadError
 
 CONTAINER_SUFFIXES = {".czi": ("pylibCZIrw", "czi"), ".nd2": ("nd2", "nd2"), ".lif": ("liffile", "lif")}
 Planes = tuple[np.ndarray, str, "float | None", str, "tuple[float | None, str]", list]
-_METRE_UM = {"m": 1e6, "mm": 1e3, "um": 1.0, "µm": 1.0, "\u00b5m": 1.0, "nm": 1e-3}
+_METRE_UM = {"m": 1e6, "mm": 1e3, "um": 1.0, "\u00b5m": 1.0, "\u03bcm": 1.0, "nm": 1e-3}
 
 
 def read_container(path: Path, max_pixels: int) -> Planes:
