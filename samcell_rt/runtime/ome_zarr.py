@@ -102,7 +102,10 @@ def open_group(path: Path):
     names = {name.split("/")[0] for name in _zip_names(path) if "/" in name}
     roots = [""] + sorted(names)
     for root in roots:
-        group = zarr.open_group(store, mode="r", path=root or None)
+        try:
+            group = zarr.open_group(store, mode="r", path=root or None)
+        except (FileNotFoundError, ValueError, KeyError, zarr.errors.GroupNotFoundError):
+            continue  # no group at this level
         attrs = dict(group.attrs)
         if "multiscales" in attrs.get("ome", attrs):
             return group
