@@ -35,7 +35,7 @@ import numpy as np
 from ..errors import ImageReadError
 from ..runs.timeline import series_fit, stack_series
 from ..runs.writers import geojson, label_image, labels_tiff_bytes, rois_zip
-from ..runtime.io import IMAGE_SUFFIXES, MAX_PIXELS, ImageStack, read_image
+from ..runtime.io import MAX_PIXELS, UPLOAD_SUFFIXES, ImageStack, read_image
 from ..runtime.measure import json_columns
 from ..runtime.segmenter import Result, Segmenter
 from .http import RequestError, guarded, plot_png, query_int, read_body, read_form
@@ -110,8 +110,8 @@ class BatchingWorker:
 def decode_image(data: bytes, name: str, channel: int | None = None, max_pixels: int = MAX_PIXELS) -> ImageStack:
     """An uploaded image as read (frames, calibration, frame times); RequestError for anything a client got wrong."""
     suffix = Path(name).suffix.lower()
-    if suffix not in IMAGE_SUFFIXES:
-        raise RequestError(415, f"{name!r}: not an accepted image type ({', '.join(IMAGE_SUFFIXES)}); "
+    if suffix not in UPLOAD_SUFFIXES:
+        raise RequestError(415, f"{name!r}: not an accepted image type ({', '.join(UPLOAD_SUFFIXES)}); "
                                 "pass ?name=FILE.tif")
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / f"upload{suffix}"

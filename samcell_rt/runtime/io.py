@@ -41,6 +41,7 @@ RASTER_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp")
 CONTAINER_SUFFIXES = (".czi", ".nd2", ".lif")
 IMAGE_SUFFIXES = TIFF_SUFFIXES + RASTER_SUFFIXES + CONTAINER_SUFFIXES
 ZIPPED_ZARR_SUFFIXES = (".zarr.zip",)  # a zipped OME-Zarr store is recognised by its name in folders
+UPLOAD_SUFFIXES = IMAGE_SUFFIXES + (".zip",)  # GUI and service uploads: any .zip is taken as a zipped OME-Zarr
 _LUMA = np.array([0.299, 0.587, 0.114])
 
 

@@ -1,0 +1,45 @@
+"""The service takes microscope containers: a CZI upload and a zipped OME-Zarr store give the labels a TIFF does."""
+
+from __future__ import annotations
+
+import io
+import json
+import shutil
+
+import pytest
+import tifffile
+
+from samcell_rt.synthetic import as_dtype, synthetic_cells
+from tests.apps.test_service import post
+from tests.formats_files import PIXEL_UM, write_czi, write_ome_zarr
+from tests.helpers import serving
+
+
+@pytest.fixture(scope="module")
+def service(blob_path):
+    from samcell_rt import load_model
+    from samcell_rt.apps.serve import create_service
+
+    with serving(create_service(load_model(str(blob_path), batch_size=4), max_mb=2)) as url:
+        yield url
+
+
+def cells_of(service, data: bytes, name: str) -> list[int]:
+    status, body, _ = post(service, data, f"name={name}&format=json")
+    assert status == 200, body
+    return [frame["cells"] for frame in json.loads(body)["frames"]]
+
+
+def test_czi_and_zipped_ome_zarr_uploads(service, tmp_path):
+    pytest.importorskip("pylibCZIrw", reason="CZI needs the 'formats' extra")
+    image = as_dtype(synthetic_cells((96, 128), count=5, radius=9, seed=3)[0], "uint16")
+    buffer = io.BytesIO()
+    tifffile.imwrite(buffer, image)
+    expected = cells_of(service, buffer.getvalue(), "a.tif")
+    assert expected == [5]
+    assert cells_of(service, write_czi(tmp_path / "a.czi", image[None, None, None]).read_bytes(), "a.czi") == expected
+    write_ome_zarr(tmp_path / "a.ome.zarr", image, "yx", [PIXEL_UM, PIXEL_UM])
+    archive = shutil.make_archive(str(tmp_path / "a.ome.zarr"), "zip", tmp_path, "a.ome.zarr")
+    assert cells_of(service, open(archive, "rb").read(), "a.ome.zarr.zip") == expected
+    status, body, _ = post(service, b"PK\x03\x04 not a zip", "name=b.zip")
+    assert status == 422 and b"b.zip" in body
