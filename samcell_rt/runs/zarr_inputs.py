@@ -30,14 +30,19 @@ def expand_store(path: Path) -> list[Path]:
 
 
 def _plate_wells(plate: Path) -> list[Path]:
-    wells = ngff_attrs(plate)["plate"].get("wells") or []
-    return [plate / str(well["path"]) for well in wells if isinstance(well, dict) and well.get("path")]
+    return _inside(plate, (ngff_attrs(plate)["plate"].get("wells") or []))
 
 
 def well_fields(well: Path) -> list[Path]:
     """The field images a well lists (a listed field that is missing fails when it is read)."""
-    images = (ngff_attrs(well).get("well") or {}).get("images") or []
-    return [well / str(image["path"]) for image in images if isinstance(image, dict) and image.get("path")]
+    return _inside(well, (ngff_attrs(well).get("well") or {}).get("images") or [])
+
+
+def _inside(group: Path, entries: list) -> list[Path]:
+    """The listed member paths, only those inside `group`: metadata naming `..` or an absolute path
+    cannot send a run (or --zarr-labels' writes) outside the store."""
+    paths = [str(e["path"]) for e in entries if isinstance(e, dict) and e.get("path")]
+    return [group / p for p in paths if not Path(p).is_absolute() and ".." not in Path(p).parts]
 
 
 @functools.lru_cache(maxsize=4096)

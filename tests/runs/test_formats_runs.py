@@ -199,3 +199,14 @@ def test_cli_segments_a_plate_and_writes_zarr_labels(tmp_path, blob_path):
     assert (out / "plate_cells.png").exists() and "H12" in (out / "plate_wells.csv").read_text()
     again = subprocess.run(args + ["--overwrite"], capture_output=True, text=True, timeout=300)
     assert again.returncode == 2 and "--replace-zarr-labels" in again.stderr
+
+
+def test_plate_metadata_cannot_point_outside_the_store(tmp_path):
+    import json
+
+    plate = write_plate(tmp_path / "evil.ome.zarr", {"A/1": [cells(1)]})
+    write_ome_zarr(tmp_path / "outside.ome.zarr", cells(2), "yx", [PIXEL_UM, PIXEL_UM])
+    meta = json.loads((plate / "A" / "1" / "zarr.json").read_text())
+    meta["attributes"]["ome"]["well"]["images"] += [{"path": "../../../outside.ome.zarr"}, {"path": "/etc"}]
+    (plate / "A" / "1" / "zarr.json").write_text(json.dumps(meta))
+    assert expand_inputs([str(plate)], tmp_path / "out") == [plate / "A" / "1" / "0"]
