@@ -5,7 +5,8 @@ the format is a folder of chunked arrays plus JSON, and zarr already reads both,
 - The image is the first multiscale's first dataset (full resolution); other levels are ignored.
 - Axes come from `axes` (names or objects, 0.3+), else NGFF 0.1/0.2's implied t, c, z, y, x.
 - Pixel size: the x scale (dataset and multiscale `scale` transformations multiplied) in the x
-  axis's unit. An axis without a unit is no calibration: many writers put `scale` 1 there.
+  axis's unit; without a unit in micrometres (OME's default), except a scale of exactly 1, which
+  writers put there when there is no calibration.
 - Time: with a t axis, its scale in its unit is the interval between frames.
 - A plate or well group is no image: callers enumerate its fields (runs/ does, for folder runs).
 - A `.zip` file holding one OME-Zarr image (at its root or in one top folder) reads the same.
@@ -71,14 +72,16 @@ class NgffImage:
     dataset_path: str
 
     def pixel_size_um(self) -> tuple[float | None, str, str]:
-        """(micrometres per pixel, source, warning) from the x axis."""
+        """(micrometres per pixel, source, warning) from the x axis. A scale without a unit is taken
+        in micrometres (OME's default length unit) unless it is exactly 1, the value writers put when
+        there is no calibration; an unknown unit is never guessed."""
         index = self.axes.index("X")
-        factor = SPACE_UM.get(self.units[index])
-        if factor is None:
-            unit = self.units[index]
-            return None, "", (f"x axis has {'unit ' + repr(unit) if unit else 'no unit'}; its scale "
-                              f"{self.scale[index]:g} is not taken as a pixel size (use --pixel-size)")
-        return self.scale[index] * factor, "ome-zarr", ""
+        unit, scale = self.units[index], self.scale[index]
+        factor = SPACE_UM.get(unit or "micrometer")
+        if factor is None or scale <= 0 or (not unit and scale == 1.0):
+            return None, "", (f"x axis has {'unit ' + repr(unit) if unit else 'no unit'} and scale {scale:g}: "
+                              "not taken as a pixel size (use --pixel-size)")
+        return scale * factor, "ome-zarr", ""
 
     def frame_interval(self) -> tuple[float | None, str]:
         """(interval, unit) of the t axis when it is the only axis that moves, as for TIFF stacks."""

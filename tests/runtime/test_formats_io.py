@@ -126,8 +126,16 @@ def test_ome_zarr_nanometres_and_missing_units(tmp_path):
     for axis in meta["attributes"]["ome"]["multiscales"][0]["axes"]:
         del axis["unit"]
     (path / "zarr.json").write_text(json.dumps(meta))
-    stack = read_image(path)
-    assert stack.pixel_size_um is None and "x axis has no unit" in stack.warnings[0]
+    stack = read_image(path)  # no unit: OME's default, micrometres
+    assert stack.pixel_size_um == pytest.approx(650.0) and stack.pixel_size_source == "ome-zarr"
+    meta["attributes"]["ome"]["multiscales"][0]["datasets"][0]["coordinateTransformations"][0]["scale"] = [1.0, 1.0]
+    (path / "zarr.json").write_text(json.dumps(meta))
+    stack = read_image(path)  # scale 1 without a unit: a writer's default, no calibration
+    assert stack.pixel_size_um is None and "x axis has no unit and scale 1" in stack.warnings[0]
+    for axis in meta["attributes"]["ome"]["multiscales"][0]["axes"]:
+        axis["unit"] = "parsec"
+    (path / "zarr.json").write_text(json.dumps(meta))
+    assert read_image(path).pixel_size_um is None  # an unknown unit is never guessed
 
 
 def test_zipped_ome_zarr_reads_like_the_folder(tmp_path):
