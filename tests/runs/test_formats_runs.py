@@ -210,3 +210,25 @@ def test_plate_metadata_cannot_point_outside_the_store(tmp_path):
     meta["attributes"]["ome"]["well"]["images"] += [{"path": "../../../outside.ome.zarr"}, {"path": "/etc"}]
     (plate / "A" / "1" / "zarr.json").write_text(json.dumps(meta))
     assert expand_inputs([str(plate)], tmp_path / "out") == [plate / "A" / "1" / "0"]
+
+
+def test_time_increments_feed_the_timelines(tmp_path, segmenter):
+    pytest.importorskip("liffile", reason="LIF needs the 'formats' extra")
+    frames = np.stack([cells(s) for s in (1, 2, 3)])
+    write_ome_zarr(tmp_path / "grow.ome.zarr", frames, "tyx", [600.0, PIXEL_UM, PIXEL_UM])  # every 10 min
+    write_lif(tmp_path / "lapse.lif", [frames], interval_s=30.0)
+    out = tmp_path / "out"
+    assert all(o.ok for o in run([tmp_path / "grow.ome.zarr", tmp_path / "lapse.lif"], out, segmenter))
+    rows = [r for r in summary_rows(out) if r["file"].endswith("grow.ome.zarr")]
+    assert [(float(r["time"]), r["time_unit"]) for r in rows] == [(0.0, "s"), (600.0, "s"), (1200.0, "s")]
+    lif = [r for r in summary_rows(out) if r["file"].endswith("lapse.lif")]
+    assert [float(r["time"]) for r in lif] == [0.0, 30.0, 60.0]
+    with open(out / "grow_timeline.csv", newline="") as handle:
+        timeline = list(csv.DictReader(handle))
+    assert [float(r["cells"]) for r in timeline] == [float(r["cells"]) for r in rows]
+    assert (out / "lapse_timeline.csv").exists()
+
+
+def summary_rows(out):
+    with open(out / "summary.csv", newline="") as handle:
+        return list(csv.DictReader(handle))

@@ -188,3 +188,16 @@ def test_missing_extra_is_named(tmp_path, monkeypatch):
     monkeypatch.setattr(builtins, "__import__", no_liffile)
     with pytest.raises(ImageReadError, match=r"needs the 'formats' extra: pip install \"samcell-rt\[formats\]\""):
         read_image(path)
+
+
+def test_ome_zarr_claiming_a_huge_array_is_refused_before_reading(tmp_path):
+    import json
+
+    path = tmp_path / "liar.ome.zarr"
+    write_ome_zarr(path, planes(30, 40), "yx", [PIXEL_UM, PIXEL_UM])
+    array_meta = path / "s0" / "zarr.json"
+    meta = json.loads(array_meta.read_text())
+    meta["shape"] = [200_000, 200_000]
+    array_meta.write_text(json.dumps(meta))
+    with pytest.raises(ImageReadError, match="liar.ome.zarr: header claims 200000 x 200000"):
+        read_image(path)
