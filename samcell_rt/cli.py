@@ -142,6 +142,9 @@ def main() -> None:
 @diameter_option
 @click.option("--channel", type=click.IntRange(min=0), default=None,
               help="Segment this channel (0, 1, ...) of multi-channel images; RGB images are otherwise made gray.")
+@click.option("--scene", type=click.IntRange(min=0), default=None,
+              help="Segment only this scene (CZI), image (LIF) or position (ND2), 0, 1, ...; otherwise every one "
+                   "is a frame (they must share one size and pixel size).")
 @click.option("--scaling", type=click.Choice(["range", "percentile"]), default="range", show_default=True,
               help="How 16-bit and float images become 8 bit (never a cast): their full value range, or their "
                    "0.1-99.9 percentiles (better with hot pixels).")
@@ -165,7 +168,7 @@ def main() -> None:
               help="Run on a local Dask cluster with this many worker processes (extra `dist`).")
 @click.option("--dask", "dask_address", default=None, help="Run on the Dask scheduler at this address (extra `dist`).")
 @series_options
-def segment(inputs, model, out, engine, batch_size, peak, fill, diameter, channel, scaling, threads, pixel_size,
+def segment(inputs, model, out, engine, batch_size, peak, fill, diameter, channel, scene, scaling, threads, pixel_size,
             save_distance, rois, geojson, overwrite, zarr_labels, replace_zarr_labels, max_pixels, workers,
             dask_address, time_pattern, well_pattern) -> None:
     """Segment cells in INPUTS (files, folders or glob patterns).
@@ -185,7 +188,7 @@ def segment(inputs, model, out, engine, batch_size, peak, fill, diameter, channe
     if replace_zarr_labels and not zarr_labels:
         raise click.UsageError("--replace-zarr-labels goes with --zarr-labels")
     options = RunOptions(channel, pixel_size, extras, overwrite, max_pixels=max_pixels,
-                         time_pattern=time_pattern, well_pattern=well_pattern,
+                         time_pattern=time_pattern, well_pattern=well_pattern, scene=scene,
                          zarr_labels=LABELS_NAME if zarr_labels else None, replace_zarr_labels=replace_zarr_labels)
     files = expand_inputs(inputs, out)
     prepare_output(out)

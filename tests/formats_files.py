@@ -76,11 +76,14 @@ def write_plate(path: Path, wells: dict[str, list[np.ndarray]], pixel_um: float 
     return path
 
 
-def write_lif(path: Path, images: list[np.ndarray], pixel_um: float = PIXEL_UM, interval_s: float | None = None) -> Path:
+def write_lif(path: Path, images: list[np.ndarray], pixel_um: float | list[float] = PIXEL_UM,
+              interval_s: float | None = None) -> Path:
     """uint16 images (T, Y, X) as a LIF file: an XML header (UTF-16) describing each image's
-    dimensions (X, Y in metres, T in seconds) and one memory block per image, as LAS X writes them."""
+    dimensions (X, Y in metres, T in seconds) and one memory block per image, as LAS X writes them.
+    `pixel_um` may differ per image (a list)."""
     elements, blocks = [], []
-    for index, stack in enumerate(images):
+    sizes = pixel_um if isinstance(pixel_um, list) else [pixel_um] * len(images)
+    for index, (stack, pixel_um) in enumerate(zip(images, sizes)):
         frames, height, width = stack.shape
         dims = [(1, width, (width - 1) * pixel_um * 1e-6, "m", 2), (2, height, (height - 1) * pixel_um * 1e-6, "m",
                                                                   2 * width)]

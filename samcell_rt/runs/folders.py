@@ -60,6 +60,7 @@ class RunOptions:
     well_pattern: str = DEFAULT_WELL_PATTERN  # file names carrying a well id form a plate map
     zarr_labels: str | None = None  # write labels into OME-Zarr inputs as NGFF labels of this name
     replace_zarr_labels: bool = False  # replace an existing labels group of that name
+    scene: int | None = None  # only this CZI scene / LIF image / ND2 position of each container file
 
     def __post_init__(self) -> None:
         compile_time_pattern(self.time_pattern)  # a bad pattern is a usage error before any work
@@ -69,12 +70,13 @@ class RunOptions:
         params = {"peak": segmenter.peak, "fill": segmenter.fill, "scaling": segmenter.scaling,
                   "diameter": segmenter.diameter, "tile": segmenter.info.tile, "channel": self.channel,
                   "pixel_size_um": self.pixel_size_um, "extras": sorted(self.extras)}
-        if self.zarr_labels:  # only then: earlier manifests stay valid for runs without it
-            params["zarr_labels"] = self.zarr_labels
+        for name in ("scene", "zarr_labels"):  # only when set: earlier manifests stay valid for runs without them
+            if getattr(self, name) is not None:
+                params[name] = getattr(self, name)
         return params
 
     def read(self, path: Path) -> ImageStack:
-        stack = read_image(path, self.channel, self.max_pixels)
+        stack = read_image(path, self.channel, self.max_pixels, self.scene)
         if self.pixel_size_um:
             stack.pixel_size_um, stack.pixel_size_source = self.pixel_size_um, "option"
         return stack

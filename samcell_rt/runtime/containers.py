@@ -4,8 +4,9 @@ Each reader hands io.py what the TIFF reader does: an array, its axes in io's le
 S = colour samples, Y, X; Q for any other axis such as scenes, positions or tiles), the pixel size
 from the file's own metadata and the frame interval. Everything along the non-Y/X, non-channel
 axes becomes a frame, in file order, so scenes, positions, time and Z are frames as for TIFF
-stacks. A file whose scenes (CZI) or images (LIF) differ in size is refused with the sizes named:
-frames of one input share one size. Readers (chosen by install weight, licence and read speed;
+stacks; `scene` keeps one CZI scene, LIF image or ND2 position. A file whose scenes (CZI) or images
+(LIF) differ in size or pixel size is refused with the sizes named and `--scene` suggested: frames of
+one input share one size and one calibration. Readers (chosen by install weight, licence and read speed;
 see README "Formats"): pylibCZIrw (LGPL-3, the maker's libCZI), nd2 (BSD-3), liffile (BSD-3).
 """
 
@@ -22,7 +23,7 @@ Planes = tuple[np.ndarray, str, "float | None", str, "tuple[float | None, str]",
 _METRE_UM = {"m": 1e6, "mm": 1e3, "um": 1.0, "\u00b5m": 1.0, "\u03bcm": 1.0, "nm": 1e-3}
 
 
-def read_container(path: Path, max_pixels: int) -> Planes:
+def read_container(path: Path, max_pixels: int, scene: int | None = None) -> Planes:
     """(data, axes, pixel size, source, (interval, unit), warnings) of a CZI, ND2 or LIF file."""
     from .io import check_pixels
 
@@ -34,7 +35,7 @@ def read_container(path: Path, max_pixels: int) -> Planes:
                                    f"pip install \"samcell-rt[formats]\" ({exc.name} missing)") from exc
     reader = {"czi": _read_czi, "nd2": _read_nd2, "lif": _read_lif}[name]
     try:
-        return reader(path, lambda shape: check_pixels(path, shape, max_pixels))
+        return reader(path, lambda shape: check_pixels(path, shape, max_pixels), scene)
     except ImageReadError:
         raise
     except Exception as exc:  # each reader raises its own types for corrupt or truncated input
@@ -52,26 +53,38 @@ def _layout(names: list[str], sizes: list[int], interval_s: float | None) -> tup
     return letters, (interval_s, "s") if interval_s else (None, "frame")
 
 
-def _same_size(path: Path, shapes: list[tuple[int, int]], what: str) -> None:
-    if len(set(shapes)) > 1:
-        listed = ", ".join(f"{h}x{w}" for h, w in shapes)
-        raise ImageReadError(path, f"its {len(shapes)} {what} differ in size ({listed}); frames of one input share "
-                                   "one size: export the one you need")
+def _pick(path: Path, items: list, scene: int | None, what: str) -> list:
+    """All items, or the one `scene` names (its range checked)."""
+    if scene is None:
+        return items
+    if not 0 <= scene < len(items):
+        raise ImageReadError(path, f"--scene {scene} out of range: the file has {len(items)} {what} (0..{len(items) - 1})")
+    return [items[scene]]
+
+
+def _alike(path: Path, values: list, what: str, differ: str) -> None:
+    """Refuse frames of one input whose size or calibration differ; name them and the way out."""
+    if len(set(values)) > 1:
+        listed = ", ".join(map(str, values))
+        raise ImageReadError(path, f"its {len(values)} {what} differ in {differ} ({listed}); frames of one input "
+                                   f"share one: choose one with --scene N (0..{len(values) - 1})")
 
 
 # --- CZI (pylibCZIrw) -------------------------------------------------------------------------
 
-def _read_czi(path: Path, check) -> Planes:
+def _read_czi(path: Path, check, scene: int | None) -> Planes:
     from pylibCZIrw import czi as pyczi
 
     with pyczi.open_czi(str(path)) as czi:
         box = czi.total_bounding_box
         rects = czi.scenes_bounding_rectangle
         if rects:
-            _same_size(path, [(r.h, r.w) for r in rects.values()], "scenes")
-            scenes, (height, width) = list(rects), next((r.h, r.w) for r in rects.values())
+            scenes = _pick(path, list(rects), scene, "scenes")
+            _alike(path, [f"{rects[s].h}x{rects[s].w}" for s in scenes], "scenes", "size")
+            height, width = rects[scenes[0]].h, rects[scenes[0]].w
         else:
-            scenes, (height, width) = [None], (box["Y"][1] - box["Y"][0], box["X"][1] - box["X"][0])
+            scenes, (height, width) = _pick(path, [None], scene, "scenes"), (box["Y"][1] - box["Y"][0],
+                                                                               box["X"][1] - box["X"][0])
         dims = {d: r for d, r in box.items() if d not in "XYC" and r[1] - r[0] > 1}
         channels = box.get("C", (0, 1))
         rgb = any("Bgr" in t for t in czi.pixel_types.values())
@@ -80,11 +93,11 @@ def _read_czi(path: Path, check) -> Planes:
                  3 if rgb else 1]
         check(tuple(sizes))
         planes = []
-        for scene in scenes:
+        for number in scenes:
             for index in np.ndindex(*(r[1] - r[0] for r in dims.values())):
                 plane = {d: r[0] + i for (d, r), i in zip(dims.items(), index)}
                 for c in range(*channels):
-                    pixels = czi.read(plane={**plane, "C": c}, scene=scene)
+                    pixels = czi.read(plane={**plane, "C": c}, scene=number)
                     planes.append(pixels[..., ::-1] if rgb else pixels)  # libCZI gives BGR
         data = np.stack(planes).reshape(sizes)
         pixel_size = czi_pixel_size(czi.metadata)
@@ -110,18 +123,26 @@ def czi_pixel_size(metadata: dict) -> float | None:
 
 # --- ND2 (nd2) --------------------------------------------------------------------------------
 
-def _read_nd2(path: Path, check) -> Planes:
+def _read_nd2(path: Path, check, scene: int | None) -> Planes:
     import nd2
 
     with nd2.ND2File(path) as nd2_file:
-        return nd2_planes(nd2_file, check)
+        return nd2_planes(nd2_file, check, scene, path)
 
 
-def nd2_planes(nd2_file, check=lambda shape: None) -> Planes:
-    """The mapping from an open `nd2.ND2File`: its sizes (T, P, Z, C, Y, X, S), voxel size and time loop."""
+def nd2_planes(nd2_file, check=lambda shape: None, scene: int | None = None, path: Path = Path("nd2")) -> Planes:
+    """The mapping from an open `nd2.ND2File`: its sizes (T, P, Z, C, Y, X, S), voxel size and time
+    loop; `scene` keeps one position (P)."""
     names, sizes = list(nd2_file.sizes), [int(n) for n in nd2_file.sizes.values()]
     check(tuple(sizes))
     data = np.asarray(nd2_file.asarray())
+    if scene is not None:
+        axis = names.index("P") if "P" in names else None
+        if axis is None:
+            _pick(path, [None], scene, "positions")
+        else:
+            data = np.take(data, _pick(path, list(range(sizes[axis])), scene, "positions"), axis=axis)
+            sizes[axis] = 1
     voxel = nd2_file.voxel_size()
     calibrated = voxel is not None and voxel.x > 0 and _nd2_calibrated(nd2_file)
     pixel_size = float(voxel.x) if calibrated else None
@@ -149,17 +170,17 @@ def _nd2_calibrated(nd2_file) -> bool:
 
 # --- LIF (liffile) ----------------------------------------------------------------------------
 
-def _read_lif(path: Path, check) -> Planes:
+def _read_lif(path: Path, check, scene: int | None) -> Planes:
     import liffile
 
     with liffile.LifFile(path) as lif:
         images = [image for image in lif.images if "X" in image.sizes and "Y" in image.sizes]
         if not images:
             raise ImageReadError(path, "LIF holds no image with X and Y axes")
-        _same_size(path, [(i.sizes["Y"], i.sizes["X"]) for i in images], "images")
-        if any(image.sizes != images[0].sizes for image in images):
-            raise ImageReadError(path, "its images have different axes (" + "; ".join(str(i.sizes) for i in images)
-                                 + "): export the one you need")
+        images = _pick(path, images, scene, "images")
+        _alike(path, [" x ".join(f"{a}{n}" for a, n in i.sizes.items()) for i in images], "images", "size")
+        steps = [_lif_step(image, "X", _METRE_UM) for image in images]
+        _alike(path, [None if step is None else round(step, 6) for step in steps], "images", "pixel size (um)")
         return lif_planes(images, check)
 
 

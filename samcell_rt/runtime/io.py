@@ -7,6 +7,7 @@ Reading rules (documented for users in the README):
 - CZI, ND2, LIF (extra `formats`; containers.py) and OME-Zarr folders or zipped stores (zarr;
   ome_zarr.py): scenes, positions, tiles, time and Z become frames as for TIFF stacks, channels
   are chosen with `channel`, pixel size and frame interval come from the file's own metadata.
+  `scene=N` reads one CZI scene, LIF image or ND2 position only (0 for files without them).
 - Colour: RGB(A) samples become gray by ITU-R BT.601 luma (0.299 R + 0.587 G + 0.114 B), alpha
   dropped. `channel=N` picks one channel instead. A channel axis that is not 3/4 colour samples
   needs an explicit `channel`, because averaging fluorescence channels would be a silent guess.
@@ -73,8 +74,9 @@ def is_image_file(path: Path) -> bool:
     return path.suffix.lower() in IMAGE_SUFFIXES or path.name.lower().endswith(ZIPPED_ZARR_SUFFIXES)
 
 
-def read_image(path: str | Path, channel: int | None = None, max_pixels: int = MAX_PIXELS) -> ImageStack:
-    """Read an image file as gray frames; raise ImageReadError on any problem."""
+def read_image(path: str | Path, channel: int | None = None, max_pixels: int = MAX_PIXELS,
+               scene: int | None = None) -> ImageStack:
+    """Read an image file as gray frames (of one `scene` where asked); raise ImageReadError on any problem."""
     from .ome_zarr import is_ome_zarr
 
     path = Path(path)
@@ -91,7 +93,7 @@ def read_image(path: str | Path, channel: int | None = None, max_pixels: int = M
                                    "OME-Zarr)")
     try:
         with tiff_warnings() as warnings:
-            data, axes, pixel_size, source, timing = _read_any(path, suffix, zarr_folder, max_pixels, warnings)
+            data, axes, pixel_size, source, timing = _read_any(path, suffix, zarr_folder, max_pixels, warnings, scene)
     except OSError as exc:  # permissions, vanished files, I/O errors
         raise ImageReadError(path, f"cannot be read ({exc.strerror or exc})") from exc
     frames = _to_gray_frames(path, data, axes, channel)
@@ -99,17 +101,22 @@ def read_image(path: str | Path, channel: int | None = None, max_pixels: int = M
     return ImageStack(path, frames, pixel_size, source, list(dict.fromkeys(warnings)), interval, unit)
 
 
-def _read_any(path: Path, suffix: str, zarr_folder: bool, max_pixels: int, warnings: list[str]):
+def _read_any(path: Path, suffix: str, zarr_folder: bool, max_pixels: int, warnings: list[str],
+              scene: int | None):
     """(data, axes, pixel size, source, timing) by the reader for this kind of file; reader remarks
     go to `warnings`."""
+    if suffix in CONTAINER_SUFFIXES and not zarr_folder:
+        from .containers import read_container
+
+        data, axes, pixel_size, source, timing, remarks = read_container(path, max_pixels, scene)
+        warnings.extend(remarks)
+        return data, axes, pixel_size, source, timing
+    if scene not in (None, 0):
+        raise ImageReadError(path, f"--scene {scene} asked for, but this file has no scenes")
     if zarr_folder or suffix == ".zip":
         from .ome_zarr import read_planes
 
         data, axes, pixel_size, source, timing, remarks = read_planes(path, max_pixels)
-    elif suffix in CONTAINER_SUFFIXES:
-        from .containers import read_container
-
-        data, axes, pixel_size, source, timing, remarks = read_container(path, max_pixels)
     elif suffix in TIFF_SUFFIXES:
         return _read_tiff(path, max_pixels)
     else:

@@ -232,3 +232,24 @@ def test_time_increments_feed_the_timelines(tmp_path, segmenter):
 def summary_rows(out):
     with open(out / "summary.csv", newline="") as handle:
         return list(csv.DictReader(handle))
+
+
+def test_scene_option_runs_one_scene_and_is_recorded(tmp_path, segmenter):
+    pytest.importorskip("pylibCZIrw", reason="CZI needs the 'formats' extra")
+    import json
+
+    image = cells(4)
+    from pylibCZIrw import czi as pyczi
+
+    with pyczi.create_czi(str(tmp_path / "two.czi")) as writer:  # scenes of two sizes
+        writer.write(cells(5)[:, :100], plane={"C": 0}, scene=0)
+        writer.write(image, plane={"C": 0}, scene=1, location=(200, 0))
+    out = tmp_path / "out"
+    (failed,) = run([tmp_path / "two.czi"], out, segmenter)
+    assert not failed.ok and "--scene N" in failed.rows[0]["error"]
+    assert all(o.ok for o in run([tmp_path / "two.czi"], out, segmenter, scene=1))
+    tifffile.imwrite(tmp_path / "one.tif", image)
+    run([tmp_path / "one.tif"], tmp_path / "tif", segmenter)
+    assert np.array_equal(tifffile.imread(out / "two_labels.tif"), tifffile.imread(tmp_path / "tif" / "one_labels.tif"))
+    entry = json.loads((out / "manifest.json").read_text())["inputs"][str((tmp_path / "two.czi").resolve())]
+    assert entry["params"]["scene"] == 1

@@ -45,8 +45,68 @@ def test_czi_scenes_of_different_sizes_are_refused_by_name(tmp_path):
     with pylib.create_czi(str(path)) as writer:
         writer.write(planes(20, 30), plane={"C": 0}, scene=0)
         writer.write(planes(25, 30), plane={"C": 0}, scene=1, location=(100, 0))
-    with pytest.raises(ImageReadError, match=r"mixed.czi: its 2 scenes differ in size \(20x30, 25x30\)"):
+    with pytest.raises(ImageReadError, match=r"mixed.czi: its 2 scenes differ in size \(20x30, 25x30\).*--scene N"):
         read_image(path)
+    assert read_image(path, scene=1).frames.shape == (1, 25, 30)
+    with pytest.raises(ImageReadError, match=r"--scene 2 out of range: the file has 2 scenes \(0..1\)"):
+        read_image(path, scene=2)
+
+
+def test_scene_picks_one_scene_image_or_position(tmp_path):
+    pytest.importorskip("pylibCZIrw", reason="CZI needs the 'formats' extra")
+    pytest.importorskip("liffile", reason="LIF needs the 'formats' extra")
+    data = planes(3, 2, 1, 20, 30)
+    czi = write_czi(tmp_path / "s.czi", data)
+    assert np.array_equal(read_image(czi, scene=2).frames, data[2, :, 0])
+    lif = write_lif(tmp_path / "s.lif", [data[0, :, 0], data[1, :, 0]])
+    assert np.array_equal(read_image(lif, scene=1).frames, data[1, :, 0])
+    tiff = tmp_path / "s.tif"
+    import tifffile
+
+    tifffile.imwrite(tiff, data[0, 0, 0])
+    assert read_image(tiff, scene=0).frames.shape == (1, 20, 30)  # 0 is every file's only scene
+    with pytest.raises(ImageReadError, match="--scene 1 asked for, but this file has no scenes"):
+        read_image(tiff, scene=1)
+
+
+def test_lif_images_with_different_pixel_sizes_are_refused(tmp_path):
+    pytest.importorskip("liffile", reason="LIF needs the 'formats' extra")
+    first = write_lif(tmp_path / "a.lif", [planes(1, 20, 30)], pixel_um=0.65)
+    second = write_lif(tmp_path / "b.lif", [planes(1, 20, 30)], pixel_um=0.325)
+    import liffile
+
+    from samcell_rt.runtime.containers import lif_planes
+
+    with liffile.LifFile(first) as a, liffile.LifFile(second) as b:
+        assert lif_planes([a.images[0]])[2] == pytest.approx(0.65)
+        assert lif_planes([b.images[0]])[2] == pytest.approx(0.325)
+    mixed = tmp_path / "mixed.lif"
+    write_lif(mixed, [planes(1, 20, 30), planes(1, 20, 30)], pixel_um=[0.65, 0.325])
+    with pytest.raises(ImageReadError, match=r"2 images differ in pixel size \(um\) \(0.65, 0.325\)"):
+        read_image(mixed)
+    assert read_image(mixed, scene=1).pixel_size_um == pytest.approx(0.325)
+
+
+def test_nd2_position_by_scene_on_the_readers_own_sizes():
+    pytest.importorskip("nd2", reason="ND2 needs the 'formats' extra")
+    from samcell_rt.runtime.containers import nd2_planes
+
+    data = planes(2, 3, 10, 12)  # T, P, Y, X
+
+    class Positions:
+        sizes = {"T": 2, "P": 3, "Y": 10, "X": 12}
+        experiment = []
+        metadata = None
+
+        def voxel_size(self):
+            return None
+
+        def asarray(self):
+            return data
+
+    array, axes, pixel, _, timing, _ = nd2_planes(Positions(), scene=1)
+    assert np.array_equal(array, data[:, 1:2]) and pixel is None
+    assert timing == (None, "frame")  # one position left: the frames are a time series again
 
 
 def test_nd2_sample_from_a_registry_package():
