@@ -43,3 +43,24 @@ def test_czi_and_zipped_ome_zarr_uploads(service, tmp_path):
     assert cells_of(service, open(archive, "rb").read(), "a.ome.zarr.zip") == expected
     status, body, _ = post(service, b"PK\x03\x04 not a zip", "name=b.zip")
     assert status == 422 and b"b.zip" in body
+
+
+def test_gui_takes_a_lif_and_a_zipped_ome_zarr(tmp_path, blob_path):
+    pytest.importorskip("starlette", reason="GUI tests need the 'gui' extra")
+    pytest.importorskip("httpx", reason="starlette's test client needs httpx")
+    pytest.importorskip("liffile", reason="LIF needs the 'formats' extra")
+    from starlette.testclient import TestClient
+
+    from samcell_rt import load_model
+    from samcell_rt.apps.gui.app import create_app
+    from tests.apps.gui.test_gui_api import wait_done
+    from tests.formats_files import write_lif
+
+    image = as_dtype(synthetic_cells((96, 128), count=4, radius=9, seed=6)[0], "uint16")
+    write_ome_zarr(tmp_path / "g.ome.zarr", image, "yx", [PIXEL_UM, PIXEL_UM])
+    archive = shutil.make_archive(str(tmp_path / "g.ome.zarr"), "zip", tmp_path, "g.ome.zarr")
+    uploads = [("files", ("g.lif", write_lif(tmp_path / "g.lif", [image[None]]).read_bytes(), "application/octet-stream")),
+               ("files", ("g.ome.zarr.zip", open(archive, "rb").read(), "application/zip"))]
+    with TestClient(create_app(load_model(str(blob_path)), max_upload_mb=1)) as client:
+        accepted = client.post("/api/images", files=uploads).json()["accepted"]
+        assert [wait_done(client, job["id"])["metrics"]["cells"] for job in accepted] == [4, 4]

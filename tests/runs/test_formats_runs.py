@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import csv
 import hashlib
+import importlib.util
 import subprocess
 import sys
 
@@ -73,6 +74,11 @@ def test_plate_wells_come_from_the_layout_not_the_name(tmp_path, segmenter):
     a1 = [float(rows[str(plate / "A" / "1" / f)]["cells"]) for f in "01"]
     assert float(table["A01"]["cells"]) == pytest.approx(np.mean(a1))
     assert float(table["B02"]["cells"]) == float(rows[str(plate / "B" / "2" / "0")]["cells"])
+    if importlib.util.find_spec("matplotlib"):  # the report finds each field's outputs by its stem
+        from samcell_rt.runs.report import write_report
+
+        page = write_report(out).read_text()
+        assert all(f"P7_{name}_overlay.png" in page for name in ("A01_f0", "A01_f1", "B02_f0"))
 
 
 def test_two_plates_with_the_same_name_are_refused(tmp_path):
