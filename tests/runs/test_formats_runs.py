@@ -87,6 +87,9 @@ def test_two_plates_with_the_same_name_are_refused(tmp_path):
         write_plate(tmp_path / folder / "P.ome.zarr", {"A/1": [cells(1)]})
     with pytest.raises(InputError, match="same name stem 'P_A01_f0'"):
         expand_inputs([str(tmp_path / "x" / "P.ome.zarr"), str(tmp_path / "y" / "P.ome.zarr")], tmp_path / "out")
+    # a glob reaches stores too, and a folder holding a plate lists its fields
+    assert expand_inputs([str(tmp_path / "x" / "*.ome.zarr")]) == [tmp_path / "x" / "P.ome.zarr" / "A" / "1" / "0"]
+    assert expand_inputs([str(tmp_path / "y")]) == [tmp_path / "y" / "P.ome.zarr" / "A" / "1" / "0"]
 
 
 def test_corrupt_file_of_each_format_is_reported_and_the_batch_goes_on(tmp_path, segmenter):
