@@ -365,7 +365,9 @@ def build_engine_command(model, runtime, precision, max_batch, opt_batch, comput
 @click.option("--batch-size", default=None, type=click.IntRange(min=1), help="Tiles per engine call.")
 @max_pixels_option
 @diameter_option
-def serve(model, engine, host, port, max_mb, batch_size, max_pixels, diameter) -> None:
+@click.option("--data-root", type=click.Path(exists=True, file_okay=False, path_type=Path), default=None,
+              help="Let requests name images or OME-Zarr stores under this folder (?path=REL) instead of uploading.")
+def serve(model, engine, host, port, max_mb, batch_size, max_pixels, diameter, data_root) -> None:
     """HTTP API for instrument software: POST an image, get labels (TIFF) and metrics (JSON).
 
     \b
@@ -381,7 +383,7 @@ def serve(model, engine, host, port, max_mb, batch_size, max_pixels, diameter) -
     segmenter = load_model(model, engine, batch_size=batch_size, diameter=diameter)
     click.echo(f"samcell-rt service on http://{host}:{port}/ (model {segmenter.info.name}, engine "
                f"{segmenter.engine_name}); POST images to /v1/segment?name=FILE.tif", err=True)
-    uvicorn.run(create_service(segmenter, max_mb, max_pixels), host=host, port=port, log_level="warning")
+    uvicorn.run(create_service(segmenter, max_mb, max_pixels, data_root), host=host, port=port, log_level="warning")
 
 
 @main.command()

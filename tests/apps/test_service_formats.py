@@ -64,3 +64,26 @@ def test_gui_takes_a_lif_and_a_zipped_ome_zarr(tmp_path, blob_path):
     with TestClient(create_app(load_model(str(blob_path)), max_upload_mb=1)) as client:
         accepted = client.post("/api/images", files=uploads).json()["accepted"]
         assert [wait_done(client, job["id"])["metrics"]["cells"] for job in accepted] == [4, 4]
+
+
+def test_path_requests_read_stores_under_the_data_root_only(tmp_path, blob_path):
+    from samcell_rt import load_model
+    from samcell_rt.apps.serve import create_service
+
+    root = tmp_path / "storage"
+    root.mkdir()
+    image = as_dtype(synthetic_cells((96, 128), count=3, radius=9, seed=8)[0], "uint16")
+    write_ome_zarr(root / "big.ome.zarr", image, "yx", [PIXEL_UM, PIXEL_UM])
+    write_ome_zarr(tmp_path / "secret.ome.zarr", image, "yx", [PIXEL_UM, PIXEL_UM])
+    (root / "link.ome.zarr").symlink_to(tmp_path / "secret.ome.zarr")
+    segmenter = load_model(str(blob_path), batch_size=4)
+    with serving(create_service(segmenter, max_mb=2, data_root=root)) as url:
+        assert cells_of(url, b"", "x&path=big.ome.zarr") == [3]
+        for outside in ("../secret.ome.zarr", "link.ome.zarr", str(tmp_path / "secret.ome.zarr")):
+            status, body, _ = post(url, b"", f"path={outside}")
+            assert status == 403 and b"outside the service's data root" in body, outside
+        status, body, _ = post(url, b"", "path=missing.ome.zarr")
+        assert status == 422 and b"missing.ome.zarr: file does not exist" in body
+    with serving(create_service(segmenter, max_mb=2)) as url:
+        status, body, _ = post(url, b"", "path=big.ome.zarr")
+        assert status == 400 and b"--data-root" in body
