@@ -1,7 +1,7 @@
 """Whole-well and whole-plate mosaics in bounded memory: bands in, tiled BigTIFF labels out.
 
 The image is read lazily in horizontal bands (tifffile + zarr: strips or tiles, compressed or
-not). Tile rows go through the engine one at a time; the blend is accumulated in a rolling
+not; an OME-Zarr field or image by its own chunks). Tile rows go through the engine one at a time; the blend is accumulated in a rolling
 buffer and rows leave it as soon as no later tile touches them. Labels are computed per band of
 `band` rows on a window reaching `halo` rows above and below, and only the band's own rows are
 kept; a cell that also has pixels in the rows above the band keeps the id the previous band gave
