@@ -261,3 +261,12 @@ def test_ome_zarr_claiming_a_huge_array_is_refused_before_reading(tmp_path):
     array_meta.write_text(json.dumps(meta))
     with pytest.raises(ImageReadError, match="liar.ome.zarr: header claims 200000 x 200000"):
         read_image(path)
+
+
+def test_czi_mosaic_tiles_are_composed_into_their_scene(tmp_path):
+    pylib = pytest.importorskip("pylibCZIrw.czi", reason="CZI needs the 'formats' extra")
+    left, right = planes(20, 30), planes(20, 30)
+    with pylib.create_czi(str(tmp_path / "mosaic.czi")) as writer:
+        writer.write(left, plane={"C": 0}, scene=0, location=(0, 0))
+        writer.write(right, plane={"C": 0}, scene=0, location=(30, 0))
+    assert np.array_equal(read_image(tmp_path / "mosaic.czi").frames[0], np.hstack([left, right]))
