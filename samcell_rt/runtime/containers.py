@@ -1,7 +1,7 @@
 """Microscope container files (extra `formats`): Zeiss CZI, Nikon ND2 and Leica LIF.
 
 Each reader hands io.py what the TIFF reader does: an array, its axes in io's letters (T, Z, C,
-S = colour samples, Y, X; Q for any other axis such as scenes, positions or tiles), the pixel size
+S = colour samples, Y, X; other letters for scenes, positions, tiles or any other axis), the pixel size
 from the file's own metadata and the frame interval. Everything along the non-Y/X, non-channel
 axes becomes a frame, in file order, so scenes, positions, time and Z are frames as for TIFF
 stacks; `scene` keeps one CZI scene, LIF image or ND2 position. A file whose scenes (CZI) or images
