@@ -1,14 +1,15 @@
 """Whole-well and whole-plate mosaics in bounded memory: bands in, tiled BigTIFF labels out.
 
 The image is read lazily in horizontal bands (tifffile + zarr: strips or tiles, compressed or
-not; an OME-Zarr field or image by its own chunks). Tile rows go through the engine one at a
-time; the blend is accumulated in a rolling buffer and rows leave it as soon as no later tile
-touches them. Labels are computed per band of `band` rows on a window reaching `halo` rows
-above and below, and only the band's own rows are kept; a cell that also has pixels in the rows above the band keeps the id the previous band gave
+not). Tile rows go through the engine one at a time; the blend is accumulated in a rolling
+buffer and rows leave it as soon as no later tile touches them. Labels are computed per band of
+`band` rows on a window reaching `halo` rows above and below, and only the band's own rows are
+kept; a cell that also has pixels in the rows above the band keeps the id the previous band gave
 it there. With a halo larger than any cell (default 256 px) each cell sees the same distance
 values and markers as in the whole-image run, so labels equal the in-memory path up to
 renumbering (tests check this on cells placed across band boundaries). Labels are streamed to a
 tiled, compressed uint32 BigTIFF (uint32 because the cell count is unknown until the end).
+OME-Zarr fields and images are read the same way, by their own chunks.
 
 Preprocessing follows the run's options like every other input: the 8-bit scaling uses the
 plate's whole value range (`range`, found in a first streaming pass) or its percentiles
