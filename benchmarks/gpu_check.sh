@@ -1,45 +1,43 @@
 #!/usr/bin/env bash
-# GPU check for a lent H100/H200, one prepared script, under 8 minutes. NOT RUN YET: no GPU was lent
-# to the task that wrote it; the first run will tell what needs fixing.
+# The GPU check for a lent H100/H200, as a sequence of device calls that a session makes.
 #
-# Records in benchmarks/results/gpu_<gpu>.json (and $OUT when set): `pytest -m gpu`; `samcell-rt bench`
-# with the CUDA engine for samcell-lite and ViT-B, fp32 and fp16, batch 1/8/32 on 2048x2048; torch fp16
-# of the same models as a reference; and an attempt to run a TensorRT-RTX engine (expected to be
-# refused on compute capability 9.0; what happens is recorded).
+#   benchmarks/gpu_check.sh --dry-run [--json]   here: the plan (calls, what each carries and sends, timeouts,
+#                                                estimated device time); exit 2 when it does not fit
+#   benchmarks/gpu_check.sh --call main          on the device, carrying what the plan says: torch on CUDA through
+#                                                samcell-rt's pipeline (benchmarks/gpu_check.py main)
+#   benchmarks/gpu_check.sh --call stage         on the device: a staging-only call (reports the parts arrived)
+#   benchmarks/gpu_check.sh --call ort           on the device: rebuild onnxruntime-gpu from the parts, bench the
+#                                                CUDA engine (benchmarks/gpu_check.py ort)
 #
-# The device machine has torch, onnxruntime (CPU), numpy, scipy, scikit-image, opencv, numba, tifffile,
-# click and cuda-bindings, and cannot download. What it lacks travels as wheels in .whl/ (ignored):
-# `bash benchmarks/gpu_stage.sh` downloads them here. onnxruntime-gpu (244 MiB) is over the 64 MiB a
-# call may carry, so gpu_stage.sh splits it into .whl/parts/*; carry one part per call
-# (`carry: [".whl/parts/NN"]`, command `true`: ignored files stay on the warm machine), then run this
-# script carrying `.whl/small`. It reassembles the wheel and checks its sha256 first.
+# Each call writes what it measured into $OUT as it goes (gpu_check_<call>.json, <call>.log), so a call cut
+# short still returns its results; copy them into benchmarks/results/ here. The onnxruntime-gpu parts are made
+# here by benchmarks/gpu_stage.sh (ignored folder .gpu/); ignored files stay on a warm machine between calls.
 set -uo pipefail
 cd "$(dirname "$0")/.."
-START=$(date +%s)
-WORK=/tmp/gpu_check; mkdir -p "$WORK"
-if ls .whl/parts/*/onnxruntime_gpu-* >/dev/null 2>&1; then
-    name=$(basename "$(ls .whl/parts/*/onnxruntime_gpu-* | head -1)" | sed 's/\.part[0-9]*$//')
-    cat .whl/parts/*/"$name".part* > "$WORK/$name"
-    (cd "$WORK" && sha256sum -c "$OLDPWD/.whl/small/$name.sha256") || echo "onnxruntime-gpu wheel incomplete: CUDA bench will fail"
-fi
-python3 -m pip install -q --no-index --no-deps --no-compile --target /tmp/site .whl/small/*.whl "$WORK"/*.whl 2>&1 | tail -3
-export PYTHONPATH="$PWD:/tmp/site" PYTHONUNBUFFERED=1 SAMCELL_RT_HOME="$WORK/home"
-GPU=$(nvidia-smi --query-gpu=name --format=csv,noheader | head -1 | tr -c 'A-Za-z0-9\n' '_' | sed 's/_*$//')
-RESULT="benchmarks/results/gpu_${GPU:-unknown}.json"
-# 1) the GPU tests (about a minute)
-timeout 150 python3 -m pytest -q -m gpu -p no:cacheprovider --junitxml "$WORK/pytest.xml" tests/runtime 2>&1 | tail -15
-python3 - "$WORK/pytest.xml" "$WORK/pytest.json" <<'PY'
-import json, sys, xml.etree.ElementTree as ET
-try:
-    suite = ET.parse(sys.argv[1]).getroot().find("testsuite") or ET.parse(sys.argv[1]).getroot()
-    cases = [{"test": c.get("name"), "seconds": float(c.get("time", 0)),
-              "outcome": next((t.tag for t in c if t.tag in ("failure", "error", "skipped")), "passed"),
-              "message": next((t.get("message", "")[:500] for t in c), "")} for c in suite.iter("testcase")]
-except (OSError, ET.ParseError) as exc:
-    cases = [{"error": str(exc)}]
-json.dump(cases, open(sys.argv[2], "w"), indent=2)
-PY
-# 2-4) graphs, CUDA bench, torch fp16 reference, TensorRT-RTX attempt (about 5 minutes)
-timeout $((470 - ($(date +%s) - START))) python3 benchmarks/gpu_check.py "$WORK" "$RESULT" "$WORK/pytest.json"
-[ -n "${OUT:-}" ] && cp "$RESULT" "$OUT/" 2>/dev/null
-echo "gpu_check: $(( $(date +%s) - START )) s, result $RESULT"
+case "${1:-}" in
+    --dry-run) shift; exec python3 benchmarks/gpu_plan.py dry-run "$@" ;;
+    --call) call=${2:-} ;;
+    *) call= ;;
+esac
+case "$call" in
+    main|stage|ort) ;;
+    *) echo "usage: $0 --dry-run [--json] | --call main|stage|ort" >&2; exit 64 ;;
+esac
+OUT=${OUT:-/tmp/gpu_check/out}
+WORK=/tmp/gpu_check
+mkdir -p "$OUT" "$WORK"
+export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}" PYTHONUNBUFFERED=1 SAMCELL_RT_HOME="$WORK/home"
+budget=$(python3 benchmarks/gpu_plan.py budget "$call")
+status=$(python3 benchmarks/gpu_plan.py status 2>&1)
+echo "gpu_check $call: budget ${budget} s; onnxruntime-gpu $status" | tee -a "$OUT/$call.log"
+case "$call" in
+    stage) exit 0 ;;
+    ort)
+        python3 benchmarks/gpu_plan.py assemble "$WORK/onnxruntime-gpu.tar.xz" 2>&1 | tee -a "$OUT/ort.log" \
+            || exit 3
+        rm -rf "$WORK/ort" && mkdir -p "$WORK/ort" && tar -C "$WORK/ort" -xJf "$WORK/onnxruntime-gpu.tar.xz" \
+            && rm "$WORK/onnxruntime-gpu.tar.xz" || exit 3
+        export PYTHONPATH="$WORK/ort:$PYTHONPATH" ;;  # shadows the machine's CPU-only onnxruntime
+esac
+timeout $((budget + 30)) python3 benchmarks/gpu_check.py "$call" --budget "$budget" --out "$OUT" 2>&1 \
+    | tee -a "$OUT/$call.log"

@@ -39,7 +39,7 @@ def write_half(model_path: Path, out: Path) -> None:
 def map_differences(original: Path, half: Path) -> dict:
     """Max / mean abs distance-map difference per image set, and median seconds per image."""
     from samcell_rt.runtime.segmenter import Segmenter
-    from samcell_rt.train.packaged import load_packaged
+    from samcell_rt.train.sources import load_packaged
 
     segmenters = {"original": Segmenter(str(original), engine="cpu"), "half": Segmenter(str(half), engine="cpu")}
     out = {}

@@ -89,7 +89,7 @@ def sweep(segmenter, samples: list, results: list) -> tuple[tuple[float, float],
 def main(models, run_json, do_sweep, untrained, out) -> None:
     from samcell_rt.baseline import otsu_watershed
     from samcell_rt.runtime.segmenter import Segmenter
-    from samcell_rt.train.packaged import load_packaged
+    from samcell_rt.train.sources import load_packaged
 
     sets = {"validation": validation_samples(run_json), "heldout": load_packaged("bacteria-heldout")}
     if untrained:

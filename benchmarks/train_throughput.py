@@ -25,7 +25,8 @@ def main(config: str, batch_size: int, steps: int, device: str, out: Path | None
     import torch
 
     from samcell_rt.synthetic import synthetic_cells
-    from samcell_rt.train.data import Augment, Sample
+    from samcell_rt.train.annotations import Sample
+    from samcell_rt.train.data import Augment
     from samcell_rt.train.loop import Recipe, Trainer, _batch
 
     samples = []

@@ -11,7 +11,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-__version__ = "0.1.0"
+from .version import __version__
+
 __all__ = ["Result", "Segmenter", "load_model", "segment", "__version__"]
 
 if TYPE_CHECKING:
@@ -31,7 +32,7 @@ def __getattr__(name: str) -> Any:
 def load_model(model: str | None = None, engine: str = "cpu", **options: Any) -> Segmenter:
     """Load a model (file path, shipped or downloaded model name; None: the shipped default) on an
     engine, ready to segment many images. Options go to `Segmenter` (batch_size, peak, fill, ...)."""
-    from .models import resolve_model
+    from .registry import resolve_model
     from .runtime.segmenter import Segmenter
 
     return Segmenter(resolve_model(model), engine=engine, **options)

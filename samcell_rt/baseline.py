@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from .errors import InputError
+
 MIN_AREA = 30
 MIN_PEAK_DISTANCE = 9
 
@@ -35,7 +37,7 @@ def otsu_watershed(image: np.ndarray, polarity: str = "auto", min_area: int = MI
     if polarity == "dark" or (polarity == "auto" and foreground.mean() > 0.5):
         foreground = ~foreground
     elif polarity not in ("bright", "auto"):
-        raise ValueError(f"polarity must be dark, bright or auto, not {polarity!r}")
+        raise InputError(f"polarity must be dark, bright or auto, not {polarity!r}")
     foreground = remove_small_objects(foreground, max_size=min_area - 1)
     distance = ndimage.distance_transform_edt(foreground)
     regions, _ = ndimage.label(foreground)

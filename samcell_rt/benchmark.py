@@ -76,12 +76,17 @@ def _median(runs: list[dict]) -> dict[str, float]:
 
 def bench_engine(model: str, engine: str, batch_size: int, images: dict[str, Path], repeats: int) -> list[dict]:
     """Rows for one engine and batch size over every image size."""
-    from .models import resolve_model
-    from .runtime.io import read_image
+    from .registry import resolve_model
     from .runtime.segmenter import Segmenter
+
+    return bench_segmenter(Segmenter(resolve_model(model), engine=engine, batch_size=batch_size), images, repeats)
+
+
+def bench_segmenter(segmenter, images: dict[str, Path], repeats: int) -> list[dict]:
+    """Rows for one loaded segmenter over every image size (any engine object, e.g. a benchmark adapter)."""
+    from .runtime.io import read_image
     from .runtime.tiling import tile_grid
 
-    segmenter = Segmenter(resolve_model(model), engine=engine, batch_size=batch_size)
     rows = []
     for size, path in images.items():
         frame = read_image(path).frames[0]

@@ -1,6 +1,6 @@
 """The `samcell-rt` command line: parses options and delegates; no logic lives here.
 
-Exit codes (samcell_rt.errors.exit_code is the one mapping): 0 all good, 1 some input failed
+Exit codes (samcell_rt.errors.exit_code is the one mapping, used by `_Group`): 0 all good, 1 some input failed
 (reported in summary.csv and on stderr), 2 usage error, unusable model or output folder. Errors
 of the SamcellError family print one line, never a traceback.
 """
@@ -8,17 +8,19 @@ of the SamcellError family print one line, never a traceback.
 from __future__ import annotations
 
 import importlib
-import math
 import sys
 from pathlib import Path
 
 import click
 
-from . import __version__, load_model
-from .errors import SamcellError
+from . import load_model
+from .apps.http import GUI, SERVICE
+from .errors import EXIT_FILE_FAILED, EXIT_OK, SamcellError, exit_code
 from .export import CONFIG_NAMES, TOLERANCE
-from .runtime import DIAMETER_MODES, MAX_PIXELS
+from .runtime import DEFAULT_FILL, DEFAULT_PEAK, DIAMETER_MODES, MAX_PIXELS
 from .runtime.engines import AUTO, CHOICES
+from .runtime.engines.trt_header import RUNTIMES
+from .version import __version__
 
 
 class _Group(click.Group):
@@ -29,7 +31,7 @@ class _Group(click.Group):
             return super().invoke(ctx)
         except SamcellError as exc:
             click.echo(f"error: {exc}", err=True)
-            ctx.exit(exc.exit_code)
+            ctx.exit(exit_code(exc))
 
 
 def requires_extra(extra: str, *modules: str) -> None:
@@ -202,7 +204,7 @@ def segment(inputs, model, out, engine, batch_size, peak, fill, diameter, channe
     skipped = sum(o.skipped for o in outcomes)
     click.echo(f"{len(outcomes) - failed} ok ({skipped} already done, skipped), {failed} failed; "
                f"summary: {out / 'summary.csv'}; for a page with plots: samcell-rt report {out}", err=True)
-    sys.exit(1 if failed else 0)
+    sys.exit(EXIT_FILE_FAILED if failed else EXIT_OK)
 
 
 @main.command()
@@ -296,9 +298,9 @@ def _dask_client(workers: int | None, address: str | None):
 @click.option("--version", "model_version", default="1", show_default=True, help="Model version stored in the metadata.")
 @click.option("--config", type=click.Choice(CONFIG_NAMES), default=None,
               help="SAM configuration when the checkpoint carries none (default vit-b).")
-@click.option("--peak", type=click.FloatRange(0, 1), default=0.47, show_default=True,
+@click.option("--peak", type=click.FloatRange(0, 1), default=DEFAULT_PEAK, show_default=True,
               help="Peak threshold stored in the model (choose it with `samcell-rt evaluate --sweep`).")
-@click.option("--fill", type=click.FloatRange(0, 1), default=0.09, show_default=True,
+@click.option("--fill", type=click.FloatRange(0, 1), default=DEFAULT_FILL, show_default=True,
               help="Fill threshold stored in the model.")
 @click.option("--cell-diameter", nargs=3, type=click.FloatRange(min=0, min_open=True), default=None,
               metavar="TYPICAL LOW HIGH",
@@ -324,7 +326,7 @@ def export_command(checkpoint, out, precision, opset, name, model_version, confi
 
 @main.command("build-engine")
 @click.argument("model")
-@click.option("--runtime", type=click.Choice(["rtx", "tensorrt"]), default=None,
+@click.option("--runtime", type=click.Choice(list(RUNTIMES)), default=None,
               help="TensorRT-RTX (builds anywhere, for RTX GPUs) or the full TensorRT (on the target GPU) "
                    "[default: the installed one].")
 @click.option("--precision", type=click.Choice(["fp16", "fp32", "int8"]), default="fp16", show_default=True,
@@ -350,18 +352,19 @@ def build_engine_command(model, runtime, precision, max_batch, opt_batch, comput
       samcell-rt build-engine samcell-lite --runtime rtx --precision fp16 --out lite16.engine
     """
     from .export.tensorrt import build_engine, describe_build
-    from .models import resolve_model
+    from .registry import resolve_model
 
-    report = build_engine(resolve_model(model), out, precision, max_batch, opt_batch, runtime, compute_capabilities,
-                          checkpoint, workspace_gb=workspace, calib_dir=calib, log=lambda line: click.echo(line, err=True))
+    report = build_engine(resolve_model(model), out, precision=precision, max_batch=max_batch, opt_batch=opt_batch,
+                          runtime=runtime, compute_capabilities=compute_capabilities, checkpoint=checkpoint,
+                          workspace_gb=workspace, calib_dir=calib, log=lambda line: click.echo(line, err=True))
     click.echo(describe_build(report))
 
 
 @main.command()
 @model_option()
 @engine_option
-@server_options(8766)
-@click.option("--max-mb", default=256, show_default=True, type=click.FloatRange(min=1), help="Request size limit, MB.")
+@server_options(SERVICE.port)
+@click.option("--max-mb", default=SERVICE.max_mb, show_default=True, type=click.FloatRange(min=1), help="Request size limit, MB.")
 @click.option("--batch-size", default=None, type=click.IntRange(min=1), help="Tiles per engine call.")
 @max_pixels_option
 @diameter_option
@@ -389,8 +392,9 @@ def serve(model, engine, host, port, max_mb, batch_size, max_pixels, diameter, d
 @main.command()
 @model_option()
 @engine_option
-@server_options(8765)
-@click.option("--max-upload-mb", default=512, show_default=True, type=click.FloatRange(min=1), help="Upload size limit, MB.")
+@server_options(GUI.port)
+@click.option("--max-upload-mb", default=GUI.max_mb, show_default=True, type=click.FloatRange(min=1),
+              help="Upload size limit, MB.")
 @max_pixels_option
 @click.option("--no-browser", is_flag=True, help="Do not open a browser window.")
 @diameter_option
@@ -472,7 +476,7 @@ def models_list() -> None:
     Example:
       samcell-rt models list
     """
-    from .models import model_table
+    from .registry import model_table
 
     for row in model_table():
         state = "ready" if row["ready"] else "not downloaded"
@@ -491,7 +495,7 @@ def models_info(name) -> None:
     """
     import json
 
-    from .models import model_info
+    from .registry import model_info
 
     click.echo(json.dumps(model_info(name), indent=2))
 
@@ -509,7 +513,7 @@ def models_pull(name, precision) -> None:
     """
     from tqdm import tqdm
 
-    from .models import pull_model
+    from .registry import pull_model
 
     with tqdm(unit="B", unit_scale=True, file=sys.stderr, desc=name) as bar:
         def progress(done: int, total: int | None) -> None:
@@ -563,19 +567,13 @@ def train(data, out, init, config, epochs, batch_size, steps_per_epoch, lr, warm
       samcell-rt train --data my_annotations/ --out runs/exp1 --init sam_vit_b_01ec64.pth
     """
     requires_extra("train", "torch", "transformers")
-    from .train.data import load_dataset
-    from .train.loop import RESUME_FILES, Recipe, Trainer
+    from .train.data import load_dataset, parse_source_weights
+    from .train.loop import Recipe, Trainer, require_resume_files
 
-    if resume and (missing_state := [name for name in RESUME_FILES if not (out / name).exists()]):
-        raise click.UsageError(f"--resume: nothing to resume in {out} (no {', '.join(missing_state)})")
-    missing = [d for d in data if not d.startswith("pkg:") and not Path(d).exists()]
-    if missing:
-        raise click.UsageError(f"--data: {', '.join(missing)} does not exist")
-    weights = _source_weights(source_weights, data)
-    try:
-        samples = load_dataset(list(data))
-    except (ValueError, FileNotFoundError) as exc:
-        raise click.UsageError(str(exc)) from exc
+    if resume:
+        require_resume_files(out)
+    weights = parse_source_weights(source_weights, data)
+    samples = load_dataset(list(data))
     recipe = Recipe(epochs=epochs, batch_size=batch_size, steps_per_epoch=steps_per_epoch, lr=lr,
                     warmup_steps=warmup_steps, patience=patience, seed=seed, config=config, init=init,
                     freeze_stages=freeze_stages, focus=focus, max_minutes=max_minutes, val_fraction=val_fraction,
@@ -589,26 +587,6 @@ def train(data, out, init, config, epochs, batch_size, steps_per_epoch, lr, warm
     click.echo(f"best validation loss {result['best_val_loss']:.5f} after {result['epochs']} epochs "
                f"({'early stop' if result['stopped_early'] else 'time limit' if result['out_of_time'] else 'epoch budget'}); "
                f"checkpoint {out / 'best.safetensors'}")
-
-
-def _source_weights(entries: tuple[str, ...], data: tuple[str, ...]) -> dict[str, float]:
-    """`SOURCE=W` entries as {source name: weight}, keyed as the loaded samples name their source
-    (`train.data.source_name`); each source must be one of the --data entries and W > 0."""
-    from .train.data import source_name
-
-    sources = {source_name(d) for d in data}
-    weights = {}
-    for entry in entries:
-        source, _, value = entry.rpartition("=")
-        try:
-            weight = float(value)
-        except ValueError:
-            weight = -1.0
-        if not source or source_name(source) not in sources or not 0 < weight < math.inf:
-            raise click.UsageError(f"--source-weight {entry!r}: expected SOURCE=W with SOURCE one of the --data "
-                                   f"entries ({', '.join(data)}) and W a positive number")
-        weights[source_name(source)] = weight
-    return weights
 
 
 @main.command()
@@ -636,10 +614,7 @@ def evaluate(pred, gt, json_out, sweep_dir) -> None:
         raise click.UsageError("give --pred FOLDER (score labels) or --sweep FOLDER (threshold ablation)")
     if pred is not None and sweep_dir is not None:
         raise click.UsageError("give --pred or --sweep, not both")
-    try:
-        report = evaluate_folders(pred, gt) if pred else {"sweep": threshold_sweep(sweep_dir, gt)}
-    except ValueError as exc:
-        raise click.UsageError(str(exc)) from exc
+    report = evaluate_folders(pred, gt) if pred else {"sweep": threshold_sweep(sweep_dir, gt)}
     if pred:
         for image in report["images"]:
             missing = "  (no prediction: scored as empty)" if image.get("missing") else ""
@@ -665,12 +640,9 @@ def demo(folder) -> None:
     Example:
       samcell-rt demo demo && samcell-rt segment demo/ecoli-phase-t17.tif --out demo/out
     """
-    from .packaged import write_demo
+    from .package_files import write_demo
 
-    try:
-        click.echo(write_demo(folder))
-    except FileNotFoundError as exc:
-        raise click.UsageError(str(exc)) from exc
+    click.echo(write_demo(folder))
 
 
 if __name__ == "__main__":

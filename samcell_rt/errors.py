@@ -1,8 +1,9 @@
 """Error types users and integrators can catch; every message names the file and the cause.
 
-One family: everything a user can cause or meet subclasses SamcellError, and `exit_code` is the
-one place that says how the command line ends for each kind (0 ok, 1 some file failed, 2 usage
-or model problem).
+One family: everything a user can cause or meet subclasses SamcellError. Whose fault an error is
+is told by its class, checked with `isinstance`: an `InputFileError` is one input file's fault
+(a batch reports it and goes on); every other SamcellError means nothing can run as asked.
+`exit_code` is the one place that turns that into the command line's exit status.
 """
 
 from __future__ import annotations
@@ -15,13 +16,13 @@ EXIT_OK, EXIT_FILE_FAILED, EXIT_USAGE = 0, 1, 2
 class SamcellError(Exception):
     """Base class for all samcell-rt errors."""
 
-    exit_code = EXIT_USAGE
+
+class InputFileError(SamcellError):
+    """One input file cannot be segmented; the other files of a batch still run."""
 
 
-class ImageReadError(SamcellError):
+class ImageReadError(InputFileError):
     """An input image is missing, empty, truncated, corrupt, too large or of an unsupported kind."""
-
-    exit_code = EXIT_FILE_FAILED
 
     def __init__(self, path: str | Path, cause: str) -> None:
         self.path = str(path)
@@ -29,10 +30,8 @@ class ImageReadError(SamcellError):
         super().__init__(f"{self.path}: {cause}")
 
 
-class ImageValueError(SamcellError, ValueError):
+class ImageValueError(InputFileError, ValueError):
     """The pixel values or the shape of an image cannot be segmented (NaN/inf, not 2-D, empty)."""
-
-    exit_code = EXIT_FILE_FAILED
 
 
 class ModelError(SamcellError):
@@ -52,6 +51,10 @@ class InputError(SamcellError):
     """Inputs or options that cannot be used: missing inputs, outputs that would collide, values out of range."""
 
 
+class DataError(InputError):
+    """Annotated data (training pairs, references to score against, packaged sources) that cannot be used."""
+
+
 class OutputError(SamcellError):
     """The output folder cannot be created or written, or is in use by another run."""
 
@@ -61,9 +64,9 @@ class DownloadError(SamcellError):
 
 
 def exit_code(error: BaseException | None) -> int:
-    """The command-line exit status for an error (None: success)."""
+    """The command-line exit status for an error (None: success): 1 for one input file's fault, else 2."""
     if error is None:
         return EXIT_OK
-    if isinstance(error, SamcellError):
-        return error.exit_code
+    if isinstance(error, InputFileError):
+        return EXIT_FILE_FAILED
     return EXIT_USAGE

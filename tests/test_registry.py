@@ -9,9 +9,9 @@ import threading
 
 import pytest
 
-from samcell_rt import models as registry
+from samcell_rt import registry
 from samcell_rt.errors import DownloadError, ModelError
-from samcell_rt.models import download
+from samcell_rt.registry import download
 
 
 class RangeHandler(http.server.SimpleHTTPRequestHandler):
@@ -78,7 +78,7 @@ def test_download_rejects_a_wrong_checksum(server, tmp_path):
 def test_pull_downloads_records_hash_and_exports(server, tmp_path, monkeypatch):
     torch = pytest.importorskip("torch", reason="pull exports to ONNX: needs the 'export' extra")
     from samcell_rt.export.model import random_sam, tiny_config
-    from samcell_rt.models import pull_model
+    from samcell_rt.registry import pull_model
 
     root, url = server
     torch.save(random_sam(tiny_config()).state_dict(), root / "tiny.pt")

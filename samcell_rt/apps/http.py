@@ -9,10 +9,23 @@ from __future__ import annotations
 
 import functools
 import logging
+from dataclasses import dataclass
 
-from ..errors import EXIT_FILE_FAILED, SamcellError
+from ..errors import InputFileError, SamcellError
 
 DRAIN_LIMIT = 1 << 30
+
+
+@dataclass(frozen=True)
+class ServerDefaults:
+    """Where an HTTP program listens and how large a request it takes, unless told otherwise."""
+
+    port: int
+    max_mb: float
+
+
+SERVICE = ServerDefaults(port=8766, max_mb=256)  # `samcell-rt serve`: one image per request
+GUI = ServerDefaults(port=8765, max_mb=512)  # `samcell-rt gui`: many images per upload
 log = logging.getLogger("samcell_rt.apps")
 
 
@@ -93,7 +106,7 @@ def guarded(handler):
         except RequestError as exc:
             return error(exc.status, str(exc))
         except SamcellError as exc:
-            return error(422 if exc.exit_code == EXIT_FILE_FAILED else 500, str(exc))
+            return error(422 if isinstance(exc, InputFileError) else 500, str(exc))
         except Exception as exc:  # last resort: the server keeps serving
             log.exception("request failed")
             return error(500, f"internal error: {type(exc).__name__}: {exc}")

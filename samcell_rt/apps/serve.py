@@ -3,12 +3,13 @@
 Endpoints:
 - GET  /health                 -> {"status": "ok"}
 - GET  /v1/model               -> model name, version, thresholds, engine
-- POST /v1/segment?name=X.tif[&format=json|tiff][&channel=N][&cells=0]
+- POST /v1/segment?name=X.tif[&format=json|labels|cells|rois|geojson|distance|timeline][&channel=N][&cells=0]
   -> body: the image file's bytes (or multipart field `file`). FORMATS lists the answers:
-  `json` (default) metrics per frame and the per-cell table; `tiff` the label image
-  (uint16/uint32 TIFF, a stack for multi-frame input) with the metrics as JSON in the
-  `X-Samcell-Metrics` header; `timeline` (stacks) a PNG of cell count and confluency over the frames,
-  times from the stack's metadata, with the doubling time fit as JSON in `X-Samcell-Growth`.
+  `json` (default) metrics per frame and the per-cell table; every per-input output of the folder
+  writer (`labels`, also called `tiff`: uint16/uint32 TIFF, a stack for multi-frame input; `cells`
+  CSV; `rois`; `geojson`; `distance`) with the metrics as JSON in the `X-Samcell-Metrics` header;
+  `timeline` (stacks) a PNG of cell count and confluency over the frames, times from the stack's
+  metadata, with the doubling time fit as JSON in `X-Samcell-Growth`.
   `channel` picks one channel of multi-channel images. Microscope containers (CZI, ND2, LIF; extra
   `formats`) and OME-Zarr stores sent as `.zip` are read as files are.
 - POST /v1/segment?path=REL[&...] (no body) -> the same for an image or OME-Zarr store already on the
@@ -38,18 +39,19 @@ import numpy as np
 
 from ..errors import ImageReadError
 from ..runs.timeline import series_fit, stack_series
-from ..runs.writers import geojson, label_image, labels_tiff_bytes, rois_zip
+from ..runs.writers import KINDS, OUTPUTS
 from ..runtime.io import MAX_PIXELS, UPLOAD_SUFFIXES, ImageStack, read_image
 from ..runtime.measure import json_columns
 from ..runtime.segmenter import Result, Segmenter
-from .http import RequestError, guarded, plot_png, query_int, read_body, read_form
+from .http import SERVICE, RequestError, guarded, plot_png, query_int, read_body, read_form
 
-DEFAULT_MAX_MB = 256
-FORMATS = {"json": "metrics per frame and the per-cell table (JSON)",
-           "tiff": "label image (TIFF), metrics in the X-Samcell-Metrics header",
-           "rois": "one ImageJ polygon ROI per cell (zip for Fiji's ROI Manager), metrics in X-Samcell-Metrics",
-           "geojson": "one QuPath detection per cell with its measurements (GeoJSON)",
-           "timeline": "stacks: count and confluency over time (PNG), doubling-time fit in the X-Samcell-Growth header"}
+ALIASES = {"tiff": "labels"}  # the name earlier clients ask for
+FORMATS = {  # the service's own answers, then every per-input document of the output table (runs.writers)
+    "json": "metrics per frame and the per-cell table (JSON)",
+    "timeline": "stacks: count and confluency over time (PNG), doubling-time fit in the X-Samcell-Growth header",
+    **{kind.name: f"{kind.description}; metrics in the X-Samcell-Metrics header" for kind in OUTPUTS if kind.render},
+    **{alias: f"the same as {name}" for alias, name in ALIASES.items()},
+}
 
 @dataclass
 class _Request:
@@ -151,7 +153,7 @@ def metrics_body(results: list[Result], include_cells: bool) -> dict:
     return {"frames": frames, "shape": list(results[0].labels.shape)}
 
 
-def create_service(segmenter: Segmenter, max_mb: float = DEFAULT_MAX_MB, max_pixels: int = MAX_PIXELS,
+def create_service(segmenter: Segmenter, max_mb: float = SERVICE.max_mb, max_pixels: int = MAX_PIXELS,
                    data_root: Path | None = None):
     """The Starlette app around one loaded model; `data_root` lets requests name files under it."""
     from starlette.applications import Starlette
@@ -188,7 +190,7 @@ def create_service(segmenter: Segmenter, max_mb: float = DEFAULT_MAX_MB, max_pix
         results = await asyncio.wrap_future(worker.submit(stack.frames))
         if wants == "timeline":
             return await asyncio.to_thread(_timeline_response, Path(name).stem, stack, results)
-        return _answer(wants, results, request.query_params.get("cells", "1") != "0")
+        return _answer(wants, results, stack.pixel_size_um, request.query_params.get("cells", "1") != "0")
 
     @contextlib.asynccontextmanager
     async def lifespan(app):
@@ -199,18 +201,15 @@ def create_service(segmenter: Segmenter, max_mb: float = DEFAULT_MAX_MB, max_pix
     return Starlette(routes=routes, lifespan=lifespan)
 
 
-def _answer(wants: str, results: list[Result], include_cells: bool):
-    """The response body for one of FORMATS."""
+def _answer(wants: str, results: list[Result], pixel_size_um: float | None, include_cells: bool):
+    """The response body for one of FORMATS (calibrated by the image's own pixel size where it has one)."""
     from starlette.responses import JSONResponse, Response
 
+    kind = KINDS.get(ALIASES.get(wants, wants))
+    if kind is None:
+        return JSONResponse(metrics_body(results, include_cells))
     metrics = {"X-Samcell-Metrics": json.dumps(metrics_body(results, False)["frames"])}
-    if wants == "tiff":
-        return Response(labels_tiff_bytes(label_image(results)), media_type="image/tiff", headers=metrics)
-    if wants == "rois":
-        return Response(rois_zip(results), media_type="application/zip", headers=metrics)
-    if wants == "geojson":
-        return JSONResponse(geojson(results), media_type="application/geo+json")
-    return JSONResponse(metrics_body(results, include_cells))
+    return Response(kind.render(results, pixel_size_um), media_type=kind.media_type, headers=metrics)
 
 
 def _timeline_response(name: str, stack: ImageStack, results: list[Result]):

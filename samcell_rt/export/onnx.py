@@ -16,11 +16,11 @@ from pathlib import Path
 
 import numpy as np
 
-from .. import __version__
 from ..errors import SamcellError
+from ..runtime import DEFAULT_FILL, DEFAULT_PEAK
 from ..runtime.atomic import atomic_path
-from ..runtime.contract import DIAMETER_PROPS, INPUT_NAME, OUTPUT_NAME, PREPROCESS, PROPS
-from ..runtime.postprocess import DEFAULT_FILL, DEFAULT_PEAK
+from ..runtime.contract import DIAMETER_PROPS, INPUT_NAME, META_KEYS, OUTPUT_NAME, PREPROCESS, PROPS
+from ..version import __version__
 from . import TOLERANCE
 
 FP32_OPS_IN_FP16 = ["LayerNormalization", "Softmax", "Sigmoid", "ReduceMean", "Pow", "Sqrt", "Erf"]
@@ -90,15 +90,15 @@ def export_onnx(checkpoint: str | Path, out: str | Path, precision: str = "fp32"
         PROPS["name"]: name or Path(checkpoint).stem, PROPS["version"]: version, PROPS["tile"]: str(tile),
         PROPS["peak_threshold"]: str(peak), PROPS["fill_threshold"]: str(fill),
         PROPS["source_sha256"]: loaded.sha256, PROPS["preprocess"]: PREPROCESS,
-        "samcell.precision": precision, "samcell.checkpoint_layout": loaded.layout,
-        "samcell.exporter": f"samcell-rt {__version__}",
+        META_KEYS["precision"]: precision, META_KEYS["checkpoint_layout"]: loaded.layout,
+        META_KEYS["exporter"]: f"samcell-rt {__version__}",
         **_diameter_props(diameter or _trained_diameter(loaded.recipe)),
     }
     with tempfile.TemporaryDirectory() as tmp:
         model = _trace(wrapper, Path(tmp), tile, opset)
         model = _convert(model, precision, Path(tmp))
         error = _max_error(model, tiles, expected)
-        metadata["samcell.verified_max_abs_error"] = f"{error:.3g}"
+        metadata[META_KEYS["verified_max_abs_error"]] = f"{error:.3g}"
         if not error <= TOLERANCE[precision]:
             raise ExportError(f"{precision} graph of {checkpoint} differs from torch by {error:.3g} "
                               f"(tolerance {TOLERANCE[precision]}); not written")

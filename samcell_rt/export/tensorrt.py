@@ -26,9 +26,10 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import EngineUnavailableError, InputError
-from ..runtime.contract import file_sha256
+from ..runtime.contract import META_KEYS, file_sha256
 from ..runtime.engines import tensorrt as trt_engine
 from ..runtime.engines.trt_header import (
+    RUNTIMES,
     EngineHeader,
     EngineMismatchError,
     cached_engine_path,
@@ -41,7 +42,6 @@ from .fp16 import Fp16Graph, fp16_graph_for, model_props
 from .onnx import graph_maps, verification_tiles
 from .trt_network import BuildError, Profile, build_full, build_rtx, calibrator
 
-RUNTIMES = {"rtx": "tensorrt-rtx", "tensorrt": "tensorrt"}  # build-engine --runtime -> header flavour
 # Measured with TensorRT-RTX 1.7.1: "Cannot compile ... for Turing (SM75): FP32 GEMM is not supported".
 RTX_NO_FP32 = ("7.5",)
 
@@ -80,7 +80,7 @@ def choose_flavour(runtime: str | None) -> str:
     return "tensorrt" if trt_engine.available() else "tensorrt-rtx"
 
 
-def build_engine(model: str | Path, out: str | Path | None = None, precision: str = "fp16", max_batch: int = 32,
+def build_engine(model: str | Path, out: str | Path | None = None, *, precision: str = "fp16", max_batch: int = 32,
                  opt_batch: int = 8, runtime: str | None = None, compute_capabilities: tuple[str, ...] = (),
                  checkpoint: str | Path | None = None, config=None, workspace_gb: float = 8.0,
                  calib_dir: str | Path | None = None, log: Callable[[str], None] = lambda line: None) -> BuildReport:
@@ -96,7 +96,7 @@ def build_engine(model: str | Path, out: str | Path | None = None, precision: st
     flavour = choose_flavour(runtime)
     trt = trt_engine.import_library(flavour)
     props = model_props(onnx_path)
-    profile = Profile(1, min(opt_batch, max_batch), max_batch, int(props.get("samcell.tile", 256)))
+    profile = Profile(1, min(opt_batch, max_batch), max_batch, int(props.get(META_KEYS["tile"], 256)))
     header = _header(flavour, trt, precision, profile, onnx_path, str(model), props, compute_capabilities)
     if out is None and (hit := _cache_hit(header)) is not None:
         log(f"engine already built: {hit.path}")
@@ -139,8 +139,10 @@ def _header(flavour: str, trt, precision: str, profile: Profile, onnx_path: Path
             raise EngineUnavailableError(f"the full TensorRT builds on the GPU the engine is for, and none is usable here "
                                          f"({exc}); TensorRT-RTX builds without one: --runtime rtx") from exc
         targets = (capability,)
-    return EngineHeader(flavour, str(trt.__version__), gpu, targets, precision, profile.min_batch, profile.opt_batch,
-                        profile.max_batch, profile.tile, file_sha256(onnx_path), source, props)
+    return EngineHeader(flavour=flavour, version=str(trt.__version__), gpu_name=gpu, compute_capabilities=targets,
+                        precision=precision, min_batch=profile.min_batch, opt_batch=profile.opt_batch,
+                        max_batch=profile.max_batch, tile=profile.tile, onnx_sha256=file_sha256(onnx_path), source=source,
+                        model_props=props)
 
 
 def _rtx_targets(trt, asked: tuple[str, ...], precision: str) -> tuple[str, ...]:
@@ -168,7 +170,7 @@ def _cache_hit(header: EngineHeader) -> BuildReport | None:
 
 def _build_rtx(trt, onnx_path: Path, header: EngineHeader, tmp: Path, log, checkpoint, config, **_) -> _Built:
     graph, source_graph, errors = None, onnx_path, {}
-    given = header.model_props.get("samcell.precision", "fp32")
+    given = header.model_props.get(META_KEYS["precision"], "fp32")
     if header.precision == "int8":
         raise BuildError("TensorRT-RTX engines are built here in fp32 or fp16; int8 needs the full TensorRT "
                          "(--runtime tensorrt --precision int8 --calib DIR)")
@@ -202,7 +204,7 @@ def _verified(header: EngineHeader, engine: bytes, onnx_path: Path, tmp: Path, e
         what = (f"engine unverified (no target GPU here); the fp16 graph it was built from ({graph.source}) "
                 f"is within {graph.max_abs_error:.3g} of the fp32 graph in onnxruntime")
     else:
-        exported = header.model_props.get("samcell.verified_max_abs_error", "not recorded")
+        exported = header.model_props.get(META_KEYS["verified_max_abs_error"], "not recorded")
         what = f"engine unverified (no target GPU here); built from the model as exported (its check vs torch: {exported})"
     return replace(header, verification=what)
 

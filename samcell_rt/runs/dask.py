@@ -10,48 +10,64 @@ from __future__ import annotations
 import contextlib
 import threading
 from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from ..errors import ImageValueError
 from ..runtime.segmenter import Result, Segmenter
-from .folders import FileOutcome, RunOptions, stream_files
+from .files import FileOutcome, RunOptions, stream_files
 
-_SEGMENTERS: dict[tuple, Segmenter] = {}
+_SEGMENTERS: dict[WorkerSettings, Segmenter] = {}
 _LOCK = threading.Lock()
 
 
-def segmenter_spec(segmenter: Segmenter) -> tuple:
-    """What a worker needs to rebuild an equivalent Segmenter (picklable)."""
-    return (str(segmenter.info.path), segmenter.engine_name, segmenter.batch_size, segmenter.peak, segmenter.fill,
-            segmenter.scaling, segmenter.diameter)
+@dataclass(frozen=True)
+class WorkerSettings:
+    """What a worker needs to rebuild an equivalent Segmenter: picklable, and hashable so each worker
+    process loads one Segmenter per settings."""
+
+    model: str
+    engine: str
+    batch_size: int
+    peak: float
+    fill: float
+    scaling: str
+    diameter: float | str
+    threads: int | None
+
+    @classmethod
+    def of(cls, segmenter: Segmenter) -> WorkerSettings:
+        return cls(model=str(segmenter.info.path), engine=segmenter.engine_name, batch_size=segmenter.batch_size,
+                   peak=segmenter.peak, fill=segmenter.fill, scaling=segmenter.scaling, diameter=segmenter.diameter,
+                   threads=segmenter.threads)
 
 
-def worker_segmenter(spec: tuple) -> Segmenter:
-    """The worker process's Segmenter for `spec`, loaded on first use only."""
+def worker_segmenter(settings: WorkerSettings) -> Segmenter:
+    """The worker process's Segmenter for `settings`, loaded on first use only."""
     with _LOCK:
-        if spec not in _SEGMENTERS:
-            model, engine, batch, peak, fill, scaling, diameter = spec
-            _SEGMENTERS[spec] = Segmenter(model, engine=engine, batch_size=batch, peak=peak, fill=fill, scaling=scaling,
-                                          diameter=diameter)
-        return _SEGMENTERS[spec]
+        if settings not in _SEGMENTERS:
+            _SEGMENTERS[settings] = Segmenter(settings.model, engine=settings.engine, batch_size=settings.batch_size,
+                                              peak=settings.peak, fill=settings.fill, threads=settings.threads,
+                                              scaling=settings.scaling, diameter=settings.diameter)
+        return _SEGMENTERS[settings]
 
 
-def _file_task(spec: tuple, path: Path, out: Path, options: RunOptions) -> FileOutcome:
-    ((_, outcome),) = stream_files([(0, path)], out, worker_segmenter(spec), options)
+def _file_task(settings: WorkerSettings, path: Path, out: Path, options: RunOptions) -> FileOutcome:
+    ((_, outcome),) = stream_files([(0, path)], out, worker_segmenter(settings), options)
     return outcome
 
 
-def _image_task(spec: tuple, key, image: np.ndarray) -> Result:
-    return worker_segmenter(spec).segment_many([(key, image)], on_error="report").__next__()
+def _image_task(settings: WorkerSettings, key, image: np.ndarray) -> Result:
+    return worker_segmenter(settings).segment_many([(key, image)], on_error="report").__next__()
 
 
 def segment_files_on_cluster(client, files: list[Path], out: Path, segmenter: Segmenter,
                              options: RunOptions) -> Iterator[FileOutcome]:
     """One task per file; outcomes in input order."""
-    spec = segmenter_spec(segmenter)
-    futures = [client.submit(_file_task, spec, path, out, options, pure=False) for path in files]
+    settings = WorkerSettings.of(segmenter)
+    futures = [client.submit(_file_task, settings, path, out, options, pure=False) for path in files]
     for path, future in zip(files, futures):
         try:
             yield future.result()
@@ -61,11 +77,11 @@ def segment_files_on_cluster(client, files: list[Path], out: Path, segmenter: Se
 
 def segment_many(client, segmenter: Segmenter, images: Iterable, on_error: str = "raise") -> Iterator[Result]:
     """`segmenter.segment_many` on a Dask cluster: one task per image, results in input order."""
-    spec = segmenter_spec(segmenter)
+    settings = WorkerSettings.of(segmenter)
     futures = []
     for index, item in enumerate(images):
         key, image = item if isinstance(item, tuple) else (index, item)
-        futures.append((key, client.submit(_image_task, spec, key, np.asarray(image), pure=False)))
+        futures.append((key, client.submit(_image_task, settings, key, np.asarray(image), pure=False)))
     for key, future in futures:
         try:
             result = future.result()

@@ -10,76 +10,24 @@ from __future__ import annotations
 
 import glob
 import os
-import time
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..errors import ImageReadError, ImageValueError, InputError, OutputError, SamcellError
+from ..errors import InputError, OutputError
 from ..runtime.atomic import stale_parts
-from ..runtime.io import MAX_PIXELS, ImageStack, is_image_file, read_image
-from ..runtime.segmenter import Result, Segmenter
-from .patterns import DEFAULT_TIME_PATTERN, DEFAULT_WELL_PATTERN, compile_time_pattern, compile_well_pattern
-from .writers import SUMMARY, frame_rows, is_output_name, summary_row, write_file_outputs, write_summary
+from ..runtime.io import is_image_file
+from ..runtime.segmenter import Segmenter
+from ..version import __version__
+from .dask import segment_files_on_cluster
+from .files import FileOutcome, Progress, RunOptions, stream_files
+from .manifest import Manifest, recorded_outputs
+from .plates import is_plate, plate_outcome
+from .run_outputs import write_run_info, write_run_outputs
+from .writers import SUMMARY, is_output_name, write_summary
 from .zarr_inputs import expand_store, input_stem, is_store
+from .zarr_labels import check_targets
 
 LOCK = ".samcell-rt.lock"
-Progress = Callable[[int, int], None]  # (done, total) work units of a long single input (plate tiles)
-
-
-@dataclass
-class FileOutcome:
-    """What happened to one input file: one summary row per frame, or one failed row."""
-
-    path: Path
-    rows: list[dict] = field(default_factory=list)
-    skipped: bool = False
-    outputs: list[str] = field(default_factory=list)  # file names written in the output folder
-    warnings: list[str] = field(default_factory=list)  # reader remarks on a file that was still usable
-
-    @property
-    def ok(self) -> bool:
-        return all(row["status"] == "ok" for row in self.rows)
-
-    @classmethod
-    def failed(cls, path: Path, error: str) -> FileOutcome:
-        return cls(path, [summary_row(path, 0, error=error)])
-
-
-@dataclass
-class RunOptions:
-    """Per-run choices that shape the outputs (those in `params` are recorded in the manifest)."""
-
-    channel: int | None = None
-    pixel_size_um: float | None = None
-    extras: tuple[str, ...] = ()  # optional outputs beyond labels/overlay/cells: "distance", "rois", "geojson"
-    overwrite: bool = False
-    plate_pixels: int = 8192 * 8192  # larger single-plane TIFFs take the banded, bounded-memory path
-    max_pixels: int = MAX_PIXELS  # larger headers are refused as lying or unmanageable
-    time_pattern: str = DEFAULT_TIME_PATTERN  # file names carrying a time or frame index form a timeline
-    well_pattern: str = DEFAULT_WELL_PATTERN  # file names carrying a well id form a plate map
-    zarr_labels: str | None = None  # write labels into OME-Zarr inputs as NGFF labels of this name
-    replace_zarr_labels: bool = False  # replace an existing labels group of that name
-    scene: int | None = None  # only this CZI scene / LIF image / ND2 position of each container file
-
-    def __post_init__(self) -> None:
-        compile_time_pattern(self.time_pattern)  # a bad pattern is a usage error before any work
-        compile_well_pattern(self.well_pattern)
-
-    def params(self, segmenter: Segmenter) -> dict:
-        params = {"peak": segmenter.peak, "fill": segmenter.fill, "scaling": segmenter.scaling,
-                  "diameter": segmenter.diameter, "tile": segmenter.info.tile, "channel": self.channel,
-                  "pixel_size_um": self.pixel_size_um, "extras": sorted(self.extras)}
-        for name in ("scene", "zarr_labels"):  # only when set: earlier manifests stay valid for runs without them
-            if getattr(self, name) is not None:
-                params[name] = getattr(self, name)
-        return params
-
-    def read(self, path: Path) -> ImageStack:
-        stack = read_image(path, self.channel, self.max_pixels, self.scene)
-        if self.pixel_size_um:
-            stack.pixel_size_um, stack.pixel_size_source = self.pixel_size_um, "option"
-        return stack
 
 
 def expand_inputs(inputs: Iterable[str], out: Path | None = None) -> list[Path]:
@@ -90,29 +38,27 @@ def expand_inputs(inputs: Iterable[str], out: Path | None = None) -> list[Path]:
     named like an output in `out`, so an output folder equal to an input folder is safe to run
     twice. Two inputs whose outputs would share names are refused.
     """
-    from .manifest import recorded_outputs
-
     files: list[Path] = []
-    for spec in inputs:
-        path = Path(spec)
+    for entry in inputs:
+        path = Path(entry)
         if is_store(path):
             files.extend(expand_store(path))
         elif path.is_dir():
             own = recorded_outputs(path)
-            for entry in sorted(path.iterdir()):
-                if is_store(entry):
-                    files.extend(expand_store(entry))
-                elif entry.is_file() and is_image_file(entry) and entry.name not in own:
-                    files.append(entry)
+            for item in sorted(path.iterdir()):
+                if is_store(item):
+                    files.extend(expand_store(item))
+                elif item.is_file() and is_image_file(item) and item.name not in own:
+                    files.append(item)
         elif path.exists():
             files.append(path)
-        elif glob.has_magic(spec):
-            matches = sorted(Path(p) for p in glob.glob(spec) if Path(p).is_file() or is_store(Path(p)))
+        elif glob.has_magic(entry):
+            matches = sorted(Path(p) for p in glob.glob(entry) if Path(p).is_file() or is_store(Path(p)))
             if not matches:
-                raise InputError(f"no files match {spec!r}")
+                raise InputError(f"no files match {entry!r}")
             files.extend(p for match in matches for p in (expand_store(match) if match.is_dir() else [match]))
         else:
-            raise InputError(f"input {spec!r} does not exist")
+            raise InputError(f"input {entry!r} does not exist")
     if out is not None:
         files = [f for f in files if not _is_own_output(f, out)]
     if not files:
@@ -179,8 +125,6 @@ def segment_files(files: list[Path], out: Path, segmenter: Segmenter, options: R
     summary rows come from the manifest) unless `options.overwrite`. `progress` follows long
     single inputs (plates). With a Dask `client`, whole files go to the cluster's workers.
     """
-    from .manifest import Manifest
-
     options = options or RunOptions()
     prepare_output(out)
     with FolderLock(out):
@@ -204,8 +148,6 @@ def segment_files(files: list[Path], out: Path, segmenter: Segmenter, options: R
                 else:
                     finished(i, FileOutcome(path, rows, skipped=True))
             if options.zarr_labels:  # before any work: never replace labels unasked, nor fail late
-                from .zarr_labels import check_targets
-
                 check_targets([files[i] for i in todo], options.zarr_labels, options.replace_zarr_labels)
             for i, outcome in _run(files, todo, out, segmenter, options, progress, client):
                 finished(i, outcome)
@@ -217,15 +159,7 @@ def segment_files(files: list[Path], out: Path, segmenter: Segmenter, options: R
 
 def _write_run_outputs(out: Path, outcomes: list[FileOutcome], segmenter: Segmenter, options: RunOptions) -> None:
     """run.json (settings, model, reader warnings), then timelines and plate maps from the summary rows."""
-    from importlib.metadata import PackageNotFoundError, version
-
-    from .run_outputs import write_run_info, write_run_outputs
-
-    try:
-        package = version("samcell-rt")
-    except PackageNotFoundError:
-        package = ""
-    info = {"samcell_rt": package, "model": {"name": segmenter.info.name, "version": segmenter.info.version,
+    info = {"samcell_rt": __version__, "model": {"name": segmenter.info.name, "version": segmenter.info.version,
                                              "sha256": segmenter.model_sha256},
             "engine": segmenter.engine_name, "params": options.params(segmenter), "files": len(outcomes),
             "time_pattern": options.time_pattern, "well_pattern": options.well_pattern}
@@ -235,108 +169,11 @@ def _write_run_outputs(out: Path, outcomes: list[FileOutcome], segmenter: Segmen
 
 def _run(files: list[Path], todo: list[int], out: Path, segmenter: Segmenter, options: RunOptions,
          progress: Progress | None, client) -> Iterator[tuple[int, FileOutcome]]:
-    from .plates import is_plate
-
     plates = [i for i in todo if is_plate(files[i], options.plate_pixels)]
     for i in plates:
         yield i, plate_outcome(files[i], out, segmenter, options, progress)
     rest = [i for i in todo if i not in plates]
     if client is not None:
-        from .dask import segment_files_on_cluster
-
         yield from zip(rest, segment_files_on_cluster(client, [files[i] for i in rest], out, segmenter, options))
     else:
         yield from stream_files([(i, files[i]) for i in rest], out, segmenter, options)
-
-
-def stream_files(files: list[tuple[int, Path]], out: Path, segmenter: Segmenter,
-                 options: RunOptions) -> Iterator[tuple[int, FileOutcome]]:
-    """Segment files with engine batches shared across them; yield (index, outcome) as each finishes."""
-    stacks: dict[int, ImageStack] = {}
-    read_seconds: dict[int, float] = {}
-    frames_done: dict[int, list[Result]] = {}
-    failures: list[tuple[int, FileOutcome]] = []
-
-    def frames() -> Iterator:
-        for i, path in files:
-            start = time.perf_counter()
-            try:
-                stacks[i] = options.read(path)
-            except ImageReadError as exc:
-                failures.append((i, FileOutcome.failed(path, exc.cause)))
-                continue
-            read_seconds[i] = time.perf_counter() - start
-            frames_done[i] = []
-            for f, frame in enumerate(stacks[i].frames):
-                yield (i, f), frame
-
-    for result in segmenter.segment_many(frames(), on_error="report"):
-        while failures:
-            yield failures.pop(0)
-        i, _ = result.key
-        frames_done[i].append(result)
-        if len(frames_done[i]) == stacks[i].frames.shape[0]:
-            yield i, _file_outcome(stacks.pop(i), frames_done.pop(i), out, read_seconds[i], options)
-    while failures:
-        yield failures.pop(0)
-
-
-def _file_outcome(stack: ImageStack, results: list[Result], out: Path, read_seconds: float,
-                  options: RunOptions) -> FileOutcome:
-    from .writers import label_image
-
-    failed = [summary_row(stack.path, f, error=r.error) for f, r in enumerate(results) if not r.ok]
-    if failed:
-        return FileOutcome(stack.path, failed)  # never write a label stack with holes in it
-    try:
-        outputs = write_file_outputs(out, input_stem(stack.path), results, stack.pixel_size_um, options.extras)
-    except OSError as exc:
-        return FileOutcome.failed(stack.path, f"cannot write outputs ({exc.strerror or exc})")
-    if (error := _zarr_labels(stack.path, label_image(results), options)) is not None:
-        return FileOutcome.failed(stack.path, error)
-    rows = frame_rows(stack, results, read_seconds)
-    return FileOutcome(stack.path, rows, outputs=outputs, warnings=stack.warnings)
-
-
-def plate_outcome(path: Path, out: Path, segmenter: Segmenter, options: RunOptions,
-                  progress: Progress | None = None) -> FileOutcome:
-    """Banded processing of one large plate: tiled BigTIFF labels and its summary row."""
-    from .plates import segment_plate
-    from .writers import output_name
-
-    start = time.perf_counter()
-    name = output_name(input_stem(path), "labels")
-    if not isinstance(segmenter.diameter, str):
-        return FileOutcome.failed(path, "--diameter cannot rescale a plate this large (it is segmented in bands at its "
-                                        "own size); resize it, or leave --diameter out")
-    try:
-        result = segment_plate(path, out / name, segmenter, options, progress=progress)
-    except (ImageReadError, ImageValueError, OSError) as exc:
-        return FileOutcome.failed(path, getattr(exc, "cause", None) or str(exc))
-    if options.zarr_labels and (error := _zarr_labels_from_tiff(path, out / name, options)) is not None:
-        return FileOutcome.failed(path, error)
-    row = summary_row(path, 0, result.metrics, time.perf_counter() - start, None, result.pixel_size_um,
-                      result.pixel_size_source)
-    return FileOutcome(path, [row], outputs=[name])
-
-
-def _zarr_labels_from_tiff(path: Path, labels_tiff: Path, options: RunOptions) -> str | None:
-    """The banded path's labels, read back lazily from their tiled TIFF, into the OME-Zarr input."""
-    import tifffile
-    import zarr
-
-    with tifffile.imread(labels_tiff, aszarr=True) as store:
-        return _zarr_labels(path, zarr.open(store, mode="r"), options)
-
-
-def _zarr_labels(path: Path, labels, options: RunOptions) -> str | None:
-    """Write labels into an OME-Zarr input when asked; the reason it failed, else None."""
-    from .zarr_labels import is_zarr_input, write_labels
-
-    if not options.zarr_labels or not is_zarr_input(path):
-        return None
-    try:
-        write_labels(path, labels, options.zarr_labels, options.replace_zarr_labels)
-    except (ValueError, OSError, SamcellError) as exc:
-        return f"labels not written into the OME-Zarr image: {exc}"
-    return None

@@ -26,7 +26,6 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -38,9 +37,9 @@ from ..runtime.postprocess import labels_from_distance
 from ..runtime.preprocess import PERCENTILES, enhance_tiles, to_uint8
 from ..runtime.segmenter import STAGES, Segmenter
 from ..runtime.tiling import OVERLAP, TileGrid, axis_starts, edge_weights, extract_tiles
-
-if TYPE_CHECKING:
-    from .folders import Progress, RunOptions
+from .files import FileOutcome, Progress, RunOptions, zarr_labels
+from .writers import output_name, summary_row
+from .zarr_inputs import input_stem
 
 BAND = 1024
 HALO = 256
@@ -280,3 +279,31 @@ def is_plate(path: Path, threshold: int) -> bool:
     except Exception:
         return False  # let the normal reader report what is wrong with it
     return len(shape) == 2 and shape[0] * shape[1] > threshold
+
+
+def plate_outcome(path: Path, out: Path, segmenter: Segmenter, options: RunOptions,
+                  progress: Progress | None = None) -> FileOutcome:
+    """Banded processing of one large plate: tiled BigTIFF labels and its summary row."""
+    start = time.perf_counter()
+    name = output_name(input_stem(path), "labels")
+    if not isinstance(segmenter.diameter, str):
+        return FileOutcome.failed(path, "--diameter cannot rescale a plate this large (it is segmented in bands at its "
+                                        "own size); resize it, or leave --diameter out")
+    try:
+        result = segment_plate(path, out / name, segmenter, options, progress=progress)
+    except (ImageReadError, ImageValueError, OSError) as exc:
+        return FileOutcome.failed(path, getattr(exc, "cause", None) or str(exc))
+    if options.zarr_labels and (error := _zarr_labels_from_tiff(path, out / name, options)) is not None:
+        return FileOutcome.failed(path, error)
+    row = summary_row(path, 0, metrics=result.metrics, seconds=time.perf_counter() - start,
+                      pixel_size_um=result.pixel_size_um, pixel_size_source=result.pixel_size_source)
+    return FileOutcome(path, [row], outputs=[name])
+
+
+def _zarr_labels_from_tiff(path: Path, labels_tiff: Path, options: RunOptions) -> str | None:
+    """The banded path's labels, read back lazily from their tiled TIFF, into the OME-Zarr input."""
+    import tifffile
+    import zarr
+
+    with tifffile.imread(labels_tiff, aszarr=True) as store:
+        return zarr_labels(path, zarr.open(store, mode="r"), options)

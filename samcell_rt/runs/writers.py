@@ -12,11 +12,13 @@ from __future__ import annotations
 import csv
 import io
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
+from ..errors import InputError
 from ..runtime.atomic import atomic_path, write_bytes_atomic, write_text_atomic
 from ..runtime.io import ImageStack
 from ..runtime.measure import image_metrics, with_physical_units
@@ -27,22 +29,32 @@ OUTLINE_RGB = (255, 255, 0)
 
 @dataclass(frozen=True)
 class OutputKind:
-    """One kind of per-input output file: `<stem><suffix>` (overlays of stacks: `<stem>_fNNNN<suffix>`)."""
+    """One kind of per-input output: the file `<stem><suffix>` (overlays of stacks: `<stem>_fNNNN<suffix>`),
+    and, for the kinds that are one document per input, how to render it (results, pixel size in um ->
+    bytes) and its media type: the folder writer, the service's `?format=` and the GUI's downloads
+    all read this one table."""
 
     name: str
     suffix: str
     description: str
+    media_type: str = ""
+    render: Callable[[list[Result], float | None], bytes] | None = None  # None: written per frame (overlays)
 
 
 OUTPUTS = (
-    OutputKind("labels", "_labels.tif", "labels, uint16/uint32 TIFF (a stack for multi-frame inputs)"),
+    OutputKind("labels", "_labels.tif", "labels, uint16/uint32 TIFF (a stack for multi-frame inputs)", "image/tiff",
+               lambda results, um: labels_tiff_bytes(label_image(results), um)),
     OutputKind("overlay", "_overlay.png", "the image with cell outlines (one per frame)"),
-    OutputKind("cells", "_cells.csv", "one row per cell and frame"),
-    OutputKind("distance", "_distance.tif", "float32 distance maps (with --save-distance)"),
-    OutputKind("rois", "_rois.zip", "one ImageJ polygon ROI per cell, for Fiji's ROI Manager (with --rois)"),
-    OutputKind("geojson", ".geojson", "one QuPath detection per cell, pixel coordinates (with --geojson)"),
+    OutputKind("cells", "_cells.csv", "one row per cell and frame", "text/csv",
+               lambda results, um: cells_csv(results, um).encode()),
+    OutputKind("distance", "_distance.tif", "float32 distance maps (with --save-distance)", "image/tiff",
+               lambda results, um: float_tiff_bytes(np.stack([r.distance for r in results]))),
+    OutputKind("rois", "_rois.zip", "one ImageJ polygon ROI per cell, for Fiji's ROI Manager (with --rois)",
+               "application/zip", lambda results, um: rois_zip(results)),
+    OutputKind("geojson", ".geojson", "one QuPath detection per cell, pixel coordinates (with --geojson)",
+               "application/geo+json", lambda results, um: json.dumps(geojson(results, um)).encode()),
 )
-SUFFIXES = {kind.name: kind.suffix for kind in OUTPUTS}
+KINDS = {kind.name: kind for kind in OUTPUTS}
 SUMMARY = "summary.csv"
 SUMMARY_FIELDS = ("file", "frame", "cells", "mean_area_px", "median_area_px", "confluency", "mean_neighbours",
                   "mean_area_um2", "diameter_px", "scale", "pixel_size_um", "pixel_size_source", "time", "time_unit",
@@ -58,7 +70,8 @@ RUN_OUTPUTS = (RUN_JSON, REPORT, PLATE_TABLE, *(f"plate_{metric}.png" for metric
 
 def output_name(stem: str, kind: str, frame: int | None = None) -> str:
     """File name of one output; `frame` for the per-frame overlays of a stack."""
-    return f"{stem}_f{frame:04d}{SUFFIXES[kind]}" if frame is not None else f"{stem}{SUFFIXES[kind]}"
+    suffix = KINDS[kind].suffix
+    return f"{stem}_f{frame:04d}{suffix}" if frame is not None else f"{stem}{suffix}"
 
 
 def is_output_name(name: str) -> bool:
@@ -98,7 +111,7 @@ def write_labels(path: str | Path, labels: np.ndarray, pixel_size_um: float | No
     """Write labels (H, W) or a stack (N, H, W) as a compressed uint16/uint32 TIFF, atomically."""
     labels = np.asarray(labels)
     if labels.min(initial=0) < 0:
-        raise ValueError("labels must be non-negative")
+        raise InputError("labels must be non-negative")
     with atomic_path(path) as tmp:
         _write_tiff(tmp, labels.astype(label_dtype(labels), copy=False), pixel_size_um)
 
@@ -110,10 +123,11 @@ def labels_tiff_bytes(labels: np.ndarray, pixel_size_um: float | None = None) ->
     return buffer.getvalue()
 
 
-def write_float_tiff(path: str | Path, data: np.ndarray) -> None:
-    """Write a float32 array (e.g. distance maps, frames first) as a compressed TIFF, atomically."""
-    with atomic_path(path) as tmp:
-        _write_tiff(tmp, np.asarray(data, dtype=np.float32))
+def float_tiff_bytes(data: np.ndarray) -> bytes:
+    """A float32 array (e.g. distance maps, frames first) as compressed TIFF bytes."""
+    buffer = io.BytesIO()
+    _write_tiff(buffer, np.asarray(data, dtype=np.float32))
+    return buffer.getvalue()
 
 
 def outlines(labels: np.ndarray) -> np.ndarray:
@@ -262,7 +276,7 @@ def read_cells_csv(path: Path) -> dict[str, np.ndarray]:
     return {name: np.array([float(r[name]) if r[name] != "" else np.nan for r in rows]) for name in rows[0]}
 
 
-def summary_row(path: Path, frame: int, metrics: dict | None = None, seconds: float = 0.0, error: str | None = None,
+def summary_row(path: Path, frame: int, *, metrics: dict | None = None, seconds: float = 0.0, error: str | None = None,
                 pixel_size_um: float | None = None, pixel_size_source: str = "", time: float | None = None,
                 time_unit: str = "", warnings: list[str] | None = None, diameter_px: float | None = None,
                 scale: float | None = None) -> dict:
@@ -293,33 +307,27 @@ def write_file_outputs(out: Path, stem: str, results: list[Result], pixel_size_u
                        extras: tuple[str, ...] = ()) -> list[str]:
     """Labels, overlays and cells CSV of one input's frames, plus the optional `extras` (distance,
     rois, geojson); returns the names written."""
-    written = [output_name(stem, "labels")]
-    write_labels(out / written[0], label_image(results), pixel_size_um)
+    def document(kind: str) -> str:
+        name = output_name(stem, kind)
+        write_bytes_atomic(out / name, KINDS[kind].render(results, pixel_size_um))
+        return name
+
+    written = [document("labels")]
     stack = len(results) > 1
     for index, result in enumerate(results):
         name = output_name(stem, "overlay", index if stack else None)
         write_png(out / name, overlay_image(result.image_u8, result.labels))
         written.append(name)
-    written.append(output_name(stem, "cells"))
-    write_text_atomic(out / written[-1], cells_csv(results, pixel_size_um))
-    if "distance" in extras:
-        written.append(output_name(stem, "distance"))
-        write_float_tiff(out / written[-1], np.stack([r.distance for r in results]))
-    if "rois" in extras:
-        written.append(output_name(stem, "rois"))
-        write_bytes_atomic(out / written[-1], rois_zip(results))
-    if "geojson" in extras:
-        written.append(output_name(stem, "geojson"))
-        write_text_atomic(out / written[-1], json.dumps(geojson(results, pixel_size_um)))
-    return written
+    return written + [document(kind) for kind in ("cells", *extras)]
 
 
 def frame_rows(stack: ImageStack, results: list[Result], extra_seconds: float = 0.0) -> list[dict]:
     """Summary rows of one input's finished frames; `extra_seconds` (reading) is shared among them."""
     share, size = extra_seconds / len(results), stack.pixel_size_um
-    return [summary_row(stack.path, index, image_metrics(r.labels, r.cells, size), share + sum(r.timings.values()),
-                        None, size, stack.pixel_size_source, stack.frame_time(index), stack.time_unit, r.warnings,
-                        r.diameter, r.scale)
+    return [summary_row(stack.path, index, metrics=image_metrics(r.labels, r.cells, size),
+                        seconds=share + sum(r.timings.values()), pixel_size_um=size,
+                        pixel_size_source=stack.pixel_size_source, time=stack.frame_time(index), time_unit=stack.time_unit,
+                        warnings=r.warnings, diameter_px=r.diameter, scale=r.scale)
             for index, r in enumerate(results)]
 
 
@@ -331,7 +339,7 @@ def write_training_pair(folder: str | Path, name: str, image: np.ndarray, labels
 
     folder, stem = Path(folder), "".join(c if c.isalnum() or c in "-_." else "_" for c in name) or "image"
     if (image.shape[:2] if rgb else image.shape[-2:]) != labels.shape[-2:]:
-        raise ValueError(f"labels {labels.shape} do not match the image {image.shape}")
+        raise InputError(f"labels {labels.shape} do not match the image {image.shape}")
     folder.mkdir(parents=True, exist_ok=True)
     candidate, number = stem, 1
     while (folder / f"{candidate}.tif").exists() or (folder / output_name(candidate, "labels")).exists():

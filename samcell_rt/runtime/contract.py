@@ -13,7 +13,7 @@ from ..errors import ModelError
 INPUT_NAME = "tiles"
 OUTPUT_NAME = "distance"
 PREPROCESS = "reference-v1"
-PROPS = {
+META_KEYS = {  # every metadata key a samcell-rt model file or engine header may carry: field -> key
     "name": "samcell.model_name",
     "version": "samcell.version",
     "tile": "samcell.tile",
@@ -21,10 +21,21 @@ PROPS = {
     "fill_threshold": "samcell.fill_threshold",
     "source_sha256": "samcell.source_sha256",
     "preprocess": "samcell.preprocess",
+    # optional: the cell sizes a model was trained on (runtime/scale.py); models without them are never
+    # rescaled unless the user names both sizes
+    "diameter": "samcell.diameter_px",
+    "diameter_range": "samcell.diameter_range_px",
+    # provenance written by export
+    "precision": "samcell.precision",
+    "checkpoint_layout": "samcell.checkpoint_layout",
+    "exporter": "samcell.exporter",
+    "verified_max_abs_error": "samcell.verified_max_abs_error",
+    "fp16_source": "samcell.fp16_source",
+    "fp16_max_abs_error_vs_fp32": "samcell.fp16_max_abs_error_vs_fp32",
 }
-# optional: the cell sizes a model was trained on (runtime/scale.py); models without them are never rescaled
-# unless the user names both sizes
-DIAMETER_PROPS = {"diameter": "samcell.diameter_px", "diameter_range": "samcell.diameter_range_px"}
+REQUIRED = ("name", "version", "tile", "peak_threshold", "fill_threshold", "source_sha256", "preprocess")
+PROPS = {field: META_KEYS[field] for field in REQUIRED}  # what every model must carry (checked on load)
+DIAMETER_PROPS = {field: META_KEYS[field] for field in ("diameter", "diameter_range")}
 
 
 @dataclass(frozen=True)

@@ -11,8 +11,7 @@ from __future__ import annotations
 
 import numpy as np
 
-DEFAULT_PEAK = 0.47
-DEFAULT_FILL = 0.09
+from . import DEFAULT_FILL, DEFAULT_PEAK
 
 
 def peak_markers(distance: np.ndarray, peak: float = DEFAULT_PEAK) -> np.ndarray:

@@ -19,7 +19,7 @@ from typing import Literal
 
 import numpy as np
 
-from ..errors import EXIT_FILE_FAILED, ImageValueError, InputError, SamcellError
+from ..errors import ImageValueError, InputError, InputFileError
 from . import DIAMETER_MODES, MAX_PIXELS
 from .contract import check_output
 from .engines import open_engine
@@ -70,7 +70,9 @@ class Result:
 
 
 @dataclass
-class _Job:
+class _TiledImage:
+    """One image on its way through the engine: its tiles, the maps filled in batch by batch, and its timings."""
+
     key: Hashable
     image: np.ndarray
     image_u8: np.ndarray
@@ -98,6 +100,7 @@ class Segmenter:
         if batch_size is not None and batch_size < 1:
             raise InputError("batch_size must be at least 1")
         self.engine = open_engine(model, engine, threads) if isinstance(model, (str, Path)) else model
+        self.threads = threads
         self.info = self.engine.info
         batch_size = batch_size or self.engine.default_batch
         self.batch_size = min(batch_size, self.engine.max_batch or batch_size)
@@ -152,7 +155,7 @@ class Segmenter:
         pipeline = self.engine.pipelined if pipeline is None else pipeline
         prepared = self._prepared(images)
         with ThreadPoolExecutor(1, thread_name_prefix="samcell-finish") if pipeline else _Inline() as finisher:
-            pending: deque[_Job] = deque()
+            pending: deque[_TiledImage] = deque()
             finished: deque[Future] = deque()
             for item in _prefetch(prepared, depth=2) if pipeline else prepared:
                 if isinstance(item, _Failure):
@@ -183,17 +186,15 @@ class Segmenter:
         check_output(self.info.path, batch, maps)
         return maps[:, 0]
 
-    def _prepared(self, images: Iterable) -> Iterator[_Job | _Failure]:
+    def _prepared(self, images: Iterable) -> Iterator[_TiledImage | _Failure]:
         for index, item in enumerate(images):
             key, image = item if isinstance(item, tuple) else (index, item)
             try:
                 yield self._prepare(key, image)
-            except SamcellError as exc:
-                if exc.exit_code != EXIT_FILE_FAILED:  # not the image's fault: a broken model stops the run
-                    raise
+            except InputFileError as exc:  # any other error is not the image's fault: it stops the run
                 yield _Failure(key, exc)
 
-    def _prepare(self, key: Hashable, image: np.ndarray) -> _Job:
+    def _prepare(self, key: Hashable, image: np.ndarray) -> _TiledImage:
         start = time.perf_counter()
         image = np.asarray(image)
         if image.ndim != 2:
@@ -203,7 +204,7 @@ class Segmenter:
         image_u8 = to_uint8(image, self.scaling)
         scale = self._fixed_scale or 1.0
         grid, tiles = self._tiles(image_u8, scale)
-        job = _Job(key, image, image_u8, grid, tiles, np.empty(tiles.shape, dtype=np.float32), scale)
+        job = _TiledImage(key, image, image_u8, grid, tiles, np.empty(tiles.shape, dtype=np.float32), scale)
         job.timings["preprocess"] = time.perf_counter() - start
         return job
 
@@ -217,7 +218,7 @@ class Segmenter:
         grid = tile_grid(*model_u8.shape, tile=self.info.tile)
         return grid, enhance_tiles(extract_tiles(model_u8, grid))
 
-    def _run_batches(self, pending: deque[_Job], finished: deque[Future], finisher, final: bool) -> None:
+    def _run_batches(self, pending: deque[_TiledImage], finished: deque[Future], finisher, final: bool) -> None:
         """Run full batches (and, when `final`, the last partial one); hand finished jobs on."""
         while pending and (final or self._queued_tiles(pending) >= self.batch_size):
             self._run_batch(pending)
@@ -225,10 +226,10 @@ class Segmenter:
                 finished.append(finisher.submit(self._finish, pending.popleft()))
 
     @staticmethod
-    def _queued_tiles(pending: deque[_Job]) -> int:
+    def _queued_tiles(pending: deque[_TiledImage]) -> int:
         return sum(len(job.grid) - job.done for job in pending)
 
-    def _run_batch(self, pending: deque[_Job]) -> None:
+    def _run_batch(self, pending: deque[_TiledImage]) -> None:
         parts, batch = [], []
         for job in pending:
             take = min(len(job.grid) - job.done, self.batch_size - len(batch))
@@ -248,7 +249,7 @@ class Segmenter:
             job.timings["engine"] += elapsed * take / len(batch)
             offset += take
 
-    def _finish(self, job: _Job) -> Result:
+    def _finish(self, job: _TiledImage) -> Result:
         timings = job.timings
         start = time.perf_counter()
         distance = resized(blend(job.maps, job.grid), job.image.shape)

@@ -27,7 +27,8 @@ import torch
 
 from ..errors import InputError
 from ..runtime.atomic import atomic_path, write_text_atomic
-from .data import Augment, Sample, by_source, cell_diameters, random_crop
+from .annotations import Sample, by_source
+from .data import Augment, cell_diameters, random_crop
 
 
 @dataclass
@@ -57,6 +58,13 @@ class Recipe:
 
 EXTENSIBLE = ("epochs", "max_minutes", "patience")  # what a resumed run may change: its budget
 RESUME_FILES = ("last.safetensors", "last.json", "last.state.pt")  # what `save("last")` writes, `resume` reads
+
+
+def require_resume_files(out: Path) -> None:
+    """Name every piece of a saved run that `out` lacks, before any data is loaded."""
+    missing = [name for name in RESUME_FILES if not (Path(out) / name).exists()]
+    if missing:
+        raise InputError(f"--resume: nothing to resume in {out} (no {', '.join(missing)})")
 
 
 def split(samples: list[Sample], fraction: float, seed: int) -> tuple[list[Sample], list[Sample]]:

@@ -136,7 +136,7 @@ def test_build_engine_command(tiny_onnx, tmp_path):
 @pytest.mark.slow
 def test_shipped_samcell_lite_engines(tmp_path):
     """The issue's acceptance check: both engines of the shipped model, fp16 under 70 % of fp32."""
-    from samcell_rt.models import resolve_model
+    from samcell_rt.registry import resolve_model
 
     sizes = {p: build_engine(resolve_model("samcell-lite"), tmp_path / f"lite{p}.engine", precision=p, runtime="rtx").size
              for p in ("fp32", "fp16")}

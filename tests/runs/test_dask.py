@@ -72,3 +72,15 @@ def test_cli_workers_option(tmp_path, blob_path):
     assert proc.returncode == 0, proc.stderr
     with open(tmp_path / "out" / "summary.csv", newline="") as handle:
         assert [r["cells"] for r in csv.DictReader(handle)] == ["2", "3", "4"]
+
+
+def test_workers_rebuild_the_segmenter_with_every_setting_threads_included(blob_path):
+    from samcell_rt import load_model
+    from samcell_rt.runs.dask import WorkerSettings, worker_segmenter
+
+    given = load_model(str(blob_path), batch_size=3, peak=0.6, fill=0.2, threads=1, diameter="off")
+    settings = WorkerSettings.of(given)
+    rebuilt = worker_segmenter(settings)
+    for name in ("batch_size", "peak", "fill", "threads", "scaling", "diameter", "engine_name"):
+        assert getattr(rebuilt, name) == getattr(given, name), name
+    assert worker_segmenter(WorkerSettings.of(given)) is rebuilt  # loaded once per settings

@@ -6,14 +6,13 @@ import json
 
 import numpy as np
 import pytest
+import roifile
 import tifffile
 from click.testing import CliRunner
 
 from samcell_rt.cli import main
 from samcell_rt.runs.writers import cell_outlines
 from samcell_rt.synthetic import as_dtype, synthetic_cells
-
-roifile = pytest.importorskip("roifile", reason="ROI export needs roifile (a core dependency)")
 
 
 def inside(labels: np.ndarray, cell: int, points: np.ndarray) -> bool:
@@ -103,6 +102,6 @@ def test_service_and_gui_offer_rois_and_geojson(blob_path):
         job = gui.post("/api/images", files=[("files", ("a.tif", data, "image/tiff"))]).json()["accepted"][0]
         while gui.get(f"/api/images/{job['id']}").json()["status"] not in ("done", "failed"):
             time.sleep(0.05)
-        zipped = gui.get(f"/api/images/{job['id']}/rois.zip")
+        zipped = gui.get(f"/api/images/{job['id']}/download/rois")
         assert len(zipfile.ZipFile(io.BytesIO(zipped.content)).namelist()) == 4
-        assert 'filename="a.geojson"' in gui.get(f"/api/images/{job['id']}/cells.geojson").headers["content-disposition"]
+        assert 'filename="a.geojson"' in gui.get(f"/api/images/{job['id']}/download/geojson").headers["content-disposition"]

@@ -21,8 +21,9 @@ from samcell_rt.runtime.engines.trt_header import (
 
 
 def header(**changes) -> EngineHeader:
-    base = EngineHeader("tensorrt", "10.9.0", "NVIDIA H100 80GB HBM3", ("9.0",), "fp16", 1, 8, 32, 256, "ab" * 32,
-                        "model.onnx", {"samcell.model_name": "m"})
+    base = EngineHeader(flavour="tensorrt", version="10.9.0", gpu_name="NVIDIA H100 80GB HBM3", compute_capabilities=("9.0",),
+                        precision="fp16", min_batch=1, opt_batch=8, max_batch=32, tile=256, onnx_sha256="ab" * 32,
+                        source="model.onnx", model_props={"samcell.model_name": "m"})
     return dataclasses.replace(base, **changes)
 
 

@@ -10,6 +10,7 @@ import pytest
 import tifffile
 from click.testing import CliRunner
 
+from samcell_rt.errors import DataError, InputError
 from samcell_rt.runs.writers import write_training_pair
 from samcell_rt.synthetic import synthetic_cells
 
@@ -17,7 +18,8 @@ pytest.importorskip("torch", reason="the trainer needs the 'train' extra")
 pytest.importorskip("safetensors", reason="the trainer needs the 'train' extra")
 
 from samcell_rt.cli import main  # noqa: E402
-from samcell_rt.train.data import find_pairs, load_dataset, read_labels  # noqa: E402
+from samcell_rt.train.annotations import find_pairs, read_labels  # noqa: E402
+from samcell_rt.train.data import load_dataset  # noqa: E402
 
 
 def sample(seed: int):
@@ -33,7 +35,7 @@ def test_training_pairs_never_overwrite_and_are_found(tmp_path):
     assert [p.name for p in second] == ["my_image-2.tif", "my_image-2_labels.tif"]
     np.testing.assert_array_equal(tifffile.imread(first[1]), labels)
     assert sorted(p[0].name for p in find_pairs(tmp_path)) == ["my_image-2.tif", "my_image.tif"]
-    with pytest.raises(ValueError, match="do not match"):
+    with pytest.raises(InputError, match="do not match"):
         write_training_pair(tmp_path, "bad", image, labels[:10])
 
 
@@ -51,14 +53,14 @@ def test_cellpose_gui_annotations_are_read_safely(tmp_path):
             return (os.system, ("touch pwned",))
 
     np.save(tmp_path / "evil_seg.npy", {"masks": labels, "x": Payload()}, allow_pickle=True)
-    with pytest.raises(ValueError, match="refusing to load"):
+    with pytest.raises(DataError, match="refusing to load"):
         read_labels(tmp_path / "evil_seg.npy")
     assert not (tmp_path / "pwned").exists()
 
 
 def test_corrected_folder_fine_tunes_a_model_end_to_end(tmp_path):
     """Corrected pairs -> `train --init <our checkpoint>` (its tiny config travels with it) -> export."""
-    from samcell_rt.train.data import Sample
+    from samcell_rt.train.annotations import Sample
     from samcell_rt.train.loop import Recipe, Trainer
 
     base = Recipe(epochs=1, batch_size=2, steps_per_epoch=2, lr=1e-3, warmup_steps=1, config="tiny-256",

@@ -7,7 +7,9 @@ import numpy as np
 import pytest
 import tifffile
 
-from samcell_rt.train.data import Augment, Sample, distance_target, find_pairs, load_dataset, random_crop
+from samcell_rt.errors import DataError
+from samcell_rt.train.annotations import Sample, find_pairs
+from samcell_rt.train.data import Augment, distance_target, load_dataset, random_crop
 
 
 def test_square_target_hand_checked():
@@ -61,7 +63,7 @@ def test_adapters_find_every_layout(tmp_path):
     assert [(p.name, m.name) for p, m in find_pairs(tmp_path / "plain")] == [("a.tif", "a_labels.tif")]
     samples = load_dataset([tmp_path / "cellpose", tmp_path / "ctc", tmp_path / "plain"])
     assert len(samples) == 3 and all(s.labels.max() == 1 for s in samples)
-    with pytest.raises(ValueError, match="no annotated images"):
+    with pytest.raises(DataError, match="no annotated images"):
         load_dataset([tmp_path / "ctc" / "01"])
 
 

@@ -12,7 +12,7 @@ pytest.importorskip("safetensors", reason="the trainer needs the 'train' extra")
 
 from samcell_rt.errors import InputError  # noqa: E402
 from samcell_rt.synthetic import synthetic_cells  # noqa: E402
-from samcell_rt.train.data import Sample  # noqa: E402
+from samcell_rt.train.annotations import Sample  # noqa: E402
 from samcell_rt.train.loop import Recipe, Trainer, schedule  # noqa: E402
 
 
@@ -155,15 +155,14 @@ def test_source_weights_are_keyed_as_the_samples_name_their_source(tmp_path):
     as the loader names sources, so a trailing slash cannot make a weight silently match nothing."""
     import tifffile
 
-    from samcell_rt.cli import _source_weights
-    from samcell_rt.train.data import load_dataset
+    from samcell_rt.train.data import load_dataset, parse_source_weights
 
     for sample in synthetic_samples(1):
         tifffile.imwrite(tmp_path / f"{sample.name}.tif", sample.image)
         tifffile.imwrite(tmp_path / f"{sample.name}_labels.tif", sample.labels.astype(np.uint16))
     (source,) = {s.source for s in load_dataset([f"{tmp_path}/"])}
-    assert _source_weights((f"{tmp_path}=3",), (f"{tmp_path}/",)) == {source: 3.0}
-    assert _source_weights((f"{tmp_path}/=2", "pkg:hela=0.5"), (str(tmp_path), "pkg:hela")) == {source: 2.0,
+    assert parse_source_weights((f"{tmp_path}=3",), (f"{tmp_path}/",)) == {source: 3.0}
+    assert parse_source_weights((f"{tmp_path}/=2", "pkg:hela=0.5"), (str(tmp_path), "pkg:hela")) == {source: 2.0,
                                                                                                  "pkg:hela": 0.5}
 
 

@@ -20,6 +20,7 @@ from collections import OrderedDict
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ...errors import ImageReadError
 from ...runtime.io import MAX_PIXELS, UPLOAD_SUFFIXES, ImageStack, read_image
 from ...runtime.segmenter import Result, Segmenter
 
@@ -81,7 +82,7 @@ class JobQueue:
         """Store an upload under a server-made name and queue it."""
         suffix = Path(filename).suffix.lower()
         if suffix not in UPLOAD_SUFFIXES:
-            raise ValueError(f"{filename}: not an accepted image type ({', '.join(UPLOAD_SUFFIXES)})")
+            raise ImageReadError(filename, f"not an accepted image type ({', '.join(UPLOAD_SUFFIXES)})")
         with self._lock:
             job_id = next(self._ids)
             path = Path(self._folder.name) / f"{job_id}{suffix}"

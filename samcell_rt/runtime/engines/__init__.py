@@ -26,7 +26,7 @@ AUTO = "auto"
 
 
 @dataclass(frozen=True)
-class EngineSpec:
+class EngineRow:
     """One row of the engine table."""
 
     name: str
@@ -38,29 +38,29 @@ class EngineSpec:
     needs: str  # what to install, for error messages and docs
 
 
-TABLE: tuple[EngineSpec, ...] = (
-    EngineSpec("tensorrt", "tensorrt", 8, True, True, (".engine", ".onnx"),
+TABLE: tuple[EngineRow, ...] = (
+    EngineRow("tensorrt", "tensorrt", 8, True, True, (".engine", ".onnx"),
                "an engine from `samcell-rt build-engine`: extra 'tensorrt-rtx' builds anywhere for RTX GPUs, "
                "extra 'tensorrt' on the target GPU; cuda-python and an NVIDIA GPU to run it"),
-    EngineSpec("cuda", "onnx", 8, True, True, (".onnx",), "onnxruntime-gpu and an NVIDIA GPU (extra 'gpu')"),
-    EngineSpec("ort-tensorrt", "onnx", 8, True, False, (".onnx",),
+    EngineRow("cuda", "onnx", 8, True, True, (".onnx",), "onnxruntime-gpu and an NVIDIA GPU (extra 'gpu')"),
+    EngineRow("ort-tensorrt", "onnx", 8, True, False, (".onnx",),
                "onnxruntime-gpu with its TensorRT provider and an NVIDIA GPU (extra 'gpu')"),
-    EngineSpec("cpu", "onnx", 1, False, True, (".onnx",), "onnxruntime (extra 'cpu')"),
+    EngineRow("cpu", "onnx", 1, False, True, (".onnx",), "onnxruntime (extra 'cpu')"),
 )
-SPECS = {spec.name: spec for spec in TABLE}
-CHOICES = (AUTO, *sorted(SPECS, key=lambda n: n != "cpu"))  # what users may type; cpu first after auto
+ROWS = {row.name: row for row in TABLE}
+CHOICES = (AUTO, *sorted(ROWS, key=lambda n: n != "cpu"))  # what users may type; cpu first after auto
 
 
-def spec(name: str) -> EngineSpec:
+def engine_row(name: str) -> EngineRow:
     """The table row for a concrete engine name."""
     from ...errors import EngineUnavailableError
 
-    if name not in SPECS:
+    if name not in ROWS:
         raise EngineUnavailableError(f"unknown engine {name!r}; choose from {', '.join(CHOICES)}")
-    return SPECS[name]
+    return ROWS[name]
 
 
-def _module(row: EngineSpec):
+def _module(row: EngineRow):
     return importlib.import_module(f"{__name__}.{row.module}")
 
 
@@ -75,7 +75,7 @@ def resolve_engine(name: str, model: Path) -> tuple[str, Path]:
                 if found is not None:
                     return row.name, found
         raise EngineUnavailableError(f"no engine on this machine can run {model}")
-    row = spec(name)
+    row = engine_row(name)
     if model.suffix not in row.suffixes:
         takers = [r.name for r in TABLE if model.suffix in r.suffixes]
         hint = f"use --engine {' or '.join([*takers, AUTO])}" if takers else "give an .onnx model"
@@ -87,7 +87,7 @@ def resolve_engine(name: str, model: Path) -> tuple[str, Path]:
 def open_engine(model: str | Path, engine: str = "cpu", threads: int | None = None) -> Engine:
     """Load `model` on the named engine (or `auto`); raise EngineUnavailableError if it cannot start."""
     name, path = resolve_engine(engine, Path(model))
-    return _module(SPECS[name]).load(name, path, threads)
+    return _module(ROWS[name]).load(name, path, threads)
 
 
-__all__ = ["AUTO", "CHOICES", "SPECS", "TABLE", "EngineSpec", "open_engine", "resolve_engine", "spec"]
+__all__ = ["AUTO", "CHOICES", "ROWS", "TABLE", "EngineRow", "engine_row", "open_engine", "resolve_engine"]

@@ -9,7 +9,7 @@ import numpy as np
 
 from ...errors import EngineUnavailableError, ModelError
 from ..contract import INPUT_NAME, OUTPUT_NAME, ModelInfo
-from . import spec
+from . import engine_row
 
 # The one place where engine names map to onnxruntime providers.
 PROVIDERS = {
@@ -54,7 +54,7 @@ class OnnxEngine:
 
         self.name = engine
         path = Path(path)
-        row = spec(engine)
+        row = engine_row(engine)
         self.default_batch, self.pipelined = row.default_batch, row.pipelined
         if engine not in PROVIDERS:
             raise EngineUnavailableError(f"engine {engine!r} does not run on onnxruntime")

@@ -20,29 +20,26 @@ import numpy as np
 
 from ...errors import EngineUnavailableError
 from ..contract import INPUT_NAME, OUTPUT_NAME, ModelInfo
-from . import spec
+from . import engine_row
 from .trt_header import FLAVOURS, read_header, runtime_cache_path
-
-# flavour -> (Python module, extra that installs it)
-LIBRARIES = {"tensorrt": ("tensorrt", "tensorrt"), "tensorrt-rtx": ("tensorrt_rtx_bindings", "tensorrt-rtx")}
 
 
 def import_library(flavour: str):
     """The Python module of a TensorRT flavour, or EngineUnavailableError saying how to install it."""
-    module, extra = LIBRARIES[flavour]
+    library = FLAVOURS[flavour]
     try:
-        return importlib.import_module(module)
+        return importlib.import_module(library.module)
     except ImportError as exc:
-        raise EngineUnavailableError(f"{FLAVOURS[flavour]} is not installed (pip install 'samcell-rt[{extra}]')") from exc
+        raise EngineUnavailableError(f"{library.label} is not installed (pip install 'samcell-rt[{library.extra}]')") from exc
 
 
 def installed_flavours() -> dict[str, str]:
     """Installed TensorRT flavours and their versions (no GPU needed)."""
     found = {}
-    for flavour, (module, _) in LIBRARIES.items():
+    for flavour, library in FLAVOURS.items():
         try:
-            if importlib.util.find_spec(module) is not None:
-                found[flavour] = str(importlib.import_module(module).__version__)
+            if importlib.util.find_spec(library.module) is not None:
+                found[flavour] = str(importlib.import_module(library.module).__version__)
         except Exception:  # a broken install (missing shared libraries) counts as absent
             continue
     return found
@@ -110,7 +107,7 @@ def load(engine: str, path: Path, threads: int | None) -> TensorRTEngine:
     """The engine table's loader: an ONNX model here means no engine was built for it."""
     if path.suffix != ".engine":
         raise EngineUnavailableError(f"no TensorRT engine for {path} on this machine: build one with "
-                                     f"`samcell-rt build-engine {path}` (needs {spec(engine).needs})")
+                                     f"`samcell-rt build-engine {path}` (needs {engine_row(engine).needs})")
     return TensorRTEngine(path)
 
 

@@ -23,8 +23,23 @@ from ...errors import SamcellError
 
 MAGIC = b"SAMCELL-TRT\x02"
 OLD_MAGICS = (b"SAMCELL-TRT\x01",)
-FLAVOURS = {"tensorrt": "TensorRT", "tensorrt-rtx": "TensorRT-RTX"}
-RUNTIME_OPTION = {"tensorrt": "tensorrt", "tensorrt-rtx": "rtx"}  # flavour -> build-engine --runtime
+
+
+@dataclass(frozen=True)
+class Flavour:
+    """One TensorRT flavour: how headers, users, `build-engine --runtime` and pip name it."""
+
+    label: str  # in messages
+    option: str  # build-engine --runtime
+    module: str  # Python module to import
+    extra: str  # samcell-rt extra that installs it
+
+
+FLAVOURS = {  # header flavour -> its names everywhere else (the one table)
+    "tensorrt": Flavour("TensorRT", "tensorrt", "tensorrt", "tensorrt"),
+    "tensorrt-rtx": Flavour("TensorRT-RTX", "rtx", "tensorrt_rtx_bindings", "tensorrt-rtx"),
+}
+RUNTIMES = {flavour.option: name for name, flavour in FLAVOURS.items()}  # build-engine --runtime -> header flavour
 
 
 class EngineMismatchError(SamcellError):
@@ -38,7 +53,7 @@ def engines_dir() -> Path:
     return cache_dir() / "engines"
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class EngineHeader:
     """Facts an engine is only valid under, plus the model contract it carries."""
 
@@ -63,7 +78,7 @@ class EngineHeader:
 
     @property
     def library(self) -> str:
-        return FLAVOURS.get(self.flavour, self.flavour)
+        return FLAVOURS[self.flavour].label if self.flavour in FLAVOURS else self.flavour
 
     def cache_key(self) -> str:
         """Short key over everything an engine's validity depends on."""
@@ -78,7 +93,8 @@ class EngineHeader:
 
     def rebuild_command(self, flavour: str | None = None, compute_capability: str | None = None) -> str:
         flavour = flavour or self.flavour
-        command = (f"samcell-rt build-engine {self.source or 'MODEL.onnx'} --runtime {RUNTIME_OPTION.get(flavour, flavour)} "
+        option = FLAVOURS[flavour].option if flavour in FLAVOURS else flavour
+        command = (f"samcell-rt build-engine {self.source or 'MODEL.onnx'} --runtime {option} "
                    f"--precision {self.precision} --max-batch {self.max_batch} --opt-batch {self.opt_batch}")
         if flavour == "tensorrt-rtx" and compute_capability:
             command += f" --compute-capability {compute_capability}"
@@ -147,7 +163,9 @@ def read_header(path: str | Path) -> tuple[EngineHeader, int]:
 
 def cached_engine_path(header: EngineHeader) -> Path:
     """Where the engine for these facts lives in the user cache."""
-    name = header.model_props.get("samcell.model_name", "model")
+    from ..contract import META_KEYS  # numpy comes with it: not at import, the CLI reads this module
+
+    name = header.model_props.get(META_KEYS["name"], "model")
     tag = "rtx" if header.flavour == "tensorrt-rtx" else "trt"
     return engines_dir() / f"{name}-{tag}-{header.precision}-{header.cache_key()}.engine"
 

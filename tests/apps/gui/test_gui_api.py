@@ -52,9 +52,9 @@ def test_upload_process_rethreshold_and_download(client):
     body = wait_done(client, job["id"])
     assert body["metrics"]["cells"] == 8 and len(body["cells"]["id"]) == 8
     assert client.post(f"/api/images/{job['id']}/thresholds", json={"peak": 0.99, "fill": 0.09}).json()["metrics"]["cells"] == 0
-    tif = client.get(f"/api/images/{job['id']}/labels.tif")
+    tif = client.get(f"/api/images/{job['id']}/download/labels")
     assert tif.status_code == 200 and tifffile.imread(io.BytesIO(tif.content)).shape == (300, 320)
-    assert client.get(f"/api/images/{job['id']}/cells.csv").text.startswith("frame,id,")
+    assert client.get(f"/api/images/{job['id']}/download/cells").text.startswith("frame,id,")
     assert client.get(f"/api/images/{job['id']}/overlay.png?mode=fill").headers["content-type"] == "image/png"
 
 
@@ -160,3 +160,32 @@ def test_quality_warnings_reach_the_job_list(tmp_path):
         assert body["status"] == "done" and body["metrics"]["cells"] == 0
         assert "no cell centre reaches the peak threshold" in body["warnings"][0]
         assert dim.get("/api/images").json()[0]["warnings"] == body["warnings"]
+
+
+def test_downloads_follow_the_output_table_and_check_the_frame(client):
+    """Each kind the folder writer renders is a download with its media type and file name; a frame is checked."""
+    import json
+    import zipfile
+
+    from samcell_rt.runs.writers import OUTPUTS
+
+    image, _ = synthetic_cells((256, 256), count=4, seed=3)
+    buffer = io.BytesIO()
+    tifffile.imwrite(buffer, np.stack([image, image]))
+    job = client.post("/api/images", files=[("files", ("two.tif", buffer.getvalue(), "image/tiff"))]).json()["accepted"][0]
+    wait_done(client, job["id"])
+    kinds = {kind.name: kind for kind in OUTPUTS if kind.render}
+    assert set(kinds) == {"labels", "cells", "distance", "rois", "geojson"}
+    for name, kind in kinds.items():
+        reply = client.get(f"/api/images/{job['id']}/download/{name}")
+        assert reply.status_code == 200 and reply.headers["content-type"].startswith(kind.media_type), name
+        assert f'filename="two{kind.suffix}"' in reply.headers["content-disposition"]
+    assert tifffile.imread(io.BytesIO(client.get(f"/api/images/{job['id']}/download/labels").content)).shape == (2, 256, 256)
+    one = client.get(f"/api/images/{job['id']}/download/labels?frame=1").content
+    assert tifffile.imread(io.BytesIO(one)).shape == (256, 256)
+    features = json.loads(client.get(f"/api/images/{job['id']}/download/geojson?frame=0").content)["features"]
+    assert 0 < len(features) < len(json.loads(client.get(f"/api/images/{job['id']}/download/geojson").content)["features"])
+    assert len(zipfile.ZipFile(io.BytesIO(client.get(f"/api/images/{job['id']}/download/rois").content)).namelist()) > 0
+    assert client.get(f"/api/images/{job['id']}/download/geojson?frame=99").status_code == 400
+    assert client.get(f"/api/images/{job['id']}/download/overlay").status_code == 404
+    assert client.get(f"/api/images/{job['id']}/download/xml").status_code == 404

@@ -146,10 +146,10 @@ function showDetail(detail, fit) {
   $("overlay").src = `/api/images/${id}/overlay.png?frame=${state.frame}&mode=${$("mode").value}&t=${stamp}`;
   $("peak-value").textContent = Number(detail.peak).toFixed(2);
   $("fill-value").textContent = Number(detail.fill).toFixed(2);
-  $("download-csv").href = `/api/images/${id}/cells.csv?frame=${state.frame}`;
-  $("download-tif").href = `/api/images/${id}/labels.tif`;
-  $("download-rois").href = `/api/images/${id}/rois.zip`;
-  $("download-geojson").href = `/api/images/${id}/cells.geojson`;
+  $("download-csv").href = `/api/images/${id}/download/cells?frame=${state.frame}`;
+  $("download-tif").href = `/api/images/${id}/download/labels`;
+  $("download-rois").href = `/api/images/${id}/download/rois`;
+  $("download-geojson").href = `/api/images/${id}/download/geojson`;
   const rows = Object.entries(detail.metrics).map(([key, value]) =>
     `<tr><th>${METRIC_LABELS[key] || key}</th><td data-metric="${key}">${format(value)}</td></tr>`);
   $("metrics").tBodies[0].innerHTML = rows.join("");

