@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import ImageReadError
+from .limits import check_pixels
 
 CONTAINER_SUFFIXES = {".czi": ("pylibCZIrw", "czi"), ".nd2": ("nd2", "nd2"), ".lif": ("liffile", "lif")}
 Planes = tuple[np.ndarray, str, "float | None", str, "tuple[float | None, str]", list]
@@ -25,8 +26,6 @@ _METRE_UM = {"m": 1e6, "mm": 1e3, "um": 1.0, "\u00b5m": 1.0, "\u03bcm": 1.0, "nm
 
 def read_container(path: Path, max_pixels: int, scene: int | None = None) -> Planes:
     """(data, axes, pixel size, source, (interval, unit), warnings) of a CZI, ND2 or LIF file."""
-    from .io import check_pixels
-
     module, name = CONTAINER_SUFFIXES[path.suffix.lower()]
     try:
         __import__(module)

@@ -35,6 +35,7 @@ import numpy as np
 
 from ..errors import ImageReadError
 from . import MAX_PIXELS
+from .limits import check_pixels
 
 MICROSCOPE_UM = (0.005, 20.0)  # plausible micrometres per pixel, from super-resolution to macro lenses
 TIFF_SUFFIXES = (".tif", ".tiff")
@@ -148,14 +149,6 @@ def tiff_warnings() -> Iterator[list[str]]:
     finally:
         logger.removeHandler(handler)
         logger.propagate = propagate
-
-
-def check_pixels(path: Path, shape: tuple[int, ...], max_pixels: int) -> None:
-    """Refuse a header that claims more pixels than allowed, before anything is decoded."""
-    pixels = int(np.prod(shape, dtype=np.float64))
-    if pixels > max_pixels:
-        raise ImageReadError(path, f"header claims {' x '.join(map(str, shape))} = {pixels:,} pixels, above the limit "
-                                   f"of {max_pixels:,} (raise it with --max-pixels if the image is real)")
 
 
 def _read_tiff(path: Path, max_pixels: int) -> tuple[np.ndarray, str, float | None, str, tuple[float | None, str]]:

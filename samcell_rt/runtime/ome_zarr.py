@@ -21,6 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import ImageReadError
+from .limits import check_pixels
 
 ZARR_SUFFIXES = (".zarr",)  # "x.ome.zarr" too: the last suffix counts
 METADATA_FILES = ("zarr.json", ".zattrs")  # NGFF 0.5 (zarr v3) and 0.1-0.4 (zarr v2)
@@ -174,8 +175,6 @@ def _scale(transformations, ndim: int) -> tuple[float, ...]:
 
 def read_planes(path: Path, max_pixels: int) -> tuple[np.ndarray, str, float | None, str, tuple, list[str]]:
     """(data, axes, pixel size, source, (interval, unit), warnings) of an OME-Zarr image, read whole."""
-    from .io import check_pixels
-
     image = open_image(path)
     check_pixels(path, tuple(image.array.shape), max_pixels)
     try:
