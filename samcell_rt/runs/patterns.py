@@ -17,6 +17,7 @@ DEFAULT_TIME_PATTERN = r"(?i)(?:^|[_\-. ])(?:t|time|frame)[_-]?(?P<time>\d+(?:\.
 DEFAULT_WELL_PATTERN = r"(?<![A-Za-z0-9])(?P<row>[A-P])(?P<col>\d{1,2})(?!\d)"
 MAX_NAME_CHARS = 255  # a file name's limit on common file systems; longer names are matched on this much
 MATCH_SECONDS = 0.5  # per file name; the default patterns take microseconds
+ROW_LETTERS = "ABCDEFGHIJKLMNOP"  # plate rows, up to the 384-well layout
 
 
 def _compile(pattern: str, option: str):

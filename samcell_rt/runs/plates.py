@@ -9,6 +9,7 @@ it there. With a halo larger than any cell (default 256 px) each cell sees the s
 values and markers as in the whole-image run, so labels equal the in-memory path up to
 renumbering (tests check this on cells placed across band boundaries). Labels are streamed to a
 tiled, compressed uint32 BigTIFF (uint32 because the cell count is unknown until the end).
+OME-Zarr fields and images are read the same way, by their own chunks.
 
 Preprocessing follows the run's options like every other input: the 8-bit scaling uses the
 plate's whole value range (`range`, found in a first streaming pass) or its percentiles
@@ -36,8 +37,9 @@ from ..runtime.postprocess import labels_from_distance
 from ..runtime.preprocess import PERCENTILES, enhance_tiles, to_uint8
 from ..runtime.segmenter import STAGES, Segmenter
 from ..runtime.tiling import OVERLAP, TileGrid, axis_starts, edge_weights, extract_tiles
-from .files import FileOutcome, Progress, RunOptions
+from .files import FileOutcome, Progress, RunOptions, zarr_labels
 from .writers import output_name, summary_row
+from .zarr_inputs import input_stem
 
 EXTRA_OPTIONS = {"distance": "--save-distance", "rois": "--rois", "geojson": "--geojson"}  # how users ask for extras
 
@@ -60,13 +62,17 @@ class PlateResult:
 
 
 class LazyImage:
-    """Row bands of a 2-D TIFF plane read on demand."""
+    """Row bands of a 2-D TIFF plane, or of an OME-Zarr image's plane (one `channel`), read on demand."""
 
-    def __init__(self, path: str | Path, max_pixels: int) -> None:
+    def __init__(self, path: str | Path, max_pixels: int, channel: int | None = None) -> None:
         import tifffile
         import zarr
 
         path = Path(path)
+        self._tif = None
+        if _is_zarr(path):
+            self._open_zarr(path, max_pixels, channel)
+            return
         try:
             self._tif = tifffile.TiffFile(path)
         except Exception as exc:  # tifffile raises many types for corrupt input
@@ -83,6 +89,15 @@ class LazyImage:
         self.shape: tuple[int, int] = tuple(series.shape)
         self.dtype = np.dtype(series.dtype)
         self.pixel_size_um, self.pixel_size_source = tiff_pixel_size_um(self._tif)
+
+    def _open_zarr(self, path: Path, max_pixels: int, channel: int | None) -> None:
+        from ..runtime.ome_zarr import Plane, open_image
+
+        image = open_image(path)
+        self.array = Plane(image, path, channel)
+        check_pixels(path, self.array.shape, max_pixels)
+        self.shape, self.dtype = self.array.shape, self.array.dtype
+        self.pixel_size_um, self.pixel_size_source, _ = image.pixel_size_um()
 
     def rows(self, start: int, stop: int) -> np.ndarray:
         return np.asarray(self.array[start:stop, :])
@@ -110,7 +125,8 @@ class LazyImage:
         return lo, hi
 
     def close(self) -> None:
-        self._tif.close()
+        if self._tif is not None:
+            self._tif.close()
 
 
 def distance_rows(image: LazyImage, segmenter: Segmenter, timings: dict,
@@ -205,14 +221,14 @@ def _stitch(local: np.ndarray, core_start: int, core_end: int, previous: np.ndar
 
 def segment_plate(path: str | Path, out_labels: str | Path, segmenter: Segmenter, options: RunOptions,
                   band: int = BAND, halo: int = HALO, progress: Progress | None = None) -> PlateResult:
-    """Segment a large 2-D TIFF in bands; write labels as a tiled BigTIFF; return per-image numbers."""
+    """Segment a large 2-D TIFF or OME-Zarr plane in bands; write labels as a tiled BigTIFF; return per-image numbers."""
     import tifffile
 
     if band % TIFF_TILE:
         raise ValueError(f"band must be a multiple of {TIFF_TILE}")
     timings = dict.fromkeys(STAGES, 0.0)
     with tiff_warnings() as messages:  # reported once, with the file's name, not printed by tifffile
-        image = LazyImage(path, options.max_pixels)
+        image = LazyImage(path, options.max_pixels, options.channel)
         height, width = image.shape
         areas = np.zeros(1, np.int64)
         try:
@@ -245,10 +261,20 @@ def segment_plate(path: str | Path, out_labels: str | Path, segmenter: Segmenter
     return PlateResult((height, width), metrics, timings, pixel_size, source, list(dict.fromkeys(messages)))
 
 
+def _is_zarr(path: Path) -> bool:
+    return path.is_dir() or path.suffix.lower() == ".zip"
+
+
 def is_plate(path: Path, threshold: int) -> bool:
-    """A single-plane TIFF larger than `threshold` pixels (read from the header only)."""
+    """A single-plane TIFF, or an OME-Zarr image of one plane (per channel), larger than `threshold`
+    pixels (read from the header or metadata only)."""
     import tifffile
 
+    if _is_zarr(path):
+        from ..runtime.ome_zarr import plane_pixels
+
+        size = plane_pixels(path)
+        return size is not None and size[0] * size[1] > threshold
     if path.suffix.lower() not in (".tif", ".tiff"):
         return False
     try:
@@ -263,7 +289,7 @@ def plate_outcome(path: Path, out: Path, segmenter: Segmenter, options: RunOptio
                   progress: Progress | None = None) -> FileOutcome:
     """Banded processing of one large plate: tiled BigTIFF labels and its summary row."""
     start = time.perf_counter()
-    name = output_name(path.stem, "labels")
+    name = output_name(input_stem(path), "labels")
     if not isinstance(segmenter.diameter, str):
         return FileOutcome.failed(path, "--diameter cannot rescale a plate this large (it is segmented in bands at its "
                                         "own size); resize it, or leave --diameter out")
@@ -271,9 +297,20 @@ def plate_outcome(path: Path, out: Path, segmenter: Segmenter, options: RunOptio
         result = segment_plate(path, out / name, segmenter, options, progress=progress)
     except (ImageReadError, ImageValueError, OSError) as exc:
         return FileOutcome.failed(path, getattr(exc, "cause", None) or str(exc))
+    if options.zarr_labels and (error := _zarr_labels_from_tiff(path, out / name, options)) is not None:
+        return FileOutcome.failed(path, error)
     row = summary_row(path, 0, metrics=result.metrics, seconds=time.perf_counter() - start,
                       pixel_size_um=result.pixel_size_um, pixel_size_source=result.pixel_size_source)
     skipped = [EXTRA_OPTIONS[extra] for extra in options.extras]
     unwritten = [f"{' and '.join(skipped)} not written: a plate this large is segmented in bands, and only its "
                  "labels and summary row are kept (crop it into tiles for per-cell outputs)"] if skipped else []
     return FileOutcome(path, [row], outputs=[name], warnings=result.warnings + unwritten)
+
+
+def _zarr_labels_from_tiff(path: Path, labels_tiff: Path, options: RunOptions) -> str | None:
+    """The banded path's labels, read back lazily from their tiled TIFF, into the OME-Zarr input."""
+    import tifffile
+    import zarr
+
+    with tifffile.imread(labels_tiff, aszarr=True) as store:
+        return zarr_labels(path, zarr.open(store, mode="r"), options)

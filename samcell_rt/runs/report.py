@@ -27,6 +27,7 @@ from .run_outputs import read_run_info
 from .timeline import series_fit, series_from_rows
 from .wells import plate_grid, plate_wells
 from .writers import PLATE_METRICS, REPORT, SUMMARY, output_name, read_cells_csv
+from .zarr_inputs import input_stem
 
 THUMBNAIL_PX = 320  # large enough to see cells; each links to its full-size overlay
 REQUIRED_FIELDS = ("file", "frame", "cells", "confluency", "status")
@@ -181,7 +182,7 @@ def _thumbnails(out: Path, rows: list[dict], files: list[str], size: int) -> str
         own = by_file.get(file)
         if not own:
             continue
-        name = output_name(Path(file).stem, "overlay", 0 if len(own) > 1 else None)
+        name = output_name(input_stem(file), "overlay", 0 if len(own) > 1 else None)
         uri = _thumbnail(out / name, size)
         if uri is None:
             continue
@@ -200,7 +201,7 @@ def cell_columns(out: Path, files: list[str], names: tuple[str, ...] = DISTRIBUT
     values: dict[str, list[np.ndarray]] = {name: [] for name in names}
     for file in files:
         try:
-            table = read_cells_csv(out / output_name(Path(file).stem, "cells"))
+            table = read_cells_csv(out / output_name(input_stem(file), "cells"))
         except (OSError, ValueError):
             continue
         rows = len(next(iter(table.values()), []))
@@ -218,7 +219,7 @@ def _distributions(out: Path, rows: list[dict], files: list[str]) -> str:
     if columns:
         parts.append(_svg(plots.distributions_png(columns, fmt="svg"), "cell size and shape distributions"))
     if len(ok) > 1:
-        names = [f"{Path(r['file']).stem}" + (f"#{r['frame']}" if r.get("frame") not in ("0", 0) else "") for r in ok]
+        names = [input_stem(r["file"]) + (f"#{r['frame']}" if r.get("frame") not in ("0", 0) else "") for r in ok]
         parts.append(_svg(plots.per_image_png(names, [float(r["cells"] or 0) for r in ok],
                                               [float(r["confluency"] or 0) for r in ok], fmt="svg"),
                           "cells and confluency per image"))

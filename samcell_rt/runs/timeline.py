@@ -16,12 +16,12 @@ import io
 import math
 import re
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import numpy as np
 
 from ..runtime.io import ImageStack
 from .patterns import DEFAULT_TIME_PATTERN, compile_time_pattern, find_in_name
+from .zarr_inputs import input_stem
 
 METRICS = ("cells", "confluency", "mean_area_px", "median_area_px", "mean_neighbours")
 MIN_FIT_POINTS = 3
@@ -87,7 +87,7 @@ def series_from_rows(rows: list[dict], time_pattern: str = DEFAULT_TIME_PATTERN)
     for row in rows:
         if row.get("status") != "ok":
             continue
-        stem = Path(row["file"]).stem
+        stem = input_stem(row["file"])
         if row.get("time") not in (None, ""):
             kind, name, time, unit = "stack", stem, _number(row["time"]), row.get("time_unit") or "frame"
             source = f"{row['file']}#{row['frame']}"

@@ -3,7 +3,8 @@
 Each well gets the numbers of its images at their latest time point (time column of a stack, or
 the time in the file name), averaged when a well has several images (fields of view), so the plate
 map shows the state at the end of an experiment and equals the summary for one image per well.
-Plates are 96-well (8 x 12) unless a well lies beyond H or 12, then 384-well (16 x 24).
+Plates are 96-well (8 x 12) unless a well lies beyond H or 12, then 384-well (16 x 24). Fields of an
+OME-Zarr HCS plate take their well from the plate's layout, not from their names.
 """
 
 from __future__ import annotations
@@ -11,14 +12,12 @@ from __future__ import annotations
 import csv
 import io
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 
-from .patterns import compile_time_pattern, compile_well_pattern, find_in_name
+from .patterns import ROW_LETTERS, compile_time_pattern, compile_well_pattern, find_in_name
 from .timeline import METRICS, mean_metrics, name_time
-
-ROW_LETTERS = "ABCDEFGHIJKLMNOP"
+from .zarr_inputs import input_stem, layout_well
 
 
 @dataclass
@@ -49,8 +48,8 @@ def plate_wells(rows: list[dict], well_pattern: str, time_pattern: str) -> list[
     wells, times = compile_well_pattern(well_pattern), compile_time_pattern(time_pattern)
     found: dict[tuple[int, int], list[tuple[float, dict]]] = {}
     for row in rows:
-        stem = Path(row["file"]).stem
-        position = well_of(stem, wells) if row.get("status") == "ok" else None
+        stem = input_stem(row["file"])
+        position = (layout_well(row["file"]) or well_of(stem, wells)) if row.get("status") == "ok" else None
         if position is not None:
             found.setdefault(position, []).append((_time(row, stem, times), row))
     if len(found) < 2:

@@ -4,6 +4,10 @@ Reading rules (documented for users in the README):
 - TIFF / OME-TIFF via tifffile: the first series; every plane along the non-spatial axes
   (T, Z, positions, pages) becomes one frame, in file order.
 - PNG / JPEG / BMP via OpenCV, 8 or 16 bit.
+- CZI, ND2, LIF (extra `formats`; containers.py) and OME-Zarr folders or zipped stores (zarr;
+  ome_zarr.py): scenes, positions, tiles, time and Z become frames as for TIFF stacks, channels
+  are chosen with `channel`, pixel size and frame interval come from the file's own metadata.
+  `scene=N` reads one CZI scene, LIF image or ND2 position only (0 for files without them).
 - Colour: RGB(A) samples become gray by ITU-R BT.601 luma (0.299 R + 0.587 G + 0.114 B), alpha
   dropped. `channel=N` picks one channel instead. A channel axis that is not 3/4 colour samples
   needs an explicit `channel`, because averaging fluorescence channels would be a silent guess.
@@ -31,11 +35,15 @@ import numpy as np
 
 from ..errors import ImageReadError
 from . import MAX_PIXELS
+from .limits import check_pixels
 
 MICROSCOPE_UM = (0.005, 20.0)  # plausible micrometres per pixel, from super-resolution to macro lenses
 TIFF_SUFFIXES = (".tif", ".tiff")
 RASTER_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp")
-IMAGE_SUFFIXES = TIFF_SUFFIXES + RASTER_SUFFIXES
+CONTAINER_SUFFIXES = (".czi", ".nd2", ".lif")
+IMAGE_SUFFIXES = TIFF_SUFFIXES + RASTER_SUFFIXES + CONTAINER_SUFFIXES
+ZIPPED_ZARR_SUFFIXES = (".zarr.zip",)  # a zipped OME-Zarr store is recognised by its name in folders
+UPLOAD_SUFFIXES = IMAGE_SUFFIXES + (".zip",)  # GUI and service uploads: any .zip is taken as a zipped OME-Zarr
 _LUMA = np.array([0.299, 0.587, 0.114])
 
 
@@ -46,7 +54,7 @@ class ImageStack:
     path: Path
     frames: np.ndarray
     pixel_size_um: float | None = None
-    pixel_size_source: str = ""  # "ome", "imagej", "tiff-resolution", or "" when uncalibrated
+    pixel_size_source: str = ""  # "ome", "imagej", "tiff-resolution", "czi", "nd2", "lif", "ome-zarr" or ""
     warnings: list[str] = field(default_factory=list)  # what the TIFF reader noticed, once per file
     frame_interval: float | None = None  # time between frames in `time_unit`, from OME/ImageJ metadata
     time_unit: str = ""  # "" when the frames are no time series; "frame" when the interval is unknown
@@ -63,33 +71,59 @@ class ImageStack:
 
 
 def is_image_file(path: Path) -> bool:
-    """True when the file name has a suffix samcell-rt can read."""
-    return path.suffix.lower() in IMAGE_SUFFIXES
+    """True when the file name has a suffix samcell-rt can read (a zipped OME-Zarr store by `.zarr.zip`)."""
+    return path.suffix.lower() in IMAGE_SUFFIXES or path.name.lower().endswith(ZIPPED_ZARR_SUFFIXES)
 
 
-def read_image(path: str | Path, channel: int | None = None, max_pixels: int = MAX_PIXELS) -> ImageStack:
-    """Read an image file as gray frames; raise ImageReadError on any problem."""
+def read_image(path: str | Path, channel: int | None = None, max_pixels: int = MAX_PIXELS,
+               scene: int | None = None) -> ImageStack:
+    """Read an image file as gray frames (of one `scene` where asked); raise ImageReadError on any problem."""
+    from .ome_zarr import is_ome_zarr
+
     path = Path(path)
     if not path.exists():
         raise ImageReadError(path, "file does not exist")
-    if path.is_dir():
-        raise ImageReadError(path, "is a folder, not an image file")
-    if path.stat().st_size == 0:
+    zarr_folder = path.is_dir() and is_ome_zarr(path)
+    if path.is_dir() and not zarr_folder:
+        raise ImageReadError(path, "is a folder, not an image file (nor an OME-Zarr image)")
+    if not zarr_folder and path.stat().st_size == 0:
         raise ImageReadError(path, "file is empty")
     suffix = path.suffix.lower()
-    if suffix not in IMAGE_SUFFIXES:
-        raise ImageReadError(path, f"unsupported file type {suffix!r} (use TIFF, PNG, JPEG or BMP)")
+    if not zarr_folder and suffix not in IMAGE_SUFFIXES + (".zip",):
+        raise ImageReadError(path, f"unsupported file type {suffix!r} (use TIFF, PNG, JPEG, BMP, CZI, ND2, LIF or "
+                                   "OME-Zarr)")
     try:
         with tiff_warnings() as warnings:
-            if suffix in TIFF_SUFFIXES:
-                data, axes, pixel_size, source, timing = _read_tiff(path, max_pixels)
-            else:
-                data, axes, pixel_size, source, timing = _read_raster(path, max_pixels), "YXS", None, "", (None, "")
+            data, axes, pixel_size, source, timing = _read_any(path, suffix, zarr_folder, max_pixels, warnings, scene)
     except OSError as exc:  # permissions, vanished files, I/O errors
         raise ImageReadError(path, f"cannot be read ({exc.strerror or exc})") from exc
     frames = _to_gray_frames(path, data, axes, channel)
     interval, unit = timing if frames.shape[0] > 1 else (None, "")
     return ImageStack(path, frames, pixel_size, source, list(dict.fromkeys(warnings)), interval, unit)
+
+
+def _read_any(path: Path, suffix: str, zarr_folder: bool, max_pixels: int, warnings: list[str],
+              scene: int | None):
+    """(data, axes, pixel size, source, timing) by the reader for this kind of file; reader remarks
+    go to `warnings`."""
+    if suffix in CONTAINER_SUFFIXES and not zarr_folder:
+        from .containers import read_container
+
+        data, axes, pixel_size, source, timing, remarks = read_container(path, max_pixels, scene)
+        warnings.extend(remarks)
+        return data, axes, pixel_size, source, timing
+    if scene not in (None, 0):
+        raise ImageReadError(path, f"--scene {scene} asked for, but this file has no scenes")
+    if zarr_folder or suffix == ".zip":
+        from .ome_zarr import read_planes
+
+        data, axes, pixel_size, source, timing, remarks = read_planes(path, max_pixels)
+    elif suffix in TIFF_SUFFIXES:
+        return _read_tiff(path, max_pixels)
+    else:
+        return _read_raster(path, max_pixels), "YXS", None, "", (None, "")
+    warnings.extend(remarks)
+    return data, axes, pixel_size, source, timing
 
 
 class _Collect(logging.Handler):
@@ -115,14 +149,6 @@ def tiff_warnings() -> Iterator[list[str]]:
     finally:
         logger.removeHandler(handler)
         logger.propagate = propagate
-
-
-def check_pixels(path: Path, shape: tuple[int, ...], max_pixels: int) -> None:
-    """Refuse a header that claims more pixels than allowed, before anything is decoded."""
-    pixels = int(np.prod(shape, dtype=np.float64))
-    if pixels > max_pixels:
-        raise ImageReadError(path, f"header claims {' x '.join(map(str, shape))} = {pixels:,} pixels, above the limit "
-                                   f"of {max_pixels:,} (raise it with --max-pixels if the image is real)")
 
 
 def _read_tiff(path: Path, max_pixels: int) -> tuple[np.ndarray, str, float | None, str, tuple[float | None, str]]:

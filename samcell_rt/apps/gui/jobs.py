@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ...errors import ImageReadError
-from ...runtime.io import IMAGE_SUFFIXES, MAX_PIXELS, ImageStack, read_image
+from ...runtime.io import MAX_PIXELS, UPLOAD_SUFFIXES, ImageStack, read_image
 from ...runtime.segmenter import Result, Segmenter
 
 IN_MEMORY = 4  # finished jobs whose results stay loaded
@@ -81,8 +81,8 @@ class JobQueue:
     def add(self, filename: str, data: bytes) -> Job:
         """Store an upload under a server-made name and queue it."""
         suffix = Path(filename).suffix.lower()
-        if suffix not in IMAGE_SUFFIXES:
-            raise ImageReadError(filename, f"not an accepted image type ({', '.join(IMAGE_SUFFIXES)})")
+        if suffix not in UPLOAD_SUFFIXES:
+            raise ImageReadError(filename, f"not an accepted image type ({', '.join(UPLOAD_SUFFIXES)})")
         with self._lock:
             job_id = next(self._ids)
             path = Path(self._folder.name) / f"{job_id}{suffix}"
