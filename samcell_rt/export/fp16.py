@@ -20,6 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from . import TOLERANCE
+from ..shipped import model_props
 from .onnx import FP32_OPS_IN_FP16, ExportError, graph_maps, verification_tiles
 
 # Initializers smaller than this stay fp32: scalars and shape-like constants gain nothing from fp16.
@@ -119,13 +120,6 @@ def graph_error(candidate: str | Path, reference: str | Path, tile: int | None =
     tiles = verification_tiles(tile or int(model_props(Path(reference)).get("samcell.tile", 256)))
     got, expected = graph_maps(candidate, tiles), graph_maps(reference, tiles)
     return float(np.abs(got.astype(np.float64) - expected).max())
-
-
-def model_props(path: Path) -> dict[str, str]:
-    """The samcell metadata of an ONNX file (weights not loaded)."""
-    import onnx
-
-    return {p.key: p.value for p in onnx.load(str(path), load_external_data=False).metadata_props}
 
 
 def _set_props(path: Path, changes: dict[str, str]) -> None:
