@@ -166,10 +166,18 @@ def fold_constants(model, out: Path) -> None:
 
 def quantize_int8(source: Path, out: Path) -> None:
     """onnxruntime dynamic int8 quantisation of the matrix products, one scale per output channel."""
+    import logging
+
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
-    quantize_dynamic(str(source), str(out), weight_type=QuantType.QInt8, op_types_to_quantize=list(INT8_OPS),
-                     per_channel=True)
+    root = logging.getLogger()
+    level = root.level
+    root.setLevel(logging.ERROR)  # its advice to pre-process is for static quantisation; not for users' first run
+    try:
+        quantize_dynamic(str(source), str(out), weight_type=QuantType.QInt8, op_types_to_quantize=list(INT8_OPS),
+                         per_channel=True)
+    finally:
+        root.setLevel(level)
 
 
 def model_props(path: Path) -> dict[str, str]:
