@@ -79,6 +79,25 @@ def demo_tiles(image: np.ndarray) -> np.ndarray:
     return enhance_tiles(extract_tiles(image, tile_grid(*image.shape, tile=256)))[:, None]
 
 
+def demo_labels(image_path: Path, paths: dict[str, Path]) -> dict:
+    """Labels of the demo frame through `Segmenter`, old and new file: agreement and scores vs its reference."""
+    import tifffile
+
+    from samcell_rt.evaluate import score_pair
+    from samcell_rt.runtime.segmenter import Segmenter
+
+    image = tifffile.imread(image_path)
+    reference = tifffile.imread(image_path.parent / "reference" / image_path.name)
+    out = {k: Segmenter(p, engine="cpu").segment(image) for k, p in paths.items()}
+    scores = {k: score_pair(reference, v.labels) for k, v in out.items()}
+    return {"image": image_path.name, "cells": {k: int(v.labels.max()) for k, v in out.items()},
+            "labels_identical": bool(np.array_equal(out["old"].labels, out["new"].labels)),
+            "pixels_labelled_differently": int((out["old"].labels != out["new"].labels).sum()),
+            "pixels": int(image.size),
+            "seg_det_vs_reference": {k: [round(v.seg, 4), round(v.det, 4)] for k, v in scores.items()},
+            "max_abs_distance_map_diff": float(np.abs(out["old"].distance - out["new"].distance).max())}
+
+
 def per_tile_seconds(paths: dict[str, Path], tiles: np.ndarray, repeats: int) -> dict[str, float]:
     """Median onnxruntime CPU seconds per tile (batch 1), the graphs interleaved tile by tile."""
     import onnxruntime as ort
@@ -103,7 +122,6 @@ def main(old_ref: str, repeats: int, report: Path | None) -> None:
 
     from samcell_rt.export.onnx import graph_maps, verification_tiles
     from samcell_rt.packaged import write_demo
-    from samcell_rt.runtime.segmenter import Segmenter
     from samcell_rt.shipped import SHIPPED, graph_file, materialise, weights_file
 
     result = {"machine": machine_info(), "load_average_1min_at_start": os.getloadavg()[0],
@@ -122,14 +140,15 @@ def main(old_ref: str, repeats: int, report: Path | None) -> None:
         image_path = write_demo(tmp / "demo")
         image = tifffile.imread(image_path)
         tile_sets = {"verification": verification_tiles(256), "demo_frame": demo_tiles(image)}
+        maps = {(version, name, key): graph_maps(files[name], tiles) for version, files in (("old", old), ("new", new))
+                for name in OLD_FILES for key, tiles in tile_sets.items()}
         result["max_abs_map_diff_new_vs_old"] = {
-            name: {key: float(np.abs(graph_maps(new[name], tiles) - graph_maps(old[name], tiles)).max())
-                   for key, tiles in tile_sets.items()} for name in OLD_FILES}
-        labels = {k: Segmenter(p["samcell-lite"], engine="cpu").segment(image) for k, p in (("old", old), ("new", new))}
-        result["demo_image"] = {
-            "image": image_path.name, "cells": {k: int(v.labels.max()) for k, v in labels.items()},
-            "labels_identical": bool(np.array_equal(labels["old"].labels, labels["new"].labels)),
-            "max_abs_distance_map_diff": float(np.abs(labels["old"].distance - labels["new"].distance).max())}
+            name: {key: float(np.abs(maps["new", name, key] - maps["old", name, key]).max()) for key in tile_sets}
+            for name in OLD_FILES}
+        result["int8_max_abs_map_diff_vs_its_fp32"] = {
+            version: {key: float(np.abs(maps[version, "samcell-lite-int8", key] - maps[version, "samcell-lite", key]).max())
+                      for key in tile_sets} for version in ("old", "new")}
+        result["demo_image"] = demo_labels(image_path, {k: p["samcell-lite"] for k, p in (("old", old), ("new", new))})
         speed = per_tile_seconds({"old": old["samcell-lite"], "new": new["samcell-lite"]}, tile_sets["demo_frame"][:4], repeats)
         result["per_tile_s_onnxruntime_cpu"] = {**speed, "new_over_old": speed["new"] / speed["old"]}
     emit_report(result, report)
