@@ -108,6 +108,15 @@ def materialise(name: str) -> Path:
     out = complete_path(name)
     if _intact(out):
         return out
+    try:
+        _make(name, out)
+    except OSError as exc:
+        raise ModelError(out, f"cannot be written ({exc}); point $SAMCELL_RT_HOME at a writable folder") from exc
+    return out
+
+
+def _make(name: str, out: Path) -> None:
+    """Make the complete file (fill + fold) or a variant (from the complete file) and move it to `out`."""
     with tempfile.TemporaryDirectory(prefix="samcell-materialise-") as tmp:
         made = Path(tmp) / "model.onnx"
         if name in VARIANTS:
@@ -123,7 +132,6 @@ def materialise(name: str) -> Path:
             fold_constants(fill_graph(graph, verified_weights(name)), made)
             props = model_props(graph) | {WEIGHTS_PROP: SHIPPED[name].weights_sha256}
         _finish(made, out, props)
-    return out
 
 
 def fill_graph(graph: Path, weights: Path):

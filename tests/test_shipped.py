@@ -112,6 +112,14 @@ def test_changed_weights_are_refused_with_the_file_named(tiny, tmp_path, monkeyp
     assert not shipped.complete_path("tiny").exists()
 
 
+def test_an_unwritable_cache_is_a_clear_error(tiny, tmp_path, monkeypatch):
+    blocker = tmp_path / "not-a-folder"
+    blocker.write_text("a file where the cache folder should be")
+    monkeypatch.setenv("SAMCELL_RT_HOME", str(blocker))
+    with pytest.raises(ModelError, match="cannot be written .*SAMCELL_RT_HOME"):
+        shipped.materialise("tiny")
+
+
 CONCURRENT = """
 import sys
 from pathlib import Path
