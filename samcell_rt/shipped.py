@@ -46,7 +46,7 @@ class ShippedFiles:
 
 SHIPPED = {
     "samcell-lite": ShippedFiles("c9902167dc6107f9ad5374138aceedadbc5316adc5cdf31ed9c6a5d6e33d1cc4",
-                                 "43ef85c387f33330407ae991580d9c1b351e85fe16178bfe80acd81959987062"),
+                                 "9019830e9b75b8181462b25145471653144d003e8e34280d3f3af9763e9e65af"),
 }
 # derived variants: name -> (shipped model, derivation); made from the complete file on first use
 VARIANTS = {"samcell-lite-int8": ("samcell-lite", "int8")}

@@ -77,7 +77,7 @@ def test_materialised_file_equals_the_folded_export_and_keeps_the_metadata(tiny,
     props = model_props(path)
     assert props["samcell.model_name"] == "tiny" and props["samcell.version"] == "7"
     assert (props["samcell.peak_threshold"], props["samcell.fill_threshold"]) == ("0.45", "0.1")
-    assert props[shipped.WEIGHTS_PROP] == tiny.weights_sha256
+    assert props[shipped.WEIGHTS_PROP] == props["samcell.source_sha256"] == tiny.weights_sha256
 
 
 def test_second_use_reuses_the_cached_file(tiny, monkeypatch):

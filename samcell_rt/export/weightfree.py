@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from ..runtime.atomic import atomic_path, write_text_atomic
-from ..runtime.contract import file_sha256
+from ..runtime.contract import PROPS, file_sha256
 from ..runtime.postprocess import DEFAULT_FILL, DEFAULT_PEAK
 from ..shipped import GRAPH_SUFFIX, PARAM_PREFIX, WEIGHT_SOURCE, WEIGHTS_PROP, fill_graph, fold_constants
 from . import TOLERANCE
@@ -65,7 +65,8 @@ def export_weight_free(checkpoint: str | Path, out_dir: str | Path, name: str, v
         _point_at_weights(model, weights, files[0].name, TensorProto)
         _save_weights(weights, tmp / files[0].name)
         metadata = model_metadata(loaded, name, version, tile, peak, fill, "fp32", diameter)
-        metadata[WEIGHTS_PROP] = file_sha256(tmp / files[0].name)
+        # the graph's source is the weights file shipped beside it (the original checkpoint: NAME.json)
+        metadata[PROPS["source_sha256"]] = metadata[WEIGHTS_PROP] = file_sha256(tmp / files[0].name)
         helper.set_model_props(model, metadata)
         onnx.save(model, str(tmp / files[1].name))
         fold_constants(fill_graph(tmp / files[1].name, tmp / files[0].name), tmp / "complete.onnx")
