@@ -23,7 +23,8 @@ import numpy as np
 
 from samcell_rt.machine import emit_report, machine_info
 
-OLD_FILES = {"samcell-lite": "samcell_rt/models/samcell-lite.onnx", "samcell-lite-int8": "samcell_rt/models/samcell-lite-int8.onnx"}
+OLD_FILES = {"samcell-lite": "samcell_rt/models/samcell-lite.onnx",
+             "samcell-lite-int8": "samcell_rt/models/samcell-lite-int8.onnx"}
 
 
 def tree_bytes(ref: str) -> dict:

@@ -17,9 +17,10 @@ and all occurrences are checked to agree). The folded convolutions are matched b
 probe's fold. Only the product of a convolution's weight and its batch norm's scale reaches the graph,
 so version 4's weight and bias are expressed with LiteMedSAM's running statistics (the trainer keeps
 batch norm in eval mode, so they never changed) and LiteMedSAM's scale: the recovered parameters keep
-the magnitudes the optimiser saw, and for the stages frozen in training they come out as LiteMedSAM's. Parameters that do not reach the graph (the prompt encoder, unused
-without prompts, and the IoU head) keep LiteMedSAM's values: the trainer freezes the prompt encoder
-and no loss reaches the IoU head, so they never changed in training.
+the magnitudes the optimiser saw, and for the stages frozen in training they come out as LiteMedSAM's.
+Parameters that do not reach the graph (the prompt encoder, unused without prompts, and the IoU
+head) keep LiteMedSAM's values: the trainer freezes the prompt encoder and no loss reaches the IoU
+head, so they never changed in training.
 
 Verification: the recovered model is exported again through the same path and every initialiser is
 compared with the shipped graph; its distance maps (torch) are compared with the shipped graph's
@@ -189,7 +190,8 @@ def recovered_state(base, probe, probe_graph, shipped: dict) -> tuple[dict, dict
     index = ValueIndex(probe.state_dict())
     values, known, disagreements = recover(probe_inits, shipped, index, {n for pair in folds.values() for n in pair})
     state = {k: v.detach().clone() for k, v in base.state_dict().items()}
-    account = {"from_graph": [], "from_fold": [], "fold_scale": [], "from_litemedsam": [], "partial": [], "disagreements": disagreements}
+    account = {"from_graph": [], "from_fold": [], "fold_scale": [], "from_litemedsam": [], "partial": [],
+               "disagreements": disagreements}
     for key, part in index.slices().items():
         have = known[part]
         if have.all():

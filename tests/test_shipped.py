@@ -66,8 +66,8 @@ def test_the_graph_carries_no_weights_and_names_each_parameter(tiny):
 
 
 def test_materialised_file_equals_the_folded_export_and_keeps_the_metadata(tiny, tiny_files):
-    from samcell_rt.shipped import model_props
     from samcell_rt.export.onnx import verification_tiles
+    from samcell_rt.shipped import model_props
 
     path = shipped.materialise("tiny")
     tiles = verification_tiles(256, seed=5)
@@ -146,8 +146,8 @@ def test_two_processes_making_the_file_at_once_both_get_a_whole_file(tiny, tmp_p
 def test_int8_variant_is_derived_from_the_complete_file(tiny):
     import onnx
 
-    from samcell_rt.shipped import model_props
     from samcell_rt.export.onnx import verification_tiles
+    from samcell_rt.shipped import model_props
 
     path = shipped.materialise("tiny-int8")
     ops = {n.op_type for n in onnx.load(str(path)).graph.node}

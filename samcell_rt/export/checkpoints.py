@@ -18,9 +18,13 @@ import json
 import re
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from ..errors import SamcellError
 from ..runtime.contract import file_sha256
+
+if TYPE_CHECKING:
+    from .model import SamCellTiles
 
 
 class CheckpointError(SamcellError):
@@ -142,7 +146,7 @@ def _named(spec: str | Path) -> Path:
     return Path(spec)
 
 
-def load_shipped_model(name: str = "samcell-lite", tile: int = 256):
+def load_shipped_model(name: str = "samcell-lite", tile: int = 256) -> SamCellTiles:
     """A shipped model as a torch module (eval mode, float32): `SamCellTiles`, uint8 tiles (B, 1, T, T)
     -> distance maps; `.sam` is the SamModel to fine-tune, `.logits()` what training losses compare.
     Its maps equal the shipped ONNX file's to float32 rounding."""

@@ -19,8 +19,8 @@ from pathlib import Path
 
 import numpy as np
 
-from . import TOLERANCE
 from ..shipped import model_props
+from . import TOLERANCE
 from .onnx import FP32_OPS_IN_FP16, ExportError, graph_maps, verification_tiles
 
 # Initializers smaller than this stay fp32: scalars and shape-like constants gain nothing from fp16.

@@ -61,7 +61,8 @@ def export_weight_free(checkpoint: str | Path, out_dir: str | Path, name: str, v
         tmp = Path(tmp)
         trace_graph(wrapper, tmp / "unfolded.onnx", tile, opset, fold=False)
         model = onnx.load(str(tmp / "unfolded.onnx"))
-        weights = _weights(loaded.model.state_dict(), stored, {i.name.removeprefix(PARAM_PREFIX) for i in model.graph.initializer})
+        in_graph = {i.name.removeprefix(PARAM_PREFIX) for i in model.graph.initializer}
+        weights = _weights(loaded.model.state_dict(), stored, in_graph)
         _point_at_weights(model, weights, files[0].name, TensorProto)
         _save_weights(weights, tmp / files[0].name)
         metadata = model_metadata(loaded, name, version, tile, peak, fill, "fp32", diameter)
