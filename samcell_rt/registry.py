@@ -2,7 +2,9 @@
 
 Published SAMCell weights are checkpoints that `samcell-rt models pull NAME` downloads (resuming
 partial downloads, checking sha256) and exports to ONNX in the user cache. Models shipped inside
-the package are ready-made ONNX files, each with a model card (`NAME.md`) beside it; the default,
+the package store their weights once (safetensors, sha256 in `shipped.SHIPPED`) beside a weight-free
+graph and a model card (`NAME.md`); their complete ONNX files, and derived ones such as
+`samcell-lite-int8`, are made in the user cache on first use (see `samcell_rt.shipped`). The default,
 SAMCell-Lite, runs whenever no model is named, so segmentation works offline out of the box.
 """
 
@@ -19,8 +21,8 @@ from .cache import cache_dir
 from .errors import DownloadError, ModelError
 from .runtime.atomic import write_text_atomic
 from .runtime.contract import file_sha256
+from .shipped import SHIPPED, SHIPPED_DIR, card_file, complete_path, materialise, shipped_names, weights_file
 
-SHIPPED_DIR = Path(__file__).parent / "models"
 DEFAULT_MODEL = "samcell-lite"
 RELEASE = "https://github.com/saahilsanganeriya/SAMCell/releases/download/v1"
 
@@ -50,11 +52,6 @@ KNOWN: dict[str, ModelEntry] = {
 }
 
 
-def shipped_models() -> dict[str, Path]:
-    """Models shipped inside the package, by name (file stem)."""
-    return {p.stem: p for p in sorted(SHIPPED_DIR.glob("*.onnx"))}
-
-
 def exported_path(name: str) -> Path:
     """Where `pull` puts the ONNX export of a known model."""
     return cache_dir() / f"{name}.onnx"
@@ -62,8 +59,8 @@ def exported_path(name: str) -> Path:
 
 def model_table() -> list[dict]:
     """Every known and shipped model with its state on this machine (for `models list`)."""
-    rows = [{"name": n, "kind": "shipped", "path": str(p), "ready": True, "default": n == DEFAULT_MODEL}
-            for n, p in shipped_models().items()]
+    rows = [{"name": n, "kind": "shipped", "path": str(complete_path(n)), "ready": True, "default": n == DEFAULT_MODEL}
+            for n in shipped_names()]
     for entry in KNOWN.values():
         path = exported_path(entry.name)
         rows.append({"name": entry.name, "kind": "download", "path": str(path), "ready": path.exists(), "default": False})
@@ -77,12 +74,13 @@ def model_info(name: str) -> dict:
         info["recorded_sha256"] = recorded_hashes().get(KNOWN[name].file)
         info["onnx"] = str(exported_path(name)) if exported_path(name).exists() else None
         return info
-    if name in shipped_models():
-        path = shipped_models()[name]
-        card = path.with_suffix(".md")
-        return {"name": name, "onnx": str(path), "default": name == DEFAULT_MODEL,
-                "model_card": str(card) if card.exists() else None}
-    raise ModelError(name, f"unknown model name (known: {', '.join([*shipped_models(), *KNOWN])})")
+    if name in shipped_names():
+        base = name if name in SHIPPED else None
+        return {"name": name, "onnx": str(materialise(name)), "default": name == DEFAULT_MODEL,
+                "weights": str(weights_file(base)) if base else None,
+                "weights_sha256": SHIPPED[base].weights_sha256 if base else None,
+                "model_card": str(card_file(name)) if card_file(name).exists() else None}
+    raise ModelError(name, f"unknown model name (known: {', '.join([*shipped_names(), *KNOWN])})")
 
 
 def recorded_hashes() -> dict[str, str]:
@@ -98,23 +96,25 @@ def record_hash(file: str, sha256: str) -> None:
 
 
 def resolve_model(model: str | Path | None) -> Path:
-    """Turn a model path or model name into an ONNX file path; raise ModelError if neither."""
+    """Turn a model path or model name into an ONNX file path; raise ModelError if neither.
+
+    A shipped model's complete ONNX is made in the user cache on its first use (about a second)."""
     if model is None:
-        if DEFAULT_MODEL in shipped_models():
-            return shipped_models()[DEFAULT_MODEL]
-        raise ModelError(SHIPPED_DIR / f"{DEFAULT_MODEL}.onnx",
+        if DEFAULT_MODEL in shipped_names():
+            return materialise(DEFAULT_MODEL)
+        raise ModelError(SHIPPED_DIR / f"{DEFAULT_MODEL}.safetensors",
                          "the default model is missing from this installation; reinstall samcell-rt or pass --model")
     path = Path(model)
     if path.is_file():
         return path
     name = str(model)
-    if name in shipped_models():
-        return shipped_models()[name]
+    if name in shipped_names():
+        return materialise(name)
     if name in KNOWN:
         if exported_path(name).exists():
             return exported_path(name)
         raise ModelError(name, f"not downloaded yet: run `samcell-rt models pull {name}`")
-    known = ", ".join([*shipped_models(), *KNOWN])
+    known = ", ".join([*shipped_names(), *KNOWN])
     raise ModelError(model, f"no such file, and not a known model name (known: {known})")
 
 

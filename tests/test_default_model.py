@@ -59,9 +59,10 @@ def test_models_list_marks_the_default():
 
 def test_default_model_declares_the_thresholds_and_cell_sizes_its_card_states():
     from samcell_rt import load_model
+    from samcell_rt.shipped import card_file
 
     info = load_model().info
-    card = info.path.with_suffix(".md").read_text()
+    card = card_file(info.name).read_text()
     assert info.diameter_range is not None and info.diameter_range[0] < info.diameter < info.diameter_range[1]
     assert f"peak {info.peak_threshold:g}, fill {info.fill_threshold:g}" in card
     assert f"typical diameter **{info.diameter:g} px**" in card

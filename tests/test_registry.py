@@ -112,17 +112,31 @@ def test_resolve_model_errors(tmp_path, monkeypatch):
     assert "samcell-generalist" in names and "samcell-cyto" in names
 
 
-def test_default_model_is_shipped_and_listed():
-    """The wheel carries samcell-lite (+ its card); no --model means samcell-lite."""
+def test_default_model_is_shipped_and_listed(tmp_path, monkeypatch):
+    """The wheel carries samcell-lite's weights, graph and card; no --model means samcell-lite, whose
+    complete ONNX file is made in the user cache on first use, and the int8 file from it."""
+    from samcell_rt.shipped import model_props
+
+    monkeypatch.setenv("SAMCELL_RT_HOME", str(tmp_path))
+    assert {p.name for p in registry.SHIPPED_DIR.iterdir()} >= {
+        "samcell-lite.safetensors", "samcell-lite.graph.onnx", "samcell-lite.json", "samcell-lite.md"}
+    assert [p.name for p in registry.SHIPPED_DIR.glob("*.onnx")] == ["samcell-lite.graph.onnx"]  # no weights twice
     path = registry.resolve_model(None)
-    assert path == registry.SHIPPED_DIR / "samcell-lite.onnx" and path.stat().st_size <= 50_000_000
-    default = [row for row in registry.model_table() if row["default"]]
-    assert [row["name"] for row in default] == ["samcell-lite"]
+    assert path.is_relative_to(tmp_path) and path.exists() and registry.resolve_model("samcell-lite") == path
+    props = model_props(path)
+    assert (props["samcell.model_name"], props["samcell.version"]) == ("samcell-lite", "4")
+    assert props["samcell.weights_sha256"] == registry.SHIPPED["samcell-lite"].weights_sha256
+    rows = {row["name"]: row for row in registry.model_table()}
+    assert [n for n, row in rows.items() if row["default"]] == ["samcell-lite"]
+    assert rows["samcell-lite-int8"]["kind"] == "shipped" and rows["samcell-lite"]["path"] == str(path)
     info = registry.model_info("samcell-lite")
     assert info["default"] and info["model_card"].endswith("samcell-lite.md")
+    assert info["weights"].endswith("samcell-lite.safetensors")
 
 
 def test_missing_default_model_is_a_clear_error(tmp_path, monkeypatch):
-    monkeypatch.setattr(registry, "SHIPPED_DIR", tmp_path)
+    import samcell_rt.shipped as shipped
+
+    monkeypatch.setattr(shipped, "SHIPPED_DIR", tmp_path)
     with pytest.raises(ModelError, match="default model is missing"):
         registry.resolve_model(None)

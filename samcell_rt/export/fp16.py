@@ -19,8 +19,8 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import ModelError
 from ..runtime.contract import META_KEYS
+from ..shipped import model_props
 from . import TOLERANCE
 from .onnx import FP32_OPS_IN_FP16, ExportError, graph_maps, verification_tiles
 
@@ -121,17 +121,6 @@ def graph_error(candidate: str | Path, reference: str | Path, tile: int | None =
     tiles = verification_tiles(tile or int(model_props(Path(reference)).get(META_KEYS["tile"], 256)))
     got, expected = graph_maps(candidate, tiles), graph_maps(reference, tiles)
     return float(np.abs(got.astype(np.float64) - expected).max())
-
-
-def model_props(path: Path) -> dict[str, str]:
-    """The samcell metadata of an ONNX file (weights not loaded)."""
-    import onnx
-
-    try:
-        model = onnx.load(str(path), load_external_data=False)
-    except Exception as exc:  # protobuf raises DecodeError (and others) for a file that is no ONNX model
-        raise ModelError(path, f"not a readable ONNX model ({type(exc).__name__}: {exc})") from None
-    return {p.key: p.value for p in model.metadata_props}
 
 
 def _set_props(path: Path, changes: dict[str, str]) -> None:

@@ -57,11 +57,6 @@ def verification_tiles(tile: int = 256, seed: int = 0) -> np.ndarray:
 # encoding (1 x 256 x 64 x 64 each, 4 MiB) stay cheap Expand ops instead of 8 MiB of stored floats,
 # which would take SAMCell-Lite's fp32 file past 50 MB.
 FOLD_LIMIT_BYTES = 4_000_000
-# int8 quantises the matrix products only. Dynamic ConvInteger on CPU was both slower than fp32 and
-# far less accurate on SAMCell-Lite's convolutions (0.84 vs 0.35 s per tile, max error 0.29 vs 0.05).
-# Weights get one scale per output channel: with one per tensor, SAMCell-Lite version 3 missed the
-# int8 tolerance (max error 0.073 on the verification tiles, against 0.038 per channel).
-INT8_OPS = ("MatMul", "Gemm")
 
 
 def export_onnx(checkpoint: str | Path, out: str | Path, precision: str = "fp32", opset: int = 17,
@@ -86,14 +81,7 @@ def export_onnx(checkpoint: str | Path, out: str | Path, precision: str = "fp32"
     tiles = verification_tiles(tile)
     with torch.no_grad():  # one tile at a time: a ViT-B batch at 1024 px needs GBs of attention maps
         expected = np.concatenate([wrapper(torch.from_numpy(tile[None])).numpy() for tile in tiles])
-    metadata = {
-        PROPS["name"]: name or Path(checkpoint).stem, PROPS["version"]: version, PROPS["tile"]: str(tile),
-        PROPS["peak_threshold"]: str(peak), PROPS["fill_threshold"]: str(fill),
-        PROPS["source_sha256"]: loaded.sha256, PROPS["preprocess"]: PREPROCESS,
-        META_KEYS["precision"]: precision, META_KEYS["checkpoint_layout"]: loaded.layout,
-        META_KEYS["exporter"]: f"samcell-rt {__version__}",
-        **_diameter_props(diameter or _trained_diameter(loaded.recipe)),
-    }
+    metadata = model_metadata(loaded, name or Path(checkpoint).stem, version, tile, peak, fill, precision, diameter)
     with tempfile.TemporaryDirectory() as tmp:
         model = _trace(wrapper, Path(tmp), tile, opset)
         model = _convert(model, precision, Path(tmp))
@@ -104,6 +92,19 @@ def export_onnx(checkpoint: str | Path, out: str | Path, precision: str = "fp32"
                               f"(tolerance {TOLERANCE[precision]}); not written")
         _save(model, Path(out), metadata)
     return ExportReport(Path(out), precision, error, TOLERANCE[precision], len(tiles), metadata)
+
+
+def model_metadata(loaded, name: str, version: str, tile: int, peak: float, fill: float, precision: str,
+                   diameter: tuple[float, tuple[float, float]] | None) -> dict[str, str]:
+    """The contract's metadata for a graph exported from this loaded checkpoint."""
+    return {
+        PROPS["name"]: name, PROPS["version"]: version, PROPS["tile"]: str(tile),
+        PROPS["peak_threshold"]: str(peak), PROPS["fill_threshold"]: str(fill),
+        PROPS["source_sha256"]: loaded.sha256, PROPS["preprocess"]: PREPROCESS,
+        META_KEYS["precision"]: precision, META_KEYS["checkpoint_layout"]: loaded.layout,
+        META_KEYS["exporter"]: f"samcell-rt {__version__}",
+        **_diameter_props(diameter or _trained_diameter(loaded.recipe)),
+    }
 
 
 def _trained_diameter(record: dict | None) -> tuple[float, tuple[float, float]] | None:
@@ -124,16 +125,25 @@ def _diameter_props(diameter: tuple[float, tuple[float, float]] | None) -> dict[
 def _trace(wrapper, tmp: Path, tile: int, opset: int):
     import onnx
     import onnxslim
-    import torch
 
     path = tmp / "traced.onnx"
+    trace_graph(wrapper, path, tile, opset)
+    return onnxslim.slim(onnx.load(str(path)), size_threshold=FOLD_LIMIT_BYTES)
+
+
+def trace_graph(wrapper, path: Path, tile: int, opset: int, fold: bool = True) -> None:
+    """TorchScript export of the wrapper (dynamic batch). `fold=False` keeps every parameter as its own
+    named initialiser: no constant folding, and batch norm exported as itself rather than folded into
+    the convolution before it (TrainingMode.PRESERVE on a model in eval mode)."""
+    import torch
+
     dummy = torch.zeros((2, 1, tile, tile), dtype=torch.uint8)
+    mode = torch.onnx.TrainingMode.EVAL if fold else torch.onnx.TrainingMode.PRESERVE
     with warnings.catch_warnings(), torch.no_grad():  # tracer shape-check warnings are expected
         warnings.simplefilter("ignore")
         torch.onnx.export(wrapper, (dummy,), str(path), input_names=[INPUT_NAME], output_names=[OUTPUT_NAME],
                           dynamic_axes={INPUT_NAME: {0: "batch"}, OUTPUT_NAME: {0: "batch"}},
-                          opset_version=opset, dynamo=False)
-    return onnxslim.slim(onnx.load(str(path)), size_threshold=FOLD_LIMIT_BYTES)
+                          opset_version=opset, dynamo=False, do_constant_folding=fold, training=mode)
 
 
 def _convert(model, precision: str, tmp: Path):
@@ -144,12 +154,11 @@ def _convert(model, precision: str, tmp: Path):
 
         return convert_float_to_float16(model, keep_io_types=True, op_block_list=FP32_OPS_IN_FP16)
     if precision == "int8":
-        from onnxruntime.quantization import QuantType, quantize_dynamic
+        from ..shipped import quantize_int8
 
         src, dst = tmp / "fp32.onnx", tmp / "int8.onnx"
         onnx.save(model, str(src))
-        quantize_dynamic(str(src), str(dst), weight_type=QuantType.QInt8, op_types_to_quantize=list(INT8_OPS),
-                         per_channel=True)
+        quantize_int8(src, dst)
         return onnx.load(str(dst))
     return model
 

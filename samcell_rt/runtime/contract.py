@@ -32,6 +32,7 @@ META_KEYS = {  # every metadata key a samcell-rt model file or engine header may
     "verified_max_abs_error": "samcell.verified_max_abs_error",
     "fp16_source": "samcell.fp16_source",
     "fp16_max_abs_error_vs_fp32": "samcell.fp16_max_abs_error_vs_fp32",
+    "weights_sha256": "samcell.weights_sha256",  # a shipped graph filled from a weights file: which one
 }
 REQUIRED = ("name", "version", "tile", "peak_threshold", "fill_threshold", "source_sha256", "preprocess")
 PROPS = {field: META_KEYS[field] for field in REQUIRED}  # what every model must carry (checked on load)

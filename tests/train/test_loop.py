@@ -182,3 +182,19 @@ def test_frozen_stages_and_batchnorm_statistics_stay_fixed(tmp_path):
             assert torch.equal(value, after[key]), key
     changed = [k for k in before if k.startswith("sam.vision_encoder.layers.3.") and not torch.equal(before[k], after[k])]
     assert changed and not any(p.requires_grad for p in encoder.layers[1].parameters())
+
+
+def test_training_starts_from_the_shipped_model(tmp_path):
+    """`train --init samcell-lite`: the shipped weights (sha256-checked) with the lite configuration
+    recorded beside them, whatever --config says."""
+    import torch
+    from safetensors.torch import load_file
+
+    from samcell_rt.shipped import weights_file
+
+    recipe = tiny_recipe(init="samcell-lite", epochs=1, steps_per_epoch=1, batch_size=1, val_crops=1)
+    trainer = Trainer(synthetic_samples(2), tmp_path / "run", recipe)
+    assert type(trainer.model.sam.vision_encoder).__name__ == "TinyViTEncoder"
+    state = trainer.model.sam.state_dict()
+    shipped = load_file(str(weights_file("samcell-lite")))
+    assert len(shipped) > 300 and all(torch.equal(state[k], v.float()) for k, v in shipped.items())
