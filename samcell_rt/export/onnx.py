@@ -67,12 +67,14 @@ INT8_OPS = ("MatMul", "Gemm")
 def export_onnx(checkpoint: str | Path, out: str | Path, precision: str = "fp32", opset: int = 17,
                 name: str | None = None, version: str = "1", tile: int = 256, config=None,
                 peak: float = DEFAULT_PEAK, fill: float = DEFAULT_FILL,
-                diameter: tuple[float, tuple[float, float]] | None = None) -> ExportReport:
+                diameter: tuple[float, tuple[float, float]] | None = None,
+                extra: dict[str, str] | None = None) -> ExportReport:
     """Export, convert, verify and (only if verified) write the model; return the report.
 
     `diameter` (typical cell diameter, (low, high) trained range; pixels) is stored so the runtime
     can rescale images; by default it comes from the trainer's record beside the checkpoint, and
-    models without one are never rescaled automatically.
+    models without one are never rescaled automatically. `extra` adds metadata props (an adapted
+    model's parent, data hash and scores).
     """
     import torch
 
@@ -92,7 +94,7 @@ def export_onnx(checkpoint: str | Path, out: str | Path, precision: str = "fp32"
         PROPS["source_sha256"]: loaded.sha256, PROPS["preprocess"]: PREPROCESS,
         "samcell.precision": precision, "samcell.checkpoint_layout": loaded.layout,
         "samcell.exporter": f"samcell-rt {__version__}",
-        **_diameter_props(diameter or _trained_diameter(loaded.recipe)),
+        **_diameter_props(diameter or _trained_diameter(loaded.recipe)), **(extra or {}),
     }
     with tempfile.TemporaryDirectory() as tmp:
         model = _trace(wrapper, Path(tmp), tile, opset)
