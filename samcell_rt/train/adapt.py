@@ -64,6 +64,7 @@ class AdaptSettings:
     cv_share: float = 0.4  # of the training time, for the cross-validation folds together
     max_folds: int = 3
     focus: float = 0.5  # share of crops centred on a cell
+    min_steps: int = 2  # training steps even when the budget leaves no time (tests fix the work this way)
     seed: int = 0
     augment: dict = field(default_factory=lambda: Augment().__dict__.copy())
 
@@ -192,22 +193,32 @@ class _Run:
             param.requires_grad_(False)
         self.initial = copy.deepcopy(self.wrapper.sam.mask_decoder.state_dict())
         self.rng = np.random.default_rng(settings.seed)
-        self.steps: dict[str, int] = {}
+        self.steps: dict[str, dict] = {}  # per training: steps, mean loss of its first and last 5 steps
         clock.tick("encoder graph")
         self.encoder = FrozenEncoder(self.wrapper, self.loaded.sha256)
+        self.torch_tile_seconds = _torch_tile_seconds(self.wrapper)
         self.units = self.train if self.val else _units(self.train)
         self.folds = [] if self.val else _folds(len(self.units), settings.max_folds, self.rng)
 
     def finish(self, out: Path, name: str, overwrite: bool) -> AdaptResult:
+        """Starting model's maps (every whole-image tile encoded once, timed), crops, training within
+        what the later stages leave, scores, export."""
+        self.clock.tick("scoring the starting model")
+        scored = self.units + self.val
+        start = time.perf_counter()
+        self.before_maps = dict(zip(map(id, scored), self._maps(self.initial, scored)))
+        self.map_seconds = time.perf_counter() - start
         embeddings, targets, unit_of = self._encode_crops()
-        train_seconds = self.clock.remaining() - self._reserve()
-        if self.folds:
-            before, after, peak, fill, scored_on = self._cross_validate(embeddings, targets, unit_of,
-                                                                       train_seconds * self.settings.cv_share)
-            final = self._train_decoder(embeddings, targets, np.arange(len(targets)), self.clock.remaining()
-                                        - self._reserve(), "training")
+        self.decode_seconds = _decode_seconds(self.wrapper, embeddings[: self.settings.batch_size])
+        everything = np.arange(len(targets))
+        if self.folds:  # the folds' held-out maps (one pass over the images) and sweeps come first
+            fold_seconds = (self.clock.remaining() - self._reserve(1, len(self.folds) + 1)) * self.settings.cv_share
+            before, after, peak, fill, scored_on = self._cross_validate(embeddings, targets, unit_of, fold_seconds)
+            final = self._train_decoder(embeddings, targets, everything, self.clock.remaining() - self._reserve(0, 0),
+                                        "training")
         else:
-            final = self._train_decoder(embeddings, targets, np.arange(len(targets)), train_seconds, "training")
+            final = self._train_decoder(embeddings, targets, everything, self.clock.remaining() - self._reserve(2, 1),
+                                        "training")
             before, after, peak, fill, scored_on = self._score_on_val(final)
         return self._export(final, out, name, overwrite, peak, fill, before, after, scored_on)
 
@@ -235,14 +246,19 @@ class _Run:
         self.crop_count = len(targets)
         return torch.cat(embeddings), torch.stack(targets), np.array(unit_of)
 
-    def _reserve(self) -> float:
-        """Seconds the stages after training need: whole-image maps (every tile encoded once, decoded by
-        each model), the threshold sweep, and export with verification (a torch pass on 4 tiles
-        plus tracing), estimated from the measured encoder speed."""
+    def _reserve(self, passes: int, sweeps: int) -> float:
+        """Seconds the stages after the next training still need, from measured speeds: `passes`
+        whole-image map passes over the scored images (their tiles' embeddings are cached: decoder
+        passes plus post-processing as measured for the starting model), `sweeps` threshold sweeps
+        (about a second per image), and export with verification (torch on 4 tiles plus tracing:
+        about 8 torch passes, onnxruntime on 4 tiles). Plus 3 % of the budget for what varies on a
+        busy machine."""
         images = self.units + self.val
         tiles = sum(len(tile_grid(*s.image.shape, tile=self.wrapper.tile)) for s in images)
-        decoders = 2 + len(self.folds)
-        return tiles * self.encode_seconds * (1 + 0.5 * decoders) + 2 * len(images) + 30 + 30 * self.encode_seconds
+        post = max(0.0, self.map_seconds - tiles * (self.encode_seconds + self.decode_seconds))
+        maps = passes * (tiles * self.decode_seconds + post)
+        export = 8 * self.torch_tile_seconds + 4 * self.encode_seconds + 5
+        return maps + sweeps * len(images) + export + 0.03 * self.clock.seconds
 
     # -- training ------------------------------------------------------------------------------
     def _train_decoder(self, embeddings: torch.Tensor, targets: torch.Tensor, crops: np.ndarray, seconds: float,
@@ -256,9 +272,9 @@ class _Run:
         for param in params:
             param.requires_grad_(True)
         optimizer = torch.optim.AdamW(params, lr=self.settings.lr, weight_decay=self.settings.weight_decay)
-        start, step, size = time.monotonic(), 0, min(self.settings.batch_size, len(crops))
-        while step < 2 or time.monotonic() - start < seconds:
-            progress = (time.monotonic() - start) / max(seconds, 1e-6)
+        start, step, size, losses = time.monotonic(), 0, min(self.settings.batch_size, len(crops)), []
+        while step < self.settings.min_steps or time.monotonic() - start < seconds:
+            progress = max((time.monotonic() - start) / max(seconds, 1e-6), step / max(self.settings.min_steps, 1))
             for group in optimizer.param_groups:
                 group["lr"] = self.settings.lr * min(1.0, (step + 1) / self.settings.warmup_steps) * max(0.02, 1 - progress)
             batch = torch.from_numpy(self.rng.choice(crops, size, replace=False))
@@ -267,11 +283,13 @@ class _Run:
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
+            losses.append(loss.item())
             step += 1
             self.clock.tick()
         for param in params:
             param.requires_grad_(False)
-        self.steps[phase] = step
+        self.steps[phase] = {"steps": step, "first_loss": round(float(np.mean(losses[:5])), 5),
+                             "last_loss": round(float(np.mean(losses[-5:])), 5)}
         return copy.deepcopy(decoder.state_dict())
 
     # -- scoring -------------------------------------------------------------------------------
@@ -301,9 +319,8 @@ class _Run:
         return best["peak"], best["fill"]
 
     def _before(self, samples: list[Sample]) -> dict:
-        self.clock.tick("scoring the starting model")
         peak, fill = self._parent_thresholds()
-        return _scores(samples, self._maps(self.initial, samples), peak, fill)
+        return _scores(samples, [self.before_maps[id(s)] for s in samples], peak, fill)
 
     def _cross_validate(self, embeddings, targets, unit_of, seconds: float):
         """Fold decoders, their held-out maps, cross-fitted thresholds; the before/after scores."""
@@ -364,6 +381,23 @@ class _Run:
                     diameter=diameter, extra=extra)
         register_adapted(name, record, overwrite)
         return AdaptResult(out, name, peak, fill, before, after, scored_on, self.clock.elapsed(), record)
+
+def _torch_tile_seconds(wrapper) -> float:
+    """Seconds of one torch forward pass on one tile (what export's verification repeats)."""
+    tile = torch.zeros((1, 1, wrapper.tile, wrapper.tile), dtype=torch.uint8)
+    start = time.perf_counter()
+    with torch.no_grad():
+        wrapper(tile)
+    return time.perf_counter() - start
+
+
+def _decode_seconds(wrapper, embeddings: torch.Tensor) -> float:
+    """Seconds of one decoder forward pass per tile (what scoring repeats per tile and model)."""
+    start = time.perf_counter()
+    with torch.no_grad():
+        wrapper.logits_from_embeddings(embeddings.float())
+    return (time.perf_counter() - start) / len(embeddings)
+
 
 def _units(samples: list[Sample]) -> list[Sample]:
     """The pieces cross-validation holds out: the images, or a single image's two halves (cut

@@ -46,6 +46,8 @@ class FrozenEncoder:
         if not path.exists():
             _export(wrapper, path)
         options = ort.SessionOptions()
+        # idle onnxruntime threads spin by default, stealing the cores torch trains on between calls
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         if threads:
             options.intra_op_num_threads = threads
         self.session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
