@@ -33,6 +33,7 @@ from qtpy.QtWidgets import (
     QWidget,
 )
 
+from ...errors import SamcellError
 from ...runs.writers import write_training_pair
 from ...runtime.engines import CHOICES
 from ...runtime.io import rgb_to_gray
@@ -58,6 +59,7 @@ class SegmentWidget(QWidget):
         self.run_button, self.save_button = QPushButton("Segment"), QPushButton("Save as training pair")
         self.retrain_button, self.minutes = QPushButton("Retrain on saved pairs"), _minutes_box()
         self.pairs_folder: str | None = None
+        self.adapt_command = [sys.executable, "-m", "samcell_rt.cli", "adapt"]  # the CLI, as a subprocess
         self.adapt_options: list[str] = []  # further `samcell-rt adapt` options (e.g. --init CHECKPOINT)
         self.progress, self.status, self.table = QProgressBar(), QLabel(""), QTableWidget()
         self._layout()
@@ -206,7 +208,7 @@ class SegmentWidget(QWidget):
         if not folder:
             return None
         out = Path(folder) / f"adapted-{time.strftime('%Y%m%d-%H%M%S')}.onnx"
-        command = [sys.executable, "-m", "samcell_rt.cli", "adapt", str(folder), "--out", str(out),
+        command = [*self.adapt_command, str(folder), "--out", str(out),
                    "--minutes", f"{self.minutes.value():g}", *self.adapt_options]
         if self.model_edit.text().strip():
             command += ["--model", self.model_edit.text().strip()]
@@ -214,7 +216,7 @@ class SegmentWidget(QWidget):
         self.progress.setRange(0, 100)
         self.progress.setValue(0)
         self.status.setText(f"adapting to the pairs in {folder}…")
-        worker = create_worker(run_adapt, command, _progress={"total": 100})
+        worker = create_worker(run_adapt, command, _progress={"total": 100}, _ignore_errors=True)  # shown in the dock
         worker.yielded.connect(self.progress.setValue)
         worker.returned.connect(lambda table: self._adapted(out, table))
         worker.errored.connect(self._failed)
@@ -242,7 +244,8 @@ def run_adapt(command: list[str]):
     if process.wait() != 0:
         lines = [line for line in re.split(r"[\r\n]", tail.decode(errors="replace")) if line.strip()]
         errors = [line for line in lines if line.startswith("error")]
-        raise RuntimeError((errors or lines or [f"adapt exited with {process.returncode}"])[-1])
+        # not RuntimeError: superqt's generator workers take that for an aborted thread and return None
+        raise SamcellError((errors or lines or [f"adapt exited with {process.returncode}"])[-1])
     return report.strip()
 
 
