@@ -115,7 +115,9 @@ def main(source, minutes, init, train_images, seed, work, out) -> None:
         start = time.perf_counter()
         run = subprocess.run(command, env=env, capture_output=True, text=True)
         wall = time.perf_counter() - start
-        row = {"minutes": budget, "wall_seconds": round(wall, 1), "load_before": load, "load_after": os.getloadavg(),
+        commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip()
+        row = {"minutes": budget, "commit": commit, "wall_seconds": round(wall, 1), "load_before": load,
+               "load_after": os.getloadavg(),
                "exit_code": run.returncode, "table": run.stdout.strip().splitlines()}
         if run.returncode == 0:
             record = json.loads((work / "home" / "adapted.json").read_text())[model.stem]

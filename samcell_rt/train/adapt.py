@@ -48,6 +48,9 @@ from .data import Augment, Sample, cell_diameters, find_pairs, load_dataset, ran
 from .frozen import DecoderEngine, FrozenEncoder
 
 SCORES = ("SEG", "DET", "OP_CSB")
+# export's cost beyond its torch and onnxruntime passes (tracing, onnxslim, saving): 15-40 s on the
+# development CPU, the most under a load average of 16 with a tiny model
+EXPORT_FIXED_SECONDS = 30.0
 
 
 @dataclass
@@ -123,7 +126,7 @@ class _Clock:
 
     def tick(self, phase: str | None = None) -> None:
         if phase:
-            self.bar.set_description(phase, refresh=False)
+            self.bar.set_description(phase)
         self.bar.update(max(0, min(self.bar.total, int(self.elapsed())) - self.bar.n))
 
     def close(self) -> None:
@@ -251,13 +254,13 @@ class _Run:
         whole-image map passes over the scored images (their tiles' embeddings are cached: decoder
         passes plus post-processing as measured for the starting model), `sweeps` threshold sweeps
         (about a second per image), and export with verification (torch on 4 tiles plus tracing:
-        about 8 torch passes, onnxruntime on 4 tiles). Plus 3 % of the budget for what varies on a
+        about 8 torch passes, onnxruntime on 4 tiles, plus the graph simplification). Plus 3 % of the budget for what varies on a
         busy machine."""
         images = self.units + self.val
         tiles = sum(len(tile_grid(*s.image.shape, tile=self.wrapper.tile)) for s in images)
         post = max(0.0, self.map_seconds - tiles * (self.encode_seconds + self.decode_seconds))
         maps = passes * (tiles * self.decode_seconds + post)
-        export = 8 * self.torch_tile_seconds + 4 * self.encode_seconds + 5
+        export = 8 * self.torch_tile_seconds + 4 * self.encode_seconds + EXPORT_FIXED_SECONDS
         return maps + sweeps * len(images) + export + 0.03 * self.clock.seconds
 
     # -- training ------------------------------------------------------------------------------

@@ -103,9 +103,9 @@ def test_cross_validation_with_one_image_cuts_it_in_halves_and_stays_within_the_
     pairs = write_pairs(tmp_path / "pairs", [5], count=16)
     start = time.monotonic()
     result = run_cli(str(pairs), "--out", str(tmp_path / "one.onnx"), "--model", str(parent), "--init",
-                     str(checkpoint), "--minutes", "0.4")
+                     str(checkpoint), "--minutes", "1.5")
     assert result.exit_code == 0, result.output
-    assert time.monotonic() - start < 0.4 * 60 + 5  # the budget bounds the whole command
+    assert time.monotonic() - start < 1.5 * 60 + 15  # the budget bounds the whole command
     assert "2-fold cross-validation over 2 halves of one image" in result.output
     assert "(before)" in result.output and "(adapted)" in result.output
 
