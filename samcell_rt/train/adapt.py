@@ -39,7 +39,7 @@ import torch
 
 from ..errors import InputError, ModelError
 from ..evaluate import FILLS, PEAKS, pooled, score_pair, sweep_maps
-from ..models import DEFAULT_MODEL, SHIPPED_DIR, adapted_models, check_adapted_name, register_adapted
+from ..models import DEFAULT_MODEL, SHIPPED_DIR, adapted_models, check_adapted_name, register_adapted, resolve_model
 from ..runtime.atomic import atomic_path, write_text_atomic
 from ..runtime.postprocess import labels_from_distance
 from ..runtime.tiling import tile_grid
@@ -180,8 +180,8 @@ class _Run:
 
     def __init__(self, data: list[str], val: list[str], model: str, init: str | None, settings: AdaptSettings,
                  clock: _Clock) -> None:
-        from .. import load_model
         from ..export.model import SamCellTiles
+        from ..runtime.engines import open_engine
 
         self.settings, self.clock, self.model_name = settings, clock, model
         clock.tick("reading annotations")
@@ -189,7 +189,7 @@ class _Run:
         self.val = load_annotations(val) if val else []
         check_cell_count(self.train)
         clock.tick("loading model")
-        self.parent = load_model(model).info  # the model compared against: its thresholds and tile size
+        self.parent = open_engine(resolve_model(model)).info  # the model compared against: thresholds, tile
         self.loaded = starting_model(model, init)
         self.wrapper = SamCellTiles(self.loaded.model, self.parent.tile).eval()
         for param in self.wrapper.parameters():
