@@ -29,6 +29,7 @@ import copy
 import hashlib
 import json
 import math
+import sys
 import time
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -110,8 +111,6 @@ class _Clock:
     """The command's budget: elapsed/remaining seconds and one progress bar (ETA = end of budget)."""
 
     def __init__(self, seconds: float, progress: bool) -> None:
-        import sys
-
         from tqdm import tqdm
 
         self.start, self.seconds = time.monotonic(), seconds
@@ -128,6 +127,9 @@ class _Clock:
         if phase:
             self.bar.set_description(phase)
         self.bar.update(max(0, min(self.bar.total, int(self.elapsed())) - self.bar.n))
+
+    def warn(self, message: str) -> None:
+        self.bar.write(f"warning: {message}", file=sys.stderr)
 
     def close(self) -> None:
         self.bar.n = self.bar.total
@@ -214,6 +216,10 @@ class _Run:
         embeddings, targets, unit_of = self._encode_crops()
         self.decode_seconds = _decode_seconds(self.wrapper, embeddings[: self.settings.batch_size])
         everything = np.arange(len(targets))
+        if self.clock.remaining() - self._reserve(2, 2) <= 0:
+            self.clock.warn(f"the budget leaves no time to train on this machine now (loading, scoring and export "
+                            f"need about {(self.clock.elapsed() + self._reserve(2, 2)) / 60:.1f} min): the model gets "
+                            f"thresholds chosen on your annotations and {self.settings.min_steps} training steps")
         if self.folds:  # the folds' held-out maps (one pass over the images) and sweeps come first
             fold_seconds = (self.clock.remaining() - self._reserve(1, len(self.folds) + 1)) * self.settings.cv_share
             before, after, peak, fill, scored_on = self._cross_validate(embeddings, targets, unit_of, fold_seconds)
