@@ -259,14 +259,14 @@ class _Run:
         """Seconds the stages after the next training still need, from measured speeds: `passes`
         whole-image map passes over the scored images (their tiles' embeddings are cached: decoder
         passes plus post-processing as measured for the starting model), `sweeps` threshold sweeps
-        (about a second per image), and export with verification (torch on 4 tiles plus tracing:
-        about 8 torch passes, onnxruntime on 4 tiles, plus the graph simplification). Plus 3 % of the budget for what varies on a
-        busy machine."""
+        (about a second per image), and export with verification (torch on 4 tiles plus tracing a
+        batch of 2: about 6 torch passes, onnxruntime on 4 tiles, plus the graph simplification).
+        Plus 3 % of the budget for what varies on a busy machine."""
         images = self.units + self.val
         tiles = sum(len(tile_grid(*s.image.shape, tile=self.wrapper.tile)) for s in images)
         post = max(0.0, self.map_seconds - tiles * (self.encode_seconds + self.decode_seconds))
         maps = passes * (tiles * self.decode_seconds + post)
-        export = 8 * self.torch_tile_seconds + 4 * self.encode_seconds + EXPORT_FIXED_SECONDS
+        export = 6 * self.torch_tile_seconds + 4 * self.encode_seconds + EXPORT_FIXED_SECONDS
         return maps + sweeps * len(images) + export + 0.03 * self.clock.seconds
 
     # -- training ------------------------------------------------------------------------------
@@ -392,10 +392,12 @@ class _Run:
         return AdaptResult(out, name, peak, fill, before, after, scored_on, self.clock.elapsed(), record)
 
 def _torch_tile_seconds(wrapper) -> float:
-    """Seconds of one torch forward pass on one tile (what export's verification repeats)."""
+    """Seconds of one warm torch forward pass on one tile (what export's verification repeats); the
+    first, cold pass is several times slower and would overstate it."""
     tile = torch.zeros((1, 1, wrapper.tile, wrapper.tile), dtype=torch.uint8)
-    start = time.perf_counter()
     with torch.no_grad():
+        wrapper(tile)
+        start = time.perf_counter()
         wrapper(tile)
     return time.perf_counter() - start
 
