@@ -85,8 +85,9 @@ def score(model: Path, samples: list) -> dict:
 @click.option("--train-images", default=2, show_default=True)
 @click.option("--seed", default=0, show_default=True)
 @click.option("--work", type=click.Path(path_type=Path), default=Path("/tmp/adapt-bench"), show_default=True)
+@click.option("--label", default="", help="Suffix of the result keys (a rerun with newer code keeps the older rows).")
 @click.option("--out", type=click.Path(dir_okay=False, path_type=Path), required=True)
-def main(source, minutes, init, train_images, seed, work, out) -> None:
+def main(source, minutes, init, train_images, seed, work, out, label) -> None:
     from samcell_rt.models import resolve_model
 
     samples = load_source(source)
@@ -108,7 +109,7 @@ def main(source, minutes, init, train_images, seed, work, out) -> None:
         out.write_text(json.dumps(report, indent=2))
     env = dict(os.environ, SAMCELL_RT_HOME=str(work / "home"))
     for budget in [float(m) for m in minutes.split(",")]:
-        model = work / tag / f"adapted-{budget:g}min.onnx"
+        model = work / tag / f"adapted-{budget:g}min{label}.onnx"
         command = [sys.executable, "-m", "samcell_rt.cli", "adapt", str(pairs), "--out", str(model), "--minutes",
                    str(budget), "--overwrite", "--seed", str(seed), *(["--init", init] if init else [])]
         load = os.getloadavg()
@@ -126,7 +127,7 @@ def main(source, minutes, init, train_images, seed, work, out) -> None:
             row["gain_OP_CSB"] = round(row["adapted"]["OP_CSB"] - entry["default"]["OP_CSB"], 4)
         else:
             row["stderr_tail"] = run.stderr[-2000:]
-        entry.setdefault("budgets", {})[f"{budget:g}"] = row
+        entry.setdefault("budgets", {})[f"{budget:g}{label}"] = row
         out.write_text(json.dumps(report, indent=2))
         click.echo(json.dumps({k: v for k, v in row.items() if k != "table"}))
 
