@@ -596,6 +596,49 @@ def train(data, out, init, config, epochs, batch_size, steps_per_epoch, lr, warm
 
 
 @main.command()
+@click.argument("data", nargs=-1, required=True)
+@click.option("--out", "-o", type=click.Path(dir_okay=False, path_type=Path), required=True,
+              help="The adapted model to write (.onnx); refused if it exists, unless --overwrite.")
+@click.option("--model", "-m", default="samcell-lite", show_default=True,
+              help="The model to start from and compare against: a model name or .onnx file.")
+@click.option("--minutes", default=10.0, show_default=True, type=click.FloatRange(min=0.1),
+              help="Time budget for the whole command: training, threshold choice, export and verification.")
+@click.option("--val", multiple=True,
+              help="Annotated images held back from training to score before/after on (like DATA; repeat for more). "
+                   "Without it: cross-validation over the DATA images.")
+@click.option("--name", default=None, help="Name to register the model under (default: the --out file's stem); "
+              "`--model NAME` then finds it.")
+@click.option("--init", default=None,
+              help="Starting checkpoint instead of the model's own weights (a .safetensors/.pt checkpoint, or "
+                   "`litemedsam`); --model still gives the thresholds and the scores compared against.")
+@click.option("--overwrite", is_flag=True, help="Replace an existing --out file and a registered model of that name.")
+@click.option("--seed", default=0, show_default=True, help="Random seed for crops and folds.")
+def adapt(data, out, model, minutes, val, name, init, overwrite, seed) -> None:
+    """Adapt a model to your cells from a few annotated images (needs the `train` extra).
+
+    DATA: what `train --data` reads (folders of X.tif + X_labels.tif pairs as napari's "Save as training
+    pair" writes, Cellpose _seg.npy, CTC, COCO json, pkg:NAME). Prints a before/after table (SEG, DET,
+    OP_CSB) and registers the model under --name.
+
+    \b
+    Example:
+      samcell-rt adapt my_pairs/ --out my-cells.onnx --minutes 10
+      samcell-rt segment plate/ --model my-cells --out results/
+    """
+    requires_extra("train", "torch", "transformers")
+    from .train.adapt import AdaptSettings
+    from .train.adapt import adapt as run_adapt
+
+    result = run_adapt(list(data), out, model, list(val), minutes, name, overwrite, init, AdaptSettings(seed=seed))
+    click.echo(f"scored on {result.scored_on}:")
+    click.echo(f"{'model':<28} {'SEG':>7} {'DET':>7} {'OP_CSB':>7}  cells found/annotated")
+    for label, row in ((f"{model} (before)", result.before), (f"{result.name} (adapted)", result.after)):
+        click.echo(f"{label:<28} {row['SEG']:>7.4f} {row['DET']:>7.4f} {row['OP_CSB']:>7.4f}  {row['found']}/{row['cells']}")
+    click.echo(f"wrote {result.out} (peak {result.peak:.2f}, fill {result.fill:.2f}) in {result.seconds / 60:.1f} min; "
+               f"registered as {result.name}: samcell-rt segment IMAGES --model {result.name} --out results/")
+
+
+@main.command()
 @click.option("--pred", type=click.Path(exists=True, file_okay=False, path_type=Path), default=None,
               help="Folder of predicted labels (<stem>_labels.tif).")
 @click.option("--gt", type=click.Path(exists=True, file_okay=False, path_type=Path), required=True,

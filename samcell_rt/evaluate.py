@@ -186,7 +186,6 @@ FILLS = (0.03, 0.06, 0.09, 0.12, 0.15, 0.2)
 def threshold_sweep(distance_dir: str | Path, gt_dir: str | Path, peaks=PEAKS, fills=FILLS) -> list[dict]:
     """The paper's threshold ablation from saved distance maps (`<stem>_distance.tif`), no model run."""
     from .runtime.io import read_image
-    from .runtime.postprocess import labels_from_distance
 
     pairs = pair_files(Path(distance_dir), Path(gt_dir), suffix="_distance")
     if not any(d for _, d, _ in pairs):
@@ -194,10 +193,17 @@ def threshold_sweep(distance_dir: str | Path, gt_dir: str | Path, peaks=PEAKS, f
     refs = {name: read_labels(r) for name, _, r in pairs}
     data = [(name, read_image(d).frames if d else np.zeros(refs[name].shape, np.float32), refs[name])
             for name, d, _ in pairs]  # a missing map scores as an empty prediction
+    return sweep_maps([(name, dist, ref) for name, dists, refs in data for dist, ref in zip(dists, refs)], peaks, fills)
+
+
+def sweep_maps(maps: list[tuple[str, np.ndarray, np.ndarray]], peaks=PEAKS, fills=FILLS) -> list[dict]:
+    """Pooled scores of (name, distance map, reference labels) triples for every peak x fill."""
+    from .runtime.postprocess import labels_from_distance
+
     rows = []
     for peak in peaks:
         for fill in fills:
             scores = [score_pair(ref, labels_from_distance(dist.astype(np.float32), peak, fill), name)
-                      for name, dists, refs in data for dist, ref in zip(dists, refs)]
+                      for name, dist, ref in maps]
             rows.append({"peak": peak, "fill": fill, **pooled(scores)})
     return rows

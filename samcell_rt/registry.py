@@ -18,7 +18,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from .cache import cache_dir
-from .errors import DownloadError, ModelError
+from .errors import DownloadError, InputError, ModelError
 from .runtime.atomic import write_text_atomic
 from .runtime.contract import file_sha256
 from .shipped import SHIPPED, SHIPPED_DIR, card_file, complete_path, materialise, shipped_names, weights_file
@@ -57,13 +57,45 @@ def exported_path(name: str) -> Path:
     return cache_dir() / f"{name}.onnx"
 
 
+ADAPTED_FILE = "adapted.json"  # in the cache: models `samcell-rt adapt` made, by name
+
+
+def adapted_models() -> dict[str, dict]:
+    """Models made by `samcell-rt adapt`, by name: path, parent, data hash, thresholds, scores."""
+    path = cache_dir() / ADAPTED_FILE
+    return json.loads(path.read_text()) if path.exists() else {}
+
+
+def register_adapted(name: str, record: dict, overwrite: bool = False) -> None:
+    """Record an adapted model under `name`; refuse a shipped or downloadable model's name, and an
+    adapted model's name unless `overwrite`."""
+    check_adapted_name(name, overwrite)
+    registry = adapted_models()
+    registry[name] = record
+    write_text_atomic(cache_dir() / ADAPTED_FILE, json.dumps(registry, indent=2, sort_keys=True))
+
+
+def check_adapted_name(name: str, overwrite: bool = False) -> None:
+    """InputError when `name` cannot name a new adapted model (checked before any training)."""
+    if not name or "/" in name or "\\" in name:
+        raise InputError(f"model name {name!r}: give a plain name (no path separators)")
+    if name in shipped_names() or name in KNOWN:
+        raise InputError(f"model name {name!r} is a shipped or downloadable model; choose another --name")
+    if name in adapted_models() and not overwrite:
+        raise InputError(f"an adapted model named {name!r} exists ({adapted_models()[name]['onnx']}); "
+                         "pass --overwrite to replace it or choose another --name")
+
+
 def model_table() -> list[dict]:
-    """Every known and shipped model with its state on this machine (for `models list`)."""
+    """Every known, shipped and adapted model with its state on this machine (for `models list`)."""
     rows = [{"name": n, "kind": "shipped", "path": str(complete_path(n)), "ready": True, "default": n == DEFAULT_MODEL}
             for n in shipped_names()]
     for entry in KNOWN.values():
         path = exported_path(entry.name)
         rows.append({"name": entry.name, "kind": "download", "path": str(path), "ready": path.exists(), "default": False})
+    for name, record in adapted_models().items():
+        rows.append({"name": name, "kind": "adapted", "path": record["onnx"], "ready": Path(record["onnx"]).is_file(),
+                     "default": False})
     return rows
 
 
@@ -80,7 +112,13 @@ def model_info(name: str) -> dict:
                 "weights": str(weights_file(base)) if base else None,
                 "weights_sha256": SHIPPED[base].weights_sha256 if base else None,
                 "model_card": str(card_file(name)) if card_file(name).exists() else None}
-    raise ModelError(name, f"unknown model name (known: {', '.join([*shipped_names(), *KNOWN])})")
+    if name in adapted_models():
+        return {"name": name, "kind": "adapted", **adapted_models()[name]}
+    raise ModelError(name, f"unknown model name (known: {', '.join(_known_names())})")
+
+
+def _known_names() -> list[str]:
+    return [*shipped_names(), *KNOWN, *adapted_models()]
 
 
 def recorded_hashes() -> dict[str, str]:
@@ -114,7 +152,13 @@ def resolve_model(model: str | Path | None) -> Path:
         if exported_path(name).exists():
             return exported_path(name)
         raise ModelError(name, f"not downloaded yet: run `samcell-rt models pull {name}`")
-    known = ", ".join([*shipped_names(), *KNOWN])
+    adapted = adapted_models().get(name)
+    if adapted is not None:
+        if Path(adapted["onnx"]).is_file():
+            return Path(adapted["onnx"])
+        raise ModelError(name, f"adapted model file {adapted['onnx']} is missing (moved or deleted?); run "
+                               "`samcell-rt adapt` again or pass the file's new path")
+    known = ", ".join(_known_names())
     raise ModelError(model, f"no such file, and not a known model name (known: {known})")
 
 

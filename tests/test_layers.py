@@ -23,7 +23,7 @@ ALLOWED = {  # part -> parts it may import (besides itself)
     "registry": {"errors", "cache", "runtime", "export", "shipped"},
     "apps": {"errors", "cache", "runtime", "runs", "registry", "package_files", "__init__"},
     "export": {"errors", "cache", "runtime", "package_files", "synthetic", "shipped"},
-    "train": {"errors", "cache", "runtime", "export", "package_files", "synthetic"},
+    "train": {"errors", "cache", "runtime", "export", "package_files", "synthetic", "registry", "shipped", "evaluate"},
     "package_files": {"errors", "runtime"},
     "synthetic": {"runtime"},
     "evaluate": {"errors", "runtime"},

@@ -69,6 +69,19 @@ class SamCellTiles(nn.Module):
     def logits(self, tiles: torch.Tensor) -> torch.Tensor:
         """Mask logits (B, 1, T, T) before the sigmoid: what training losses compare."""
         masks = self.sam(pixel_values=self.pixel_values(tiles), multimask_output=True).pred_masks[:, 0, 0:1]
+        return self._tile_sized(masks)
+
+    def embeddings(self, tiles: torch.Tensor) -> torch.Tensor:
+        """The image encoder's output for these tiles: what `logits_from_embeddings` decodes."""
+        return self.sam.vision_encoder(self.pixel_values(tiles)).last_hidden_state
+
+    def logits_from_embeddings(self, embeddings: torch.Tensor) -> torch.Tensor:
+        """Mask logits (B, 1, T, T) from precomputed image embeddings: the decoder alone, so `adapt`
+        can train it on embeddings computed once."""
+        masks = self.sam(image_embeddings=embeddings, multimask_output=True).pred_masks[:, 0, 0:1]
+        return self._tile_sized(masks)
+
+    def _tile_sized(self, masks: torch.Tensor) -> torch.Tensor:
         if masks.shape[-1] != self.tile:
             masks = F.interpolate(masks, size=(self.tile, self.tile), mode="bilinear", align_corners=False)
         return masks

@@ -62,12 +62,14 @@ FOLD_LIMIT_BYTES = 4_000_000
 def export_onnx(checkpoint: str | Path, out: str | Path, precision: str = "fp32", opset: int = 17,
                 name: str | None = None, version: str = "1", tile: int = 256, config=None,
                 peak: float = DEFAULT_PEAK, fill: float = DEFAULT_FILL,
-                diameter: tuple[float, tuple[float, float]] | None = None) -> ExportReport:
+                diameter: tuple[float, tuple[float, float]] | None = None,
+                extra: dict[str, str] | None = None) -> ExportReport:
     """Export, convert, verify and (only if verified) write the model; return the report.
 
     `diameter` (typical cell diameter, (low, high) trained range; pixels) is stored so the runtime
     can rescale images; by default it comes from the trainer's record beside the checkpoint, and
-    models without one are never rescaled automatically.
+    models without one are never rescaled automatically. `extra` adds metadata props (an adapted
+    model's parent, data hash and scores).
     """
     import torch
 
@@ -82,6 +84,7 @@ def export_onnx(checkpoint: str | Path, out: str | Path, precision: str = "fp32"
     with torch.no_grad():  # one tile at a time: a ViT-B batch at 1024 px needs GBs of attention maps
         expected = np.concatenate([wrapper(torch.from_numpy(tile[None])).numpy() for tile in tiles])
     metadata = model_metadata(loaded, name or Path(checkpoint).stem, version, tile, peak, fill, precision, diameter)
+    metadata |= extra or {}
     with tempfile.TemporaryDirectory() as tmp:
         model = _trace(wrapper, Path(tmp), tile, opset)
         model = _convert(model, precision, Path(tmp))

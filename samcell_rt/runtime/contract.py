@@ -33,6 +33,11 @@ META_KEYS = {  # every metadata key a samcell-rt model file or engine header may
     "fp16_source": "samcell.fp16_source",
     "fp16_max_abs_error_vs_fp32": "samcell.fp16_max_abs_error_vs_fp32",
     "weights_sha256": "samcell.weights_sha256",  # a shipped graph filled from a weights file: which one
+    # provenance written by `adapt`
+    "adapted_from": "samcell.adapted_from",
+    "parent_sha256": "samcell.parent_sha256",
+    "training_data_sha256": "samcell.training_data_sha256",
+    "adapt_scores": "samcell.adapt_scores",
 }
 REQUIRED = ("name", "version", "tile", "peak_threshold", "fill_threshold", "source_sha256", "preprocess")
 PROPS = {field: META_KEYS[field] for field in REQUIRED}  # what every model must carry (checked on load)

@@ -75,3 +75,87 @@ def test_dock_widget_segments_rethresholds_and_saves_a_training_pair(tmp_path, b
     image_path, labels_path = widget.save_training_pair(str(tmp_path))
     np.testing.assert_array_equal(tifffile.imread(image_path), image)
     assert tifffile.imread(labels_path).max() == 6 and not (tifffile.imread(labels_path) == 1).any()
+
+
+FAKE_ADAPT = """
+import shutil, sys, time
+args = sys.argv[1:]
+out = args[args.index("--out") + 1]
+for percent in (0, 30, 60, 90):
+    sys.stderr.write(f"\\rtraining: {percent:3d}%|###| {percent}/100 s")
+    sys.stderr.flush()
+    time.sleep(0.2)
+shutil.copy(sys.argv[0].replace("fake_adapt.py", "blob.onnx"), out)
+print("model  SEG  DET  OP_CSB")
+"""
+
+
+def test_retrain_button_runs_adapt_as_a_subprocess_in_a_worker_and_switches_model(tmp_path, blob_path, request):
+    pytest.importorskip("napari", reason="the napari plugin needs the 'napari' extra")
+    pytest.importorskip("qtpy.QtWidgets", reason="the napari widget needs Qt and the system libraries it loads")
+    pytest.importorskip("pytestqt", reason="the widget test needs pytest-qt")
+    import shutil
+    import sys
+    import threading
+
+    qtbot = request.getfixturevalue("qtbot")
+    from napari.components import ViewerModel
+
+    from samcell_rt.apps.napari import widget as widget_module
+
+    script = tmp_path / "fake_adapt.py"  # stands in for `samcell-rt adapt` (tests/train/test_adapt.py runs the real one)
+    script.write_text(FAKE_ADAPT)
+    shutil.copy(blob_path, tmp_path / "blob.onnx")
+    threads = []
+    real_run_adapt = widget_module.run_adapt
+
+    def recording_run_adapt(command):
+        threads.append(threading.current_thread())
+        return (yield from real_run_adapt(command))
+
+    widget_module.run_adapt = recording_run_adapt
+    try:
+        viewer = ViewerModel()
+        viewer.add_image(as_dtype(synthetic_cells((260, 300), count=6, seed=4)[0], "uint16"), name="well")
+        widget = widget_module.SegmentWidget(viewer)
+        qtbot.addWidget(widget)
+        widget.adapt_command = [sys.executable, str(script)]
+        values = []
+        widget.progress.valueChanged.connect(values.append)
+        (tmp_path / "pairs").mkdir()
+        worker = widget.retrain(str(tmp_path / "pairs"))
+        assert not widget.retrain_button.isEnabled()
+        with qtbot.waitSignal(worker.finished, timeout=60_000):
+            pass
+    finally:
+        widget_module.run_adapt = real_run_adapt
+    assert threads and threads[0] is not threading.main_thread()
+    assert 60 in values and values[-1] == 100 and widget.retrain_button.isEnabled()
+    new_model = widget.model_edit.text()
+    assert new_model.startswith(str(tmp_path / "pairs" / "adapted-")) and new_model.endswith(".onnx")
+    assert "now using" in widget.status.text() and "OP_CSB" in widget.status.text()
+    worker = widget.run()  # the widget segments with the adapted model
+    with qtbot.waitSignal(worker.finished, timeout=60_000):
+        pass
+    qtbot.waitUntil(lambda: widget.labels_layer is not None, timeout=10_000)
+    assert widget.labels_layer.data.max() == 6
+
+
+def test_retrain_failure_shows_the_commands_error(tmp_path, request):
+    pytest.importorskip("napari", reason="the napari plugin needs the 'napari' extra")
+    pytest.importorskip("qtpy.QtWidgets", reason="the napari widget needs Qt and the system libraries it loads")
+    pytest.importorskip("pytestqt", reason="the widget test needs pytest-qt")
+    import sys
+
+    qtbot = request.getfixturevalue("qtbot")
+    from napari.components import ViewerModel
+
+    from samcell_rt.apps.napari.widget import SegmentWidget
+
+    widget = SegmentWidget(ViewerModel())
+    qtbot.addWidget(widget)
+    widget.adapt_command = [sys.executable, "-c", "import sys; sys.stderr.write('error: too few cells\\n'); sys.exit(2)"]
+    worker = widget.retrain(str(tmp_path))
+    with qtbot.waitSignal(worker.finished, timeout=60_000):
+        pass
+    assert widget.status.text() == "failed: error: too few cells" and widget.retrain_button.isEnabled()

@@ -4,10 +4,18 @@ The model is loaded once per (model, engine) and runs in a worker thread with a 
 napari stays responsive. Results become a Labels layer (the per-cell table as its features and in
 the dock); the peak and fill controls re-run only the post-processing on the kept distance maps.
 After correcting the labels with napari's brushes, "Save as training pair" writes the image and the
-corrected labels in the layout `samcell-rt train --data` reads. Only the lean runtime is used.
+corrected labels in the layout `samcell-rt train --data` reads, and "Retrain on saved pairs" runs
+`samcell-rt adapt` on that folder as a subprocess (apps never import the training code) in a worker
+thread, shows its progress, and switches the widget to the adapted model. Only the lean runtime is used.
 """
 
 from __future__ import annotations
+
+import re
+import subprocess
+import sys
+import time
+from pathlib import Path
 
 import numpy as np
 from qtpy.QtWidgets import (
@@ -25,6 +33,7 @@ from qtpy.QtWidgets import (
     QWidget,
 )
 
+from ...errors import SamcellError
 from ...runs.writers import write_training_pair
 from ...runtime.engines import CHOICES
 from ...runtime.io import rgb_to_gray
@@ -48,10 +57,15 @@ class SegmentWidget(QWidget):
         self.engine_box.addItems(CHOICES)
         self.peak, self.fill = _threshold_box("peak"), _threshold_box("fill")
         self.run_button, self.save_button = QPushButton("Segment"), QPushButton("Save as training pair")
+        self.retrain_button, self.minutes = QPushButton("Retrain on saved pairs"), _minutes_box()
+        self.pairs_folder: str | None = None
+        self.adapt_command = [sys.executable, "-m", "samcell_rt.cli", "adapt"]  # the CLI, as a subprocess
+        self.adapt_options: list[str] = []  # further `samcell-rt adapt` options (e.g. --init CHECKPOINT)
         self.progress, self.status, self.table = QProgressBar(), QLabel(""), QTableWidget()
         self._layout()
         self.run_button.clicked.connect(self.run)
         self.save_button.clicked.connect(self.save_training_pair)
+        self.retrain_button.clicked.connect(self.retrain)
         self.peak.valueChanged.connect(self.rethreshold)
         self.fill.valueChanged.connect(self.rethreshold)
         for event in (self.viewer.layers.events.inserted, self.viewer.layers.events.removed):
@@ -61,11 +75,11 @@ class SegmentWidget(QWidget):
     def _layout(self) -> None:
         form = QFormLayout()
         for label, widget in (("Image", self.image_box), ("Model", self.model_edit), ("Engine", self.engine_box),
-                              ("Peak", self.peak), ("Fill", self.fill)):
+                              ("Peak", self.peak), ("Fill", self.fill), ("Retrain minutes", self.minutes)):
             form.addRow(label, widget)
         layout = QVBoxLayout(self)
         layout.addLayout(form)
-        for widget in (self.run_button, self.progress, self.status, self.table, self.save_button):
+        for widget in (self.run_button, self.progress, self.status, self.table, self.save_button, self.retrain_button):
             layout.addWidget(widget)
         self.save_button.setEnabled(False)
 
@@ -181,8 +195,67 @@ class SegmentWidget(QWidget):
             return None
         paths = write_training_pair(folder, self.image_layer.name, np.asarray(self.image_layer.data),
                                     np.asarray(self.labels_layer.data), rgb=self.image_layer.rgb)
+        self.pairs_folder = str(folder)
         self.status.setText(f"saved {paths[0].name} + {paths[1].name}")
         return paths
+
+    def retrain(self, folder: str | None = None):
+        """Adapt the current model to the saved training pairs (`samcell-rt adapt` in a subprocess, run
+        from a worker thread); on success the widget uses the new model. Returns the worker."""
+        from napari.qt.threading import create_worker
+
+        folder = folder or self.pairs_folder or QFileDialog.getExistingDirectory(self, "Folder of training pairs")
+        if not folder:
+            return None
+        out = Path(folder) / f"adapted-{time.strftime('%Y%m%d-%H%M%S')}.onnx"
+        command = [*self.adapt_command, str(folder), "--out", str(out),
+                   "--minutes", f"{self.minutes.value():g}", *self.adapt_options]
+        if self.model_edit.text().strip():
+            command += ["--model", self.model_edit.text().strip()]
+        self.retrain_button.setEnabled(False)
+        self.progress.setRange(0, 100)
+        self.progress.setValue(0)
+        self.status.setText(f"adapting to the pairs in {folder}…")
+        worker = create_worker(run_adapt, command, _progress={"total": 100}, _ignore_errors=True)  # shown in the dock
+        worker.yielded.connect(self.progress.setValue)
+        worker.returned.connect(lambda table: self._adapted(out, table))
+        worker.errored.connect(self._failed)
+        worker.finished.connect(lambda: self.retrain_button.setEnabled(True))
+        worker.start()
+        return worker
+
+    def _adapted(self, model: Path, table: str) -> None:
+        self.model_edit.setText(str(model))
+        self.progress.setValue(100)
+        self.status.setText(f"now using {model.name}\n{table}")
+
+
+def run_adapt(command: list[str]):
+    """Run an adapt command, yielding its progress (0-100, read from its progress bar); return its
+    report. A failure raises with the command's own error line."""
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    tail = b""
+    while chunk := process.stderr.read1(4096):
+        tail = (tail + chunk)[-4096:]
+        percents = re.findall(rb"(\d+)%\|", chunk)
+        if percents:
+            yield int(percents[-1])
+    report = process.stdout.read().decode(errors="replace")
+    if process.wait() != 0:
+        lines = [line for line in re.split(r"[\r\n]", tail.decode(errors="replace")) if line.strip()]
+        errors = [line for line in lines if line.startswith("error")]
+        # not RuntimeError: superqt's generator workers take that for an aborted thread and return None
+        raise SamcellError((errors or lines or [f"adapt exited with {process.returncode}"])[-1])
+    return report.strip()
+
+
+def _minutes_box() -> QDoubleSpinBox:
+    box = QDoubleSpinBox()
+    box.setRange(0.1, 120.0)
+    box.setValue(10.0)
+    box.setDecimals(1)
+    box.setToolTip("Time budget for retraining (the whole run: training, threshold choice, export)")
+    return box
 
 
 def _threshold_box(name: str) -> QDoubleSpinBox:

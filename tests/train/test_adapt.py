@@ -1,0 +1,183 @@
+"""`samcell-rt adapt` on a tiny SAM and synthetic cells: it improves a measured score, registers the
+model, refuses what is not instance labels, never overwrites without --overwrite, and a killed run
+leaves no half-written model."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import tifffile
+
+pytest.importorskip("torch", reason="adapt needs the 'train' extra")
+
+from samcell_rt.errors import InputError  # noqa: E402
+from samcell_rt.synthetic import synthetic_cells  # noqa: E402
+from samcell_rt.train.label_checks import check_label_image  # noqa: E402
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory):
+    """A tiny SAM (random weights) as a trainer checkpoint plus its exported ONNX, whose stored peak
+    threshold (0.95) is wrong for the planted cells: (checkpoint, onnx)."""
+    from safetensors.torch import save_file
+
+    from samcell_rt.export.model import config_by_name, random_sam
+    from samcell_rt.export.onnx import export_onnx
+
+    root = tmp_path_factory.mktemp("tiny")
+    sam = random_sam(config_by_name("tiny-256"), 0)
+    checkpoint = root / "tiny.safetensors"
+    save_file({k: v.clone().contiguous() for k, v in sam.state_dict().items()}, str(checkpoint))
+    checkpoint.with_suffix(".json").write_text(json.dumps({"sam_config": sam.config.to_dict()}))
+    export_onnx(checkpoint, root / "tiny.onnx", name="tiny", peak=0.95)
+    return checkpoint, root / "tiny.onnx"
+
+
+@pytest.fixture()
+def home(tmp_path, monkeypatch):
+    monkeypatch.setenv("SAMCELL_RT_HOME", str(tmp_path / "home"))
+    return tmp_path / "home"
+
+
+def write_pairs(folder: Path, seeds, count: int = 14) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    for seed in seeds:
+        image, labels = synthetic_cells((256, 320), count=count, radius=14, seed=seed)
+        tifffile.imwrite(folder / f"c{seed}.tif", (image * 60000).astype(np.uint16))
+        tifffile.imwrite(folder / f"c{seed}_labels.tif", labels.astype(np.uint16))
+    return folder
+
+
+def run_cli(*args: str):
+    from click.testing import CliRunner
+
+    from samcell_rt.cli import main
+
+    return CliRunner().invoke(main, ["adapt", *args])
+
+
+def test_adapting_a_planted_case_improves_the_measured_score_and_registers_the_model(tmp_path, home, tiny):
+    from samcell_rt import load_model
+    from samcell_rt.evaluate import score_pair
+    from samcell_rt.models import model_table, resolve_model
+    from samcell_rt.train.adapt import AdaptSettings, adapt
+
+    checkpoint, parent = tiny
+    pairs, val = write_pairs(tmp_path / "pairs", [1, 2]), write_pairs(tmp_path / "val", [3])
+    out = tmp_path / "mine.onnx"
+    result = adapt([str(pairs)], out, str(parent), [str(val)], minutes=0.5, init=str(checkpoint),
+                   settings=AdaptSettings(lr=1e-2, max_crops=32, min_steps=20), progress=False)
+    # the table's scores are real: the exported model, run by the runtime on the val image, agrees
+    image, labels = synthetic_cells((256, 320), count=14, radius=14, seed=3)
+    scores = {}
+    for key, model in (("before", parent), ("after", out)):
+        segmenter = load_model(str(model))
+        scores[key] = score_pair(labels, segmenter.segment((image * 60000).astype(np.uint16)).labels)
+    op_csb = {k: (s.seg + s.det) / 2 for k, s in scores.items()}
+    assert op_csb["after"] > op_csb["before"] + 0.2, op_csb  # thresholds picked on the annotations + training
+    training = result.record["steps"]["training"]
+    assert training["steps"] >= 20 and training["last_loss"] < training["first_loss"]
+    assert result.after["OP_CSB"] == pytest.approx(op_csb["after"], abs=0.05)
+    assert result.before["OP_CSB"] == pytest.approx(op_csb["before"], abs=0.05)
+    assert resolve_model("mine") == out.resolve()
+    assert any(row["name"] == "mine" and row["kind"] == "adapted" for row in model_table())
+    info = load_model("mine").info
+    assert (info.peak_threshold, info.fill_threshold) == (result.peak, result.fill) and info.diameter_range
+    record = json.loads((home / "adapted.json").read_text())["mine"]
+    assert record["parent"] == str(parent) and len(record["data_sha256"]) == 64
+    assert record["after"] == result.after and record["before"] == result.before
+
+
+def test_cross_validation_with_one_image_cuts_it_in_halves_and_stays_within_the_budget(tmp_path, home, tiny):
+    checkpoint, parent = tiny
+    pairs = write_pairs(tmp_path / "pairs", [5], count=16)
+    start = time.monotonic()
+    result = run_cli(str(pairs), "--out", str(tmp_path / "one.onnx"), "--model", str(parent), "--init",
+                     str(checkpoint), "--minutes", "1.5")
+    assert result.exit_code == 0, result.output
+    assert time.monotonic() - start < 1.5 * 60 + 15  # the budget bounds the whole command
+    assert "2-fold cross-validation over 2 halves of one image" in result.output
+    assert "(before)" in result.output and "(adapted)" in result.output
+
+
+@pytest.mark.parametrize("case, message", [
+    ("rgb", "colour (RGB) label image"),
+    ("intensity", "intensity image"),
+    ("semantic", "semantic mask"),
+    ("few", "too few cells"),
+])
+def test_refuses_what_is_not_instance_labels_naming_the_file(tmp_path, home, tiny, case, message):
+    folder = write_pairs(tmp_path / "pairs", [7], count=14)
+    image, labels = synthetic_cells((256, 320), count=14, radius=14, seed=7)
+    label_file = folder / "c7_labels.tif"
+    if case == "rgb":
+        colours = np.random.default_rng(0).integers(0, 255, (labels.max() + 1, 3)).astype(np.uint8)
+        colours[0] = 0
+        tifffile.imwrite(label_file, colours[labels], photometric="rgb")
+    elif case == "intensity":
+        tifffile.imwrite(label_file, (image * 60000).astype(np.uint16))
+    elif case == "semantic":
+        tifffile.imwrite(label_file, (labels > 0).astype(np.uint8))
+    else:
+        tifffile.imwrite(label_file, np.where(labels <= 3, labels, 0).astype(np.uint16))
+    result = run_cli(str(folder), "--out", str(tmp_path / "x.onnx"), "--model", str(tiny[1]), "--init", str(tiny[0]))
+    assert result.exit_code == 2 and message in result.output, result.output
+    if case != "few":
+        assert str(label_file) in result.output
+    assert not (tmp_path / "x.onnx").exists()
+
+
+def test_label_checks_accept_instance_labels_with_a_stray_fragment():
+    _, labels = synthetic_cells((256, 320), count=14, radius=14, seed=1)
+    labels[0:3, 0:3] = 1  # one id with a second, tiny piece: automatic labels have these
+    check_label_image(labels, "ok.tif")
+    check_label_image(np.stack([labels] * 3, axis=-1).astype(np.uint16), "gray-as-rgb.tif")
+    with pytest.raises(InputError, match="fractional"):
+        check_label_image(labels / 3.0, "f.tif")
+
+
+def test_never_overwrites_a_model_or_a_registered_name_without_overwrite(tmp_path, home, tiny):
+    from samcell_rt.models import register_adapted
+
+    pairs = write_pairs(tmp_path / "pairs", [1])
+    existing = tmp_path / "exists.onnx"
+    existing.write_bytes(b"precious")
+    result = run_cli(str(pairs), "--out", str(existing), "--model", str(tiny[1]))
+    assert result.exit_code == 2 and "exists; pass --overwrite" in result.output
+    assert existing.read_bytes() == b"precious"
+    register_adapted("taken", {"onnx": str(tmp_path / "elsewhere.onnx")})
+    result = run_cli(str(pairs), "--out", str(tmp_path / "new.onnx"), "--name", "taken", "--model", str(tiny[1]))
+    assert result.exit_code == 2 and "named 'taken' exists" in result.output
+    result = run_cli(str(pairs), "--out", str(tmp_path / "new.onnx"), "--name", "samcell-lite")
+    assert result.exit_code == 2 and "shipped or downloadable" in result.output
+
+
+@pytest.mark.parametrize("phase", ["encoding crops", "exporting and verifying"])
+def test_a_killed_run_leaves_the_previous_model_whole_and_unregistered_work_invisible(tmp_path, home, tiny, phase):
+    checkpoint, parent = tiny
+    pairs = write_pairs(tmp_path / "pairs", [1, 2])
+    out = tmp_path / "model.onnx"
+    out.write_bytes(parent.read_bytes())  # a model from an earlier run, being replaced
+    env = dict(os.environ, PYTHONPATH=str(REPO), SAMCELL_RT_HOME=str(home))
+    process = subprocess.Popen([sys.executable, "-m", "samcell_rt.cli", "adapt", str(pairs), "--out", str(out),
+                                "--overwrite", "--model", str(parent), "--init", str(checkpoint), "--minutes", "0.4"],
+                               stderr=subprocess.PIPE, env=env)
+    seen = b""
+    while phase.encode() not in seen:
+        chunk = process.stderr.read1(256)
+        assert chunk, f"the run ended before {phase!r}: {seen[-500:]!r}"
+        seen += chunk
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    assert out.read_bytes() == parent.read_bytes()
+    assert not (home / "adapted.json").exists()
