@@ -88,7 +88,7 @@ def score(model: Path, samples: list) -> dict:
 @click.option("--label", default="", help="Suffix of the result keys (a rerun with newer code keeps the older rows).")
 @click.option("--out", type=click.Path(dir_okay=False, path_type=Path), required=True)
 def main(source, minutes, init, train_images, seed, work, out, label) -> None:
-    from samcell_rt.models import resolve_model
+    from samcell_rt.registry import resolve_model
 
     samples = load_source(source)
     picked = sorted(np.random.default_rng(seed).choice(len(samples), train_images, replace=False).tolist())

@@ -69,7 +69,7 @@ def run_cli(*args: str):
 def test_adapting_a_planted_case_improves_the_measured_score_and_registers_the_model(tmp_path, home, tiny):
     from samcell_rt import load_model
     from samcell_rt.evaluate import score_pair
-    from samcell_rt.models import model_table, resolve_model
+    from samcell_rt.registry import model_table, resolve_model
     from samcell_rt.train.adapt import AdaptSettings, adapt
 
     checkpoint, parent = tiny
@@ -147,7 +147,7 @@ def test_label_checks_accept_instance_labels_with_a_stray_fragment():
 
 
 def test_never_overwrites_a_model_or_a_registered_name_without_overwrite(tmp_path, home, tiny):
-    from samcell_rt.models import register_adapted
+    from samcell_rt.registry import register_adapted
 
     pairs = write_pairs(tmp_path / "pairs", [1])
     existing = tmp_path / "exists.onnx"
