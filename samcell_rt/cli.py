@@ -409,7 +409,9 @@ def gui(model, engine, host, port, max_upload_mb, max_pixels, no_browser, diamet
 
 @main.command()
 @model_option(required=True)
-@click.option("--engines", default="cpu", show_default=True, help="Comma-separated engines to compare.")
+@click.option("--engines", default="cpu", show_default=True,
+              help="Comma-separated engines to compare; openvino@bf16 / openvino@fp32 hold OpenVINO to one precision "
+                   "(the bf16 accuracy guard bypassed, for measurement).")
 @click.option("--sizes", default="512,704x520,2048", show_default=True, help="Image sizes, N or WxH.")
 @click.option("--batch-sizes", default="", help="Comma-separated batch sizes (default: each engine's own).")
 @click.option("--repeats", default=3, show_default=True, type=click.IntRange(min=1), help="Runs per case (median kept).")

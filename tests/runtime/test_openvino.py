@@ -4,7 +4,6 @@ thread safety, batching, threads and the compiled-model cache."""
 from __future__ import annotations
 
 import json
-import threading
 import warnings
 
 import numpy as np
@@ -12,12 +11,12 @@ import pytest
 
 from samcell_rt.errors import EngineUnavailableError, ModelError
 from samcell_rt.runtime import cpu
-from samcell_rt.runtime.engines import CHOICES, SPECS, TABLE, open_engine, resolve_engine
-from samcell_rt.runtime.engines import bf16_guard
+from samcell_rt.runtime.engines import CHOICES, SPECS, TABLE, bf16_guard, open_engine, resolve_engine
 from samcell_rt.runtime.engines import onnx as ort_engine
 from samcell_rt.runtime.engines import openvino as ov_engine
 from samcell_rt.runtime.engines import tensorrt as trt_engine
 from samcell_rt.synthetic import bf16_sensitive_model, synthetic_cells
+from tests.helpers import in_threads
 
 needs_openvino = pytest.mark.skipif(not ov_engine.available(), reason="OpenVINO is not installed (extra 'openvino')")
 needs_bf16 = pytest.mark.skipif(not cpu.native_bf16(), reason="this CPU has neither AMX nor AVX512-BF16")
@@ -187,16 +186,7 @@ def test_concurrent_threads_share_one_engine(monkeypatch, blob_path):
     segmenter = Segmenter(blob_path, engine="openvino", batch_size=2)
     images = [synthetic_cells((400, 400), count=10, seed=s)[0] for s in range(4)]
     expected = [segmenter.segment(img).distance for img in images]
-    got: dict[int, np.ndarray] = {}
-    barrier = threading.Barrier(4)
-
-    def work(i: int) -> None:
-        barrier.wait()
-        got[i] = segmenter.segment(images[i]).distance
-
-    threads = [threading.Thread(target=work, args=(i,)) for i in range(4)]
-    [t.start() for t in threads]
-    [t.join(timeout=120) for t in threads]
+    got = in_threads(lambda i: segmenter.segment(images[i]).distance, 4)
     for i in range(4):
         np.testing.assert_array_equal(got[i], expected[i])
 
@@ -214,3 +204,25 @@ def test_hostile_model_files_are_refused_by_name(monkeypatch, tmp_path, blob_pat
     onnx.save(model, tmp_path / "fixed.onnx")
     with pytest.raises(ModelError, match="fixed.onnx.*dynamic batch"):
         open_engine(tmp_path / "fixed.onnx", "openvino")
+
+
+@needs_openvino
+@pytest.mark.parametrize("flags, engine, precision", [pytest.param(ZEN5_FLAGS, "openvino", "bf16", marks=needs_bf16),
+                                                      (SKYLAKE_FLAGS, "cpu", "fp32")])
+def test_segment_defaults_to_auto_and_says_which_engine_and_precision(monkeypatch, tmp_path, blob_path, flags, engine,
+                                                                      precision):
+    import tifffile
+    from click.testing import CliRunner
+
+    from samcell_rt.cli import main
+    from samcell_rt.runs.writers import RUN_JSON
+
+    fake_flags(monkeypatch, flags)
+    monkeypatch.setattr(ov_engine, "bf16_error", lambda path, tile: 0.001)  # the blob model passes the guard
+    tifffile.imwrite(tmp_path / "cells.tif", synthetic_cells((300, 260), count=5)[0])
+    result = CliRunner().invoke(main, ["segment", str(tmp_path / "cells.tif"), "-m", str(blob_path), "-o",
+                                       str(tmp_path / "out")])
+    assert result.exit_code == 0, result.output
+    assert f"on engine {engine} ({precision})" in result.output
+    run = json.loads((tmp_path / "out" / RUN_JSON).read_text())
+    assert (run["engine"], run["precision"]) == (engine, precision)
