@@ -226,3 +226,27 @@ def test_segment_defaults_to_auto_and_says_which_engine_and_precision(monkeypatc
     assert f"on engine {engine} ({precision})" in result.output
     run = json.loads((tmp_path / "out" / RUN_JSON).read_text())
     assert (run["engine"], run["precision"]) == (engine, precision)
+
+
+@needs_openvino
+def test_an_unwritable_user_cache_costs_time_not_the_run(monkeypatch, tmp_path, blob_path):
+    fake_flags(monkeypatch, ZEN5_FLAGS)
+    (tmp_path / "file").write_text("a file where the cache folder would be")
+    monkeypatch.setenv("SAMCELL_RT_HOME", str(tmp_path / "file" / "home"))
+    monkeypatch.setattr(ov_engine, "bf16_error", lambda path, tile: 0.001)
+    engine = open_engine(blob_path, "openvino", threads=1)
+    assert engine.precision == "bf16" and not engine.from_cache
+    assert engine.run(np.zeros((1, 1, 256, 256), np.uint8)).shape == (1, 1, 256, 256)
+
+
+@needs_openvino
+@pytest.mark.parametrize("content", ['["a list"]', '{"KEY": "not a record"}', '{"KEY": {"passed": "yes", '
+                                     '"max_abs_error": 0.5, "tolerance": 0.02}}'])
+def test_lying_verdict_files_are_measured_again(monkeypatch, blob_path, content):
+    fake_flags(monkeypatch, ZEN5_FLAGS)
+    key = bf16_guard.guard_key(ov_engine.file_sha256(blob_path), ov_engine._openvino().__version__)
+    bf16_guard.verdicts_path().parent.mkdir(parents=True)
+    bf16_guard.verdicts_path().write_text(content.replace("KEY", key.replace("\\", "\\\\")))
+    monkeypatch.setattr(ov_engine, "bf16_error", lambda path, tile: 0.3)
+    with pytest.warns(UserWarning, match="0.3 > 0.02"):
+        assert ov_engine.choose_precision(blob_path) == "fp32"

@@ -74,9 +74,21 @@ def guard_tiles(tile: int, seed: int = 0) -> np.ndarray:
 
 def _load() -> dict[str, dict]:
     try:
-        return json.loads(verdicts_path().read_text())
+        records = json.loads(verdicts_path().read_text())
     except (OSError, ValueError):  # none yet, or a damaged file: measure again
         return {}
+    return records if isinstance(records, dict) else {}
+
+
+def _store(key: str, found: Verdict) -> None:
+    """Add a verdict to the user cache; where the cache cannot be written, it holds for this process only."""
+    records = _load()
+    records[key] = asdict(found)
+    try:
+        verdicts_path().parent.mkdir(parents=True, exist_ok=True)
+        write_text_atomic(verdicts_path(), json.dumps(records, indent=1))
+    except OSError:
+        pass
 
 
 def verdict(key: str, measure: Callable[[], float]) -> Verdict:
@@ -86,16 +98,13 @@ def verdict(key: str, measure: Callable[[], float]) -> Verdict:
             return _SEEN[key]
         stored = _load().get(key)
         try:
-            found = Verdict(**stored) if stored else None
-        except TypeError:  # written by another version
+            found = Verdict(**stored)
+        except TypeError:  # none, or written by another version
             found = None
-        if found is None or found.tolerance != TOLERANCE:
+        if found is None or found.tolerance != TOLERANCE or not isinstance(found.passed, bool):
             error = float(measure())
             found = Verdict(bool(error <= TOLERANCE), error)
-            records = _load()
-            records[key] = asdict(found)
-            verdicts_path().parent.mkdir(parents=True, exist_ok=True)
-            write_text_atomic(verdicts_path(), json.dumps(records, indent=1))
+            _store(key, found)
         _SEEN[key] = found
     if not found.passed:
         warnings.warn(f"bf16 fails the accuracy guard for this model on this CPU ({found.describe()}): "

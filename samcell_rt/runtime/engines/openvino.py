@@ -35,6 +35,15 @@ def compiled_dir() -> Path:
     return cache_dir() / "openvino" / "compiled"
 
 
+def _writable(folder: Path) -> bool:
+    """Whether `folder` exists or can be made (a read-only user cache means compiling at every start)."""
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError:
+        return False
+    return True
+
+
 def _openvino():
     try:
         import openvino
@@ -58,8 +67,7 @@ def compile_model(path: Path, precision: str, threads: int | None = None, cache:
     ov = _openvino()
     config = {"INFERENCE_PRECISION_HINT": HINTS[precision], "PERFORMANCE_HINT": "LATENCY",
               "INFERENCE_NUM_THREADS": threads or default_threads()}
-    if cache:
-        compiled_dir().mkdir(parents=True, exist_ok=True)
+    if cache and _writable(compiled_dir()):
         config["CACHE_DIR"] = str(compiled_dir())
     try:
         return ov.Core().compile_model(str(path), "CPU", config)
