@@ -4,13 +4,15 @@ in fp32 otherwise.
 
 Compiled models are kept in the user cache (OpenVINO's CACHE_DIR, keyed by OpenVINO on the file,
 precision and threads), so a second start skips compilation. One compiled model serves all threads;
-each calling thread gets its own infer request, since requests are not thread-safe.
+infer requests are not thread-safe, so each call takes an idle one from a pool (a new one when all
+are busy) and gives it back. Requests are not kept per thread: freeing one when its thread ended
+crashed the process later (seen with napari's worker threads).
 """
 
 from __future__ import annotations
 
 import importlib.util
-import threading
+import queue
 from pathlib import Path
 
 import numpy as np
@@ -124,7 +126,7 @@ def load(engine: str, path: Path, threads: int | None) -> OpenVinoEngine:
 
 
 class OpenVinoEngine:
-    """One compiled model for one ONNX file; `run` is thread-safe (one infer request per thread)."""
+    """One compiled model for one ONNX file; `run` is thread-safe (a pool of infer requests)."""
 
     name = "openvino"
     max_batch: int | None = None
@@ -144,12 +146,16 @@ class OpenVinoEngine:
         # what it computes in: bf16, else the graph's own format (fp32, or int8 / fp16 as exported)
         self.precision = compute if compute == "bf16" else props.get(PRECISION_PROP, "fp32")
         self.from_cache = bool(self.compiled.get_property("LOADED_FROM_CACHE"))
-        self._local = threading.local()
+        self._idle: queue.SimpleQueue = queue.SimpleQueue()
 
     def run(self, tiles: np.ndarray) -> np.ndarray:
         """Distance maps (B, 1, T, T) float32 for uint8 tiles (B, 1, T, T)."""
-        request = getattr(self._local, "request", None)
-        if request is None:
-            request = self._local.request = self.compiled.create_infer_request()
-        request.infer({INPUT_NAME: np.ascontiguousarray(tiles, dtype=np.uint8)})
-        return request.get_output_tensor(0).data.copy()
+        try:
+            request = self._idle.get_nowait()
+        except queue.Empty:
+            request = self.compiled.create_infer_request()
+        try:
+            request.infer({INPUT_NAME: np.ascontiguousarray(tiles, dtype=np.uint8)})
+            return request.get_output_tensor(0).data.copy()
+        finally:
+            self._idle.put(request)
