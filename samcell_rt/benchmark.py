@@ -74,12 +74,25 @@ def _median(runs: list[dict]) -> dict[str, float]:
     return {key: statistics.median(run[key] for run in runs) for key in runs[0]}
 
 
-def bench_engine(model: str, engine: str, batch_size: int, images: dict[str, Path], repeats: int) -> list[dict]:
-    """Rows for one engine and batch size over every image size."""
+def open_segmenter(model: str, engine: str, batch_size: int | None):
+    """A Segmenter for an engine name, or for `openvino@bf16` / `openvino@fp32`: OpenVINO held to one
+    precision, bypassing the bf16 guard, to measure what the guard's choice costs or gains."""
     from .registry import resolve_model
     from .runtime.segmenter import Segmenter
 
-    return bench_segmenter(Segmenter(resolve_model(model), engine=engine, batch_size=batch_size), images, repeats)
+    name, _, precision = engine.partition("@")
+    if not precision:
+        return Segmenter(resolve_model(model), engine=engine, batch_size=batch_size)
+    if name != "openvino":
+        raise ValueError(f"{engine!r}: only openvino takes a fixed precision (openvino@bf16, openvino@fp32)")
+    from .runtime.engines.openvino import OpenVinoEngine
+
+    return Segmenter(OpenVinoEngine(resolve_model(model), precision=precision), batch_size=batch_size)
+
+
+def bench_engine(model: str, engine: str, batch_size: int, images: dict[str, Path], repeats: int) -> list[dict]:
+    """Rows for one engine and batch size over every image size."""
+    return bench_segmenter(open_segmenter(model, engine, batch_size), images, repeats)
 
 
 def bench_segmenter(segmenter, images: dict[str, Path], repeats: int) -> list[dict]:
@@ -103,7 +116,8 @@ def bench_segmenter(segmenter, images: dict[str, Path], repeats: int) -> list[di
         stages = _median(runs)
         stream = _pipelined(segmenter, frame, count=4)
         tiles = len(tile_grid(*frame.shape, tile=segmenter.info.tile))
-        rows.append({"engine": segmenter.engine_name, "batch_size": segmenter.batch_size, "size": size,
+        rows.append({"engine": segmenter.engine_name, "precision": segmenter.engine_precision,
+                     "batch_size": segmenter.batch_size, "size": size,
                      "tiles": tiles, "cells": result.metrics["cells"], "seconds": stages,
                      "tiles_per_second": tiles / stages["engine"], "images_per_second": 1 / stages["total"],
                      "outside_engine_share": 1 - stages["engine"] / stages["total"], "peak_rss_mib": memory.peak,
@@ -144,6 +158,7 @@ def bench_peer(checkpoint: str, images: dict[str, Path], repeats: int) -> dict[s
 def run_bench(model: str, engines: list[str], sizes: list[str], batch_sizes: list[int | None], repeats: int = 3,
               peer_checkpoint: str | None = None, peer_repeats: int = 1) -> dict:
     """The whole benchmark; JSON-ready."""
+    load_before = list(os.getloadavg())
     with tempfile.TemporaryDirectory() as tmp:
         images = bench_images(sizes, Path(tmp))
         rows = [row for engine in engines for batch in batch_sizes
@@ -155,17 +170,28 @@ def run_bench(model: str, engines: list[str], sizes: list[str], batch_sizes: lis
             row["speedup_vs_peer"] = peer[row["size"]] / row["seconds"]["total"]
     return {"benchmark": "samcell-rt bench", "model": str(model), "repeats": repeats,
             "peer": {"package": "samcell 1.2.0", "checkpoint": peer_checkpoint, "seconds": peer} if peer else None,
-            "rows": rows, "machine": machine_info()}
+            "rows": rows, "machine": bench_machine(load_before)}
+
+
+def bench_machine(load_before: list[float]) -> dict:
+    """machine_info plus what decides reduced precision (the CPU's amx / avx512_bf16 / vnni flags) and
+    how busy the machine was (1/5/15-minute load averages before and after: other jobs on a shared
+    machine slow every engine, so compare rows of one run only)."""
+    from .runtime.cpu import reported_flags
+
+    return {**machine_info(), "cpu_flags": reported_flags(),
+            "load_average": {"before": load_before, "after": list(os.getloadavg())}}
 
 
 def markdown_table(report: dict) -> str:
     """A short table for the README."""
     peer = report.get("peer") is not None
-    head = "| engine | batch | image | tiles | s/image | tiles/s | outside engine | engine idle (pipelined) | peak RSS MiB |" + \
+    head = ("| engine | precision | batch | image | tiles | s/image | tiles/s | outside engine | engine idle (pipelined) "
+            "| peak RSS MiB |") + \
         (" peer s/image | speed-up |" if peer else "")
     lines = [head, "|" + "---|" * (head.count("|") - 1)]
     for row in report["rows"]:
-        line = (f"| {row['engine']} | {row['batch_size']} | {row['size']} | {row['tiles']} | "
+        line = (f"| {row['engine']} | {row.get('precision', '')} | {row['batch_size']} | {row['size']} | {row['tiles']} | "
                 f"{row['seconds']['total']:.3f} | {row['tiles_per_second']:.2f} | {row['outside_engine_share']:.1%} | "
                 f"{_percent(row.get('pipelined_engine_idle_share'))} | {row['peak_rss_mib']:.0f} |")
         if peer:
@@ -188,7 +214,8 @@ def plot(report: dict, path: str | Path) -> None:
     sizes = list(dict.fromkeys(row["size"] for row in report["rows"]))
     series: dict[str, list[float]] = {}
     for row in report["rows"]:
-        series.setdefault(f"samcell-rt {row['engine']} b{row['batch_size']}", []).append(row["seconds"]["total"])
+        label = f"samcell-rt {row['engine']} {row.get('precision', '')} b{row['batch_size']}"
+        series.setdefault(label, []).append(row["seconds"]["total"])
     if report.get("peer"):
         series["reference samcell 1.2.0"] = [report["peer"]["seconds"][s] for s in sizes]
     figure, axis = plt.subplots(figsize=(7, 4))

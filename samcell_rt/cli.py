@@ -50,9 +50,13 @@ def model_option(required: bool = False):
                              + ("" if required else "[default: the shipped samcell-lite]."))
 
 
-def engine_option(f):
-    return click.option("--engine", default="cpu", show_default=True, type=click.Choice(CHOICES),
-                        help=f"Inference engine ({AUTO}: a built TensorRT engine, else CUDA, else CPU).")(f)
+def engine_option(f=None, default: str = "cpu"):
+    """--engine; `segment` defaults to auto (the fastest accurate engine installed here)."""
+    def add(f):
+        return click.option("--engine", default=default, show_default=True, type=click.Choice(CHOICES),
+                            help=f"Inference engine ({AUTO}: a built TensorRT engine, else CUDA, else OpenVINO in bf16 "
+                                 "where the CPU has native bf16 and the model passes its accuracy check, else CPU).")(f)
+    return add(f) if f is not None else add
 
 
 # what the shipped default model stores, shown in --help without loading it (tests/test_cli.py checks them)
@@ -142,7 +146,7 @@ def main() -> None:
 @model_option()
 @click.option("--out", "-o", type=click.Path(file_okay=False, path_type=Path), required=True,
               help="Output folder for labels, overlays, cell tables and summary.csv (created if missing).")
-@engine_option
+@engine_option(default=AUTO)
 @click.option("--batch-size", default=None, type=click.IntRange(min=1),
               help="Tiles per engine call (default: the engine's own, 1 on CPU, 8 on GPUs).")
 @threshold_options
@@ -201,8 +205,8 @@ def segment(inputs, model, out, engine, batch_size, peak, fill, diameter, channe
     prepare_output(out)
     segmenter = load_model(model, engine, batch_size=batch_size, peak=peak, fill=fill, threads=threads, scaling=scaling,
                            diameter=diameter)
-    click.echo(f"model {segmenter.info.name} {segmenter.info.version} on engine {segmenter.engine_name}; "
-               f"{len(files)} file(s) -> {out}", err=True)
+    click.echo(f"model {segmenter.info.name} {segmenter.info.version} on engine {segmenter.engine_name} "
+               f"({segmenter.engine_precision}); {len(files)} file(s) -> {out}", err=True)
     with _progress(len(files)) as (on_file, on_tiles), _dask_client(workers, dask_address) as client:
         outcomes = segment_files(files, out, segmenter, options, on_file=on_file, progress=on_tiles, client=client)
     failed = sum(not o.ok for o in outcomes)
@@ -429,7 +433,9 @@ def gui(model, engine, host, port, max_upload_mb, max_pixels, no_browser, diamet
 
 @main.command()
 @model_option(required=True)
-@click.option("--engines", default="cpu", show_default=True, help="Comma-separated engines to compare.")
+@click.option("--engines", default="cpu", show_default=True,
+              help="Comma-separated engines to compare; openvino@bf16 / openvino@fp32 hold OpenVINO to one precision "
+                   "(the bf16 accuracy guard bypassed, for measurement).")
 @click.option("--sizes", default="512,704x520,2048", show_default=True, help="Image sizes, N or WxH.")
 @click.option("--batch-sizes", default="", help="Comma-separated batch sizes (default: each engine's own).")
 @click.option("--repeats", default=3, show_default=True, type=click.IntRange(min=1), help="Runs per case (median kept).")

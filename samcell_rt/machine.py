@@ -33,7 +33,7 @@ def machine_info() -> dict:
         pass
     versions = {}
     for package in ("samcell-rt", "numpy", "onnxruntime", "onnxruntime-gpu", "opencv-python-headless", "numba",
-                    "scikit-image", "torch", "transformers", "samcell", "tensorrt"):
+                    "scikit-image", "torch", "transformers", "samcell", "tensorrt", "openvino"):
         try:
             versions[package] = metadata.version(package)
         except metadata.PackageNotFoundError:

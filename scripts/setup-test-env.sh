@@ -6,7 +6,7 @@ cd "$(dirname "$0")/.."
 # --no-warn-conflicts: the --no-deps packages below lack their own (unneeded) dependencies, and pip
 # would otherwise print an ERROR block about them on every later install, this script's reruns included
 python -m pip install -q --no-warn-conflicts torch==2.13.0
-python -m pip install -q --no-warn-conflicts -e ".[cpu,export,train,gui,gui-test,dist,napari,dev,report,tensorrt-rtx,formats]"
+python -m pip install -q --no-warn-conflicts -e ".[cpu,export,train,gui,gui-test,dist,napari,dev,report,tensorrt-rtx,formats,openvino]"
 # ome-zarr writes the OME-Zarr test images and plates and reads the labels back as a viewer would. --no-deps:
 # its own dependencies pull s3fs/aiobotocore (remote stores, unused here), whose botocore pin clashes with the
 # machine's awscli; what it imports (zarr, dask, numpy, scikit-image, Deprecated) is here already.

@@ -20,6 +20,23 @@ def same_up_to_renumbering(a: np.ndarray, b: np.ndarray) -> bool:
     return len(np.unique(pairs[0])) == pairs.shape[1] == len(np.unique(pairs[1]))
 
 
+def in_threads(work, count: int, timeout: float = 120) -> list:
+    """`work(i)` for i in range(count), each on its own thread, all started together; the results in order."""
+    import threading
+
+    got: dict[int, object] = {}
+    barrier = threading.Barrier(count)
+
+    def run(i: int) -> None:
+        barrier.wait()
+        got[i] = work(i)
+
+    threads = [threading.Thread(target=run, args=(i,)) for i in range(count)]
+    [t.start() for t in threads]
+    [t.join(timeout=timeout) for t in threads]
+    return [got.get(i) for i in range(count)]
+
+
 @contextlib.contextmanager
 def serving(app):
     """Run an ASGI app with uvicorn on a free 127.0.0.1 port in a thread; yield its base URL."""

@@ -47,3 +47,19 @@ def test_bench_command_writes_json_table_and_plot(blob_path, tmp_path):
     assert report["machine"]["cores"] >= 1 and report["rows"][0]["tiles"] == 2 * 2
     assert out.with_suffix(".md").read_text().startswith("| engine")
     assert out.with_suffix(".png").exists() or "matplotlib" in proc.stderr
+
+
+def test_bench_rows_say_the_precision_and_the_machine_its_load_and_cpu_flags(blob_path):
+    pytest.importorskip("openvino", reason="OpenVINO is not installed (extra 'openvino')")
+    report = run_bench(str(blob_path), ["cpu", "openvino@fp32"], ["256"], [None], repeats=1)
+    assert [(r["engine"], r["precision"]) for r in report["rows"]] == [("cpu", "fp32"), ("openvino", "fp32")]
+    machine = report["machine"]
+    assert set(machine["load_average"]) == {"before", "after"} and len(machine["load_average"]["after"]) == 3
+    flags = open("/proc/cpuinfo").read().split() if sys.platform == "linux" else []
+    assert ("avx512_bf16" in machine["cpu_flags"]) == ("avx512_bf16" in flags)
+    assert "| precision |" in markdown_table(report)
+
+
+def test_only_openvino_takes_a_fixed_precision(blob_path):
+    with pytest.raises(ValueError, match="only openvino"):
+        run_bench(str(blob_path), ["cpu@bf16"], ["256"], [None], repeats=1)

@@ -170,7 +170,8 @@ def _write_run_outputs(out: Path, outcomes: list[FileOutcome], segmenter: Segmen
     """run.json (settings, model, reader warnings), then timelines and plate maps from the summary rows."""
     info = {"samcell_rt": __version__, "model": {"name": segmenter.info.name, "version": segmenter.info.version,
                                              "sha256": segmenter.model_sha256},
-            "engine": segmenter.engine_name, "params": options.params(segmenter), "files": len(outcomes),
+            "engine": segmenter.engine_name, "precision": segmenter.engine_precision,
+            "params": options.params(segmenter), "files": len(outcomes),
             "time_pattern": options.time_pattern, "well_pattern": options.well_pattern}
     try:
         write_run_info(out, info, {str(o.path): o.warnings for o in outcomes if not o.skipped})

@@ -96,6 +96,23 @@ def _diameters(path: str | Path, props: dict[str, str]) -> tuple[float | None, t
     return diameter, (low, high)
 
 
+def check_io(path: Path, tile: int, inputs: list[tuple[str, str, list[int | None]]],
+             outputs: list[tuple[str, str]]) -> None:
+    """Raise ModelError unless the graph has the contract's one uint8 input (batch, 1, tile, tile) with a
+    dynamic batch and a float32 output. Each engine describes its graph's inputs as (name, numpy dtype
+    name, shape with None for dynamic sizes) and outputs as (name, dtype name)."""
+    problems = []
+    if len(inputs) != 1 or inputs[0][0] != INPUT_NAME or inputs[0][1] != "uint8":
+        problems.append(f"needs one uint8 input named {INPUT_NAME!r}")
+    elif list(inputs[0][2][1:]) != [1, tile, tile] or inputs[0][2][0] is not None:
+        shape = ["batch" if d is None else d for d in inputs[0][2]]
+        problems.append(f"input shape must be (batch, 1, {tile}, {tile}) with a dynamic batch, got {shape}")
+    if not outputs or outputs[0][0] != OUTPUT_NAME or outputs[0][1] != "float32":
+        problems.append(f"needs a float32 output named {OUTPUT_NAME!r}")
+    if problems:
+        raise ModelError(path, "breaks the samcell-rt ONNX contract: " + "; ".join(problems))
+
+
 OUTPUT_SLACK = 1e-3  # fp16 engines may overshoot [0, 1] by rounding
 
 

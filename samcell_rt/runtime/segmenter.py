@@ -137,6 +137,11 @@ class Segmenter:
         """The engine actually running the model (after `auto` was resolved)."""
         return self.engine.name
 
+    @property
+    def engine_precision(self) -> str:
+        """What the engine computes in (fp32, bf16, fp16, int8): `auto` and the bf16 guard decide it."""
+        return getattr(self.engine, "precision", "fp32")
+
     def segment(self, image: np.ndarray) -> Result:
         """Segment one 2-D image of any numeric dtype; raise on bad input."""
         return next(self.segment_many([image]))

@@ -215,7 +215,8 @@ def test_outputs_respect_the_umask(tmp_path, blob_path, mask):
 def test_engine_file_on_the_cpu_engine(tmp_path):
     tifffile.imwrite(tmp_path / "i.tif", cells_image())
     (tmp_path / "m.engine").write_bytes(b"SAMCELLTRT")
-    result = cli("segment", tmp_path / "i.tif", "--model", tmp_path / "m.engine", "--out", tmp_path / "out")
+    result = cli("segment", tmp_path / "i.tif", "--model", tmp_path / "m.engine", "--out", tmp_path / "out",
+                 "--engine", "cpu")
     assert result.exit_code == 2 and "use --engine tensorrt or auto" in result.output
 
 

@@ -73,14 +73,38 @@ def test_unreadable_model_file(tmp_path):
 
 
 def test_engine_selection(blob_path, tmp_path, monkeypatch):
-    import onnxruntime
 
     monkeypatch.setenv("SAMCELL_RT_HOME", str(tmp_path))  # an empty engine cache: no built TensorRT engine to find
     assert resolve_engine("cpu", blob_path) == ("cpu", blob_path)
-    expected = "cuda" if "CUDAExecutionProvider" in onnxruntime.get_available_providers() else "cpu"
-    assert resolve_engine("auto", blob_path) == (expected, blob_path)
     with pytest.raises(EngineUnavailableError, match="unknown engine"):
         resolve_engine("warp-drive", blob_path)
+
+
+def test_auto_takes_the_first_engine_that_can_serve_the_model(monkeypatch, tmp_path, blob_path):
+    """The table's order with each engine's availability faked: TensorRT (an engine built for this model
+    and GPU), then CUDA, then OpenVINO (native bf16 that passed the guard), then the CPU."""
+    from samcell_rt.runtime import cpu
+    from samcell_rt.runtime.engines import bf16_guard
+    from samcell_rt.runtime.engines import onnx as ort_engine
+    from samcell_rt.runtime.engines import openvino as ov_engine
+    from samcell_rt.runtime.engines import tensorrt as trt_engine
+
+    monkeypatch.setenv("SAMCELL_RT_HOME", str(tmp_path))
+    monkeypatch.setattr(bf16_guard, "_SEEN", {})
+    monkeypatch.setattr(ov_engine, "bf16_error", lambda path, tile: 0.001)
+    monkeypatch.setattr(ov_engine, "available", lambda: True)
+    built = tmp_path / "built.engine"
+    gpu = {"cuda": False, "trt": False}
+    monkeypatch.setattr(ort_engine, "available", lambda engine: engine == "cpu" or gpu["cuda"])
+    monkeypatch.setattr(trt_engine, "locate", lambda engine, model: built if gpu["trt"] else None)
+    monkeypatch.setattr(cpu, "_cpuinfo", lambda: {"flags": "avx2 avx512f"})
+    assert resolve_engine("auto", blob_path) == ("cpu", blob_path)  # no GPU, no native bf16
+    monkeypatch.setattr(cpu, "_cpuinfo", lambda: {"flags": "avx2 avx512f avx512_bf16"})
+    assert resolve_engine("auto", blob_path) == ("openvino", blob_path)
+    gpu["cuda"] = True
+    assert resolve_engine("auto", blob_path) == ("cuda", blob_path)
+    gpu["trt"] = True
+    assert resolve_engine("auto", blob_path) == ("tensorrt", built)
 
 
 def test_requested_gpu_engine_without_gpu_is_an_error(blob_path):

@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-import threading
-
 import numpy as np
 import pytest
 
 from samcell_rt.errors import ImageValueError
 from samcell_rt.synthetic import as_dtype, matched_iou, synthetic_cells
-from tests.helpers import same_up_to_renumbering
+from tests.helpers import in_threads, same_up_to_renumbering
 
 
 @pytest.mark.parametrize("dtype", ["uint8", "uint16", "float32"])
@@ -37,14 +35,7 @@ def test_segment_many_batches_across_images_like_one_by_one(segmenter):
 def test_concurrent_threads_share_one_segmenter(segmenter):
     images = [synthetic_cells((400, 400), count=10, seed=s)[0] for s in range(4)]
     expected = [segmenter.segment(img).labels for img in images]
-    got: dict[int, np.ndarray] = {}
-
-    def work(i: int) -> None:
-        got[i] = segmenter.segment(images[i]).labels
-
-    threads = [threading.Thread(target=work, args=(i,)) for i in range(4)]
-    [t.start() for t in threads]
-    [t.join(timeout=120) for t in threads]
+    got = in_threads(lambda i: segmenter.segment(images[i]).labels, 4)
     for i in range(4):
         np.testing.assert_array_equal(got[i], expected[i])
 

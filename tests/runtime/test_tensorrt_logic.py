@@ -110,9 +110,11 @@ def test_cache_lookup_prefers_full_tensorrt_and_skips_flavours_not_installed(tmp
 
 def test_auto_selection_order(tmp_path, monkeypatch, blob_path):
     from samcell_rt.runtime.engines import onnx as onnx_engine
+    from samcell_rt.runtime.engines import openvino as ov_engine
 
     monkeypatch.setattr(onnx_engine, "available", lambda name: False)
     monkeypatch.setattr(trt_engine, "available", lambda: False)
+    monkeypatch.setattr(ov_engine, "available", lambda: False)  # no bf16 engine either: the GPU order alone
     assert resolve_engine("auto", blob_path) == ("cpu", blob_path)
     monkeypatch.setattr(onnx_engine, "available", lambda name: name == "cuda")
     assert resolve_engine("auto", blob_path) == ("cuda", blob_path)

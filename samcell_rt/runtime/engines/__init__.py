@@ -8,7 +8,8 @@ table, so a new engine is one new row plus its module.
 
 `auto` tries the rows flagged for it in table order and takes the first that can serve the model
 here (a cached TensorRT engine built for this model and GPU, then onnxruntime's CUDA provider,
-then the CPU), and says which. A named engine that cannot start raises EngineUnavailableError,
+then OpenVINO in bf16 where the CPU multiplies bf16 natively and the model passed its accuracy
+guard, then onnxruntime on the CPU), and says which. A named engine that cannot start raises EngineUnavailableError,
 never silently falling back.
 """
 
@@ -45,6 +46,8 @@ TABLE: tuple[EngineRow, ...] = (
     EngineRow("cuda", "onnx", 8, True, True, (".onnx",), "onnxruntime-gpu and an NVIDIA GPU (extra 'gpu')"),
     EngineRow("ort-tensorrt", "onnx", 8, True, False, (".onnx",),
                "onnxruntime-gpu with its TensorRT provider and an NVIDIA GPU (extra 'gpu')"),
+    EngineRow("openvino", "openvino", 1, False, True, (".onnx",),
+               "OpenVINO (extra 'openvino'); bf16 where the CPU has AMX or AVX512-BF16, else fp32"),
     EngineRow("cpu", "onnx", 1, False, True, (".onnx",), "onnxruntime (extra 'cpu')"),
 )
 ROWS = {row.name: row for row in TABLE}

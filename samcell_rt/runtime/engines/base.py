@@ -20,5 +20,6 @@ class Engine(Protocol):
     max_batch: int | None
     default_batch: int
     pipelined: bool  # prepare and post-process on helper threads while it runs (GPU engines)
+    precision: str  # what it computes in: fp32, bf16, fp16, int8
 
     def run(self, tiles: np.ndarray) -> np.ndarray: ...

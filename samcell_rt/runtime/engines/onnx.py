@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 
 from ...errors import EngineUnavailableError, ModelError
-from ..contract import INPUT_NAME, OUTPUT_NAME, ModelInfo
+from ..contract import INPUT_NAME, META_KEYS, OUTPUT_NAME, ModelInfo, check_io
 from . import engine_row
 
 # The one place where engine names map to onnxruntime providers.
@@ -72,21 +72,17 @@ class OnnxEngine:
         if self.session.get_providers()[0] != PROVIDERS[engine][0]:
             raise EngineUnavailableError(f"engine {engine!r} could not start; onnxruntime fell back to "
                                          f"{self.session.get_providers()[0]}")
-        self.info = ModelInfo.from_props(path, self.session.get_modelmeta().custom_metadata_map)
+        props = self.session.get_modelmeta().custom_metadata_map
+        self.info = ModelInfo.from_props(path, props)
+        self.precision = props.get(META_KEYS["precision"], "fp32")  # onnxruntime runs the graph as exported
         self._check_io(path)
 
     def _check_io(self, path: Path) -> None:
-        inputs, outputs = self.session.get_inputs(), self.session.get_outputs()
-        tile = self.info.tile
-        problems = []
-        if len(inputs) != 1 or inputs[0].name != INPUT_NAME or inputs[0].type != "tensor(uint8)":
-            problems.append(f"needs one uint8 input named {INPUT_NAME!r}")
-        elif list(inputs[0].shape[1:]) != [1, tile, tile] or isinstance(inputs[0].shape[0], int):
-            problems.append(f"input shape must be (batch, 1, {tile}, {tile}) with a dynamic batch, got {inputs[0].shape}")
-        if not outputs or outputs[0].name != OUTPUT_NAME or outputs[0].type != "tensor(float)":
-            problems.append(f"needs a float32 output named {OUTPUT_NAME!r}")
-        if problems:
-            raise ModelError(path, "breaks the samcell-rt ONNX contract: " + "; ".join(problems))
+        types = {"tensor(uint8)": "uint8", "tensor(float)": "float32"}
+        inputs = [(i.name, types.get(i.type, i.type), [d if isinstance(d, int) else None for d in i.shape])
+                  for i in self.session.get_inputs()]
+        outputs = [(o.name, types.get(o.type, o.type)) for o in self.session.get_outputs()]
+        check_io(path, self.info.tile, inputs, outputs)
 
     def run(self, tiles: np.ndarray) -> np.ndarray:
         """Distance maps (B, 1, T, T) float32 for uint8 tiles (B, 1, T, T)."""

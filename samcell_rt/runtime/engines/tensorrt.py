@@ -150,6 +150,7 @@ class TensorRTEngine:
         rtx = header.flavour == "tensorrt-rtx"
         header.check(gpu, capability, trt.__version__, rtx_capabilities=rtx_capabilities(trt) if rtx else ())
         self.header = header
+        self.precision = header.precision
         self.info = ModelInfo.from_props(path, header.model_props)
         self.max_batch = self.default_batch = header.max_batch
         runtime = trt.Runtime(trt.Logger(trt.Logger.WARNING))

@@ -1,0 +1,161 @@
+"""OpenVINO engine (extra `openvino`): ONNX models on OpenVINO's CPU plugin, in bf16 where the processor
+multiplies bf16 natively (AMX or AVX512-BF16) and the model passes the accuracy guard (bf16_guard.py),
+in fp32 otherwise.
+
+Compiled models are kept in the user cache (OpenVINO's CACHE_DIR, keyed by OpenVINO on the file,
+precision and threads), so a second start skips compilation. One compiled model serves all threads;
+infer requests are not thread-safe, so each call takes an idle one from a pool (a new one when all
+are busy) and gives it back. Requests are not kept per thread: freeing one when its thread ended
+crashed the process later (seen with napari's worker threads).
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import queue
+from pathlib import Path
+
+import numpy as np
+
+from ...cache import cache_dir
+from ...errors import EngineUnavailableError, ModelError
+from ..contract import INPUT_NAME, META_KEYS, OUTPUT_NAME, ModelInfo, check_io, file_sha256
+from ..cpu import native_bf16
+from . import bf16_guard, engine_row
+from .onnx import default_threads
+
+HINTS = {"bf16": "bf16", "fp32": "f32"}  # our precision names -> OpenVINO's INFERENCE_PRECISION_HINT
+
+
+def available() -> bool:
+    """Whether OpenVINO is installed (found without importing it)."""
+    return importlib.util.find_spec("openvino") is not None
+
+
+def compiled_dir() -> Path:
+    """OpenVINO's CACHE_DIR: compiled models, reused by later starts."""
+    return cache_dir() / "openvino" / "compiled"
+
+
+def _writable(folder: Path) -> bool:
+    """Whether `folder` exists or can be made (a read-only user cache means compiling at every start)."""
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError:
+        return False
+    return True
+
+
+def _openvino():
+    try:
+        import openvino
+    except ImportError as exc:
+        raise EngineUnavailableError(f"engine 'openvino' needs {engine_row('openvino').needs}") from exc
+    return openvino
+
+
+def read_props(path: Path) -> dict[str, str]:
+    """The model's metadata props (OpenVINO does not expose ONNX metadata, onnx does)."""
+    import onnx
+
+    try:
+        return {p.key: p.value for p in onnx.load(str(path), load_external_data=False).metadata_props}
+    except Exception as exc:  # onnx raises DecodeError, OSError, ... for files that are not ONNX
+        raise ModelError(path, f"not a readable ONNX file ({exc})") from exc
+
+
+def compile_model(path: Path, precision: str, threads: int | None = None, cache: bool = True):
+    """`path` compiled for this CPU in `precision` ("bf16" or "fp32"), contract inputs checked."""
+    ov = _openvino()
+    config = {"INFERENCE_PRECISION_HINT": HINTS[precision], "PERFORMANCE_HINT": "LATENCY",
+              "INFERENCE_NUM_THREADS": threads or default_threads()}
+    if cache and _writable(compiled_dir()):
+        config["CACHE_DIR"] = str(compiled_dir())
+    try:
+        return ov.Core().compile_model(str(path), "CPU", config)
+    except RuntimeError as exc:
+        raise ModelError(path, f"OpenVINO cannot compile it ({str(exc).strip().splitlines()[0]})") from exc
+
+
+def _check_io(path: Path, compiled, tile: int) -> None:
+    def shape(port) -> list[int | None]:
+        return [None if d.is_dynamic else d.get_length() for d in port.get_partial_shape()]
+
+    def names(port) -> str:
+        return next(iter(sorted(port.get_names())), "")
+
+    inputs = [(names(i), i.get_element_type().to_dtype().name, shape(i)) for i in compiled.inputs]
+    outputs = [(names(o), o.get_element_type().to_dtype().name) for o in compiled.outputs]
+    check_io(path, tile, inputs, outputs)
+
+
+def bf16_error(path: Path, tile: int) -> float:
+    """Max abs difference of the model's bf16 and fp32 distance maps on the guard tiles, here."""
+    tiles = bf16_guard.guard_tiles(tile)
+    maps = {}
+    for precision in HINTS:
+        compiled = compile_model(path, precision, cache=precision == "bf16")  # the fp32 one is needed only now
+        _check_io(path, compiled, tile)
+        maps[precision] = compiled.create_infer_request().infer({INPUT_NAME: tiles})[OUTPUT_NAME]
+    return float(np.abs(maps["bf16"] - maps["fp32"]).max())
+
+
+def bf16_verdict(path: Path, info: ModelInfo | None = None) -> bf16_guard.Verdict:
+    """Whether bf16 is accurate enough for this model on this CPU (measured once, then cached)."""
+    info = info or ModelInfo.from_props(path, read_props(path))
+    key = bf16_guard.guard_key(file_sha256(path), _openvino().__version__)
+    return bf16_guard.verdict(key, lambda: bf16_error(path, info.tile))
+
+
+def choose_precision(path: Path, info: ModelInfo | None = None) -> str:
+    """bf16 where the CPU has it natively and the model passes the guard, else fp32."""
+    return "bf16" if native_bf16() and bf16_verdict(path, info).passed else "fp32"
+
+
+def locate(engine: str, model: Path) -> Path | None:
+    """For `auto`: the model where OpenVINO is installed and runs it in guarded bf16 here, else None.
+    (In fp32 OpenVINO gains little over the cpu engine, so `auto` leaves that to the cpu engine.)"""
+    if not (available() and native_bf16()):
+        return None
+    return model if choose_precision(model) == "bf16" else None
+
+
+def load(engine: str, path: Path, threads: int | None) -> OpenVinoEngine:
+    """The engine table's loader."""
+    return OpenVinoEngine(path, threads)
+
+
+class OpenVinoEngine:
+    """One compiled model for one ONNX file; `run` is thread-safe (a pool of infer requests)."""
+
+    name = "openvino"
+    max_batch: int | None = None
+
+    def __init__(self, path: str | Path, threads: int | None = None, precision: str | None = None) -> None:
+        path = Path(path)
+        row = engine_row(self.name)
+        self.default_batch, self.pipelined = row.default_batch, row.pipelined
+        _openvino()
+        props = read_props(path)
+        self.info = ModelInfo.from_props(path, props)
+        if precision is not None and precision not in HINTS:
+            raise EngineUnavailableError(f"engine 'openvino' runs {' or '.join(HINTS)}, not {precision!r}")
+        compute = precision or choose_precision(path, self.info)
+        self.compiled = compile_model(path, compute, threads)
+        _check_io(path, self.compiled, self.info.tile)
+        # what it computes in: bf16, else the graph's own format (fp32, or int8 / fp16 as exported)
+        self.precision = compute if compute == "bf16" else props.get(META_KEYS["precision"], "fp32")
+        self.from_cache = bool(self.compiled.get_property("LOADED_FROM_CACHE"))
+        self._idle: queue.SimpleQueue = queue.SimpleQueue()
+
+    def run(self, tiles: np.ndarray) -> np.ndarray:
+        """Distance maps (B, 1, T, T) float32 for uint8 tiles (B, 1, T, T)."""
+        try:
+            request = self._idle.get_nowait()
+        except queue.Empty:
+            request = self.compiled.create_infer_request()
+        try:
+            request.infer({INPUT_NAME: np.ascontiguousarray(tiles, dtype=np.uint8)})
+            return request.get_output_tensor(0).data.copy()
+        finally:
+            self._idle.put(request)

@@ -1,0 +1,252 @@
+"""The OpenVINO engine: its table row, `auto`'s choice on faked CPU flags, the bf16 accuracy guard,
+thread safety, batching, threads and the compiled-model cache."""
+
+from __future__ import annotations
+
+import json
+import warnings
+
+import numpy as np
+import pytest
+
+from samcell_rt.errors import EngineUnavailableError, ModelError
+from samcell_rt.runtime import cpu
+from samcell_rt.runtime.engines import CHOICES, ROWS, TABLE, bf16_guard, open_engine, resolve_engine
+from samcell_rt.runtime.engines import onnx as ort_engine
+from samcell_rt.runtime.engines import openvino as ov_engine
+from samcell_rt.runtime.engines import tensorrt as trt_engine
+from samcell_rt.synthetic import bf16_sensitive_model, synthetic_cells
+from tests.helpers import in_threads
+
+needs_openvino = pytest.mark.skipif(not ov_engine.available(), reason="OpenVINO is not installed (extra 'openvino')")
+needs_bf16 = pytest.mark.skipif(not cpu.native_bf16(), reason="this CPU has neither AMX nor AVX512-BF16")
+ZEN5_FLAGS = "fpu avx2 avx512f avx512_bf16 avx512_vnni avx_vnni"  # AMD Zen 4/5: native bf16, no AMX
+SAPPHIRE_RAPIDS_FLAGS = "fpu avx2 avx512f avx512_bf16 avx512_vnni amx_tile amx_bf16 amx_int8"
+SKYLAKE_FLAGS = "fpu avx2 avx512f avx512_vnni"  # AVX-512 without bf16: bf16 would be emulated
+
+
+@pytest.fixture(autouse=True)
+def isolated(monkeypatch, tmp_path):
+    """A fresh user cache and no verdicts remembered from other tests; no GPU engine in `auto`."""
+    monkeypatch.setenv("SAMCELL_RT_HOME", str(tmp_path / "home"))
+    monkeypatch.setattr(bf16_guard, "_SEEN", {})
+    monkeypatch.setattr(ort_engine, "available", lambda engine: engine == "cpu")
+    monkeypatch.setattr(trt_engine, "available", lambda: False)
+
+
+def fake_flags(monkeypatch, flags: str) -> None:
+    monkeypatch.setattr(cpu, "_cpuinfo", lambda: {"model name": "Test CPU", "flags": flags})
+
+
+def test_engine_row():
+    row = ROWS["openvino"]
+    assert (row.module, row.default_batch, row.pipelined, row.in_auto, row.suffixes) == \
+        ("openvino", 1, False, True, (".onnx",))
+    assert "openvino" in CHOICES and "extra 'openvino'" in row.needs
+    auto_order = [r.name for r in TABLE if r.in_auto]
+    assert auto_order == ["tensorrt", "cuda", "openvino", "cpu"]
+
+
+@pytest.mark.parametrize("flags, native", [(ZEN5_FLAGS, True), (SAPPHIRE_RAPIDS_FLAGS, True),
+                                           (SKYLAKE_FLAGS, False), ("", False)])
+def test_native_bf16_from_flags(monkeypatch, flags, native):
+    fake_flags(monkeypatch, flags)
+    assert cpu.native_bf16() is native
+
+
+@needs_openvino
+@pytest.mark.parametrize("flags, engine", [(ZEN5_FLAGS, "openvino"), (SAPPHIRE_RAPIDS_FLAGS, "openvino"),
+                                           (SKYLAKE_FLAGS, "cpu")])
+def test_auto_takes_openvino_only_with_native_bf16(monkeypatch, blob_path, flags, engine):
+    fake_flags(monkeypatch, flags)
+    measured = []
+    monkeypatch.setattr(ov_engine, "bf16_error", lambda path, tile: measured.append(path) or 0.001)
+    assert resolve_engine("auto", blob_path) == (engine, blob_path)
+    assert measured == ([blob_path] if engine == "openvino" else [])  # no guard run where bf16 is not native
+
+
+@needs_openvino
+def test_auto_skips_openvino_when_the_guard_fails_and_says_so_once(monkeypatch, blob_path):
+    fake_flags(monkeypatch, ZEN5_FLAGS)
+    monkeypatch.setattr(ov_engine, "bf16_error", lambda path, tile: 0.05)
+    with pytest.warns(UserWarning, match=r"fails the accuracy guard .* 0\.05 > 0\.02.*running fp32"):
+        assert resolve_engine("auto", blob_path) == ("cpu", blob_path)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert resolve_engine("auto", blob_path) == ("cpu", blob_path)  # verdict remembered, not said again
+
+
+def test_auto_without_openvino_is_the_cpu_engine(monkeypatch, blob_path):
+    fake_flags(monkeypatch, ZEN5_FLAGS)
+    monkeypatch.setattr(ov_engine, "available", lambda: False)
+    assert resolve_engine("auto", blob_path) == ("cpu", blob_path)
+
+
+def test_named_engine_without_openvino_says_how_to_install(monkeypatch, blob_path):
+    import sys
+
+    monkeypatch.setitem(sys.modules, "openvino", None)  # makes `import openvino` fail
+    with pytest.raises(EngineUnavailableError, match=r"extra 'openvino'"):
+        open_engine(blob_path, "openvino")
+
+
+@needs_openvino
+@needs_bf16
+def test_guard_falls_back_to_fp32_on_a_planted_bf16_sensitive_model(tmp_path):
+    model = bf16_sensitive_model(tmp_path / "sensitive.onnx")
+    with pytest.warns(UserWarning, match="fails the accuracy guard"):
+        engine = open_engine(model, "openvino")
+    assert engine.precision == "fp32"
+    # fp32 computes sigmoid(4 * (1.003x - 1.003x)) = 0.5 exactly; bf16 rounds the weight to 1.0, so a
+    # 255 pixel of the guard's noise tiles gives sigmoid(4 * -0.765) = 0.0448: an error of 0.455
+    (record,) = json.loads(bf16_guard.verdicts_path().read_text()).values()
+    assert record["passed"] is False and record["max_abs_error"] == pytest.approx(0.5 - 1 / (1 + np.exp(3.06)), abs=0.01)
+    maps = engine.run(np.full((2, 1, 256, 256), 255, np.uint8))
+    np.testing.assert_allclose(maps, 0.5, atol=1e-6)  # really fp32
+    assert resolve_engine("auto", model)[0] == "cpu"
+
+
+@needs_openvino
+@needs_bf16
+def test_guard_passes_an_insensitive_model_and_it_runs_bf16(blob_path):
+    engine = open_engine(blob_path, "openvino")
+    assert engine.precision == "bf16"
+    (record,) = json.loads(bf16_guard.verdicts_path().read_text()).values()
+    assert record["passed"] is True and 0 < record["max_abs_error"] <= bf16_guard.TOLERANCE
+    reference = open_engine(blob_path, "cpu")
+    tiles = bf16_guard.guard_tiles(256)
+    assert np.abs(engine.run(tiles) - reference.run(tiles)).max() <= bf16_guard.TOLERANCE
+
+
+@needs_openvino
+def test_verdict_is_cached_per_model_and_cpu(monkeypatch, blob_path):
+    fake_flags(monkeypatch, ZEN5_FLAGS)
+    calls = []
+    monkeypatch.setattr(ov_engine, "bf16_error", lambda path, tile: calls.append(1) or 0.004)
+    assert ov_engine.choose_precision(blob_path) == "bf16"
+    monkeypatch.setattr(bf16_guard, "_SEEN", {})  # as a new process: read from the user cache
+    assert ov_engine.choose_precision(blob_path) == "bf16" and len(calls) == 1
+    fake_flags(monkeypatch, SAPPHIRE_RAPIDS_FLAGS)  # another CPU: measured again
+    assert ov_engine.choose_precision(blob_path) == "bf16" and len(calls) == 2
+    assert len(json.loads(bf16_guard.verdicts_path().read_text())) == 2
+
+
+@needs_openvino
+def test_damaged_verdict_file_is_measured_again(monkeypatch, blob_path):
+    fake_flags(monkeypatch, ZEN5_FLAGS)
+    bf16_guard.verdicts_path().parent.mkdir(parents=True)
+    bf16_guard.verdicts_path().write_text('{"truncated": ')
+    monkeypatch.setattr(ov_engine, "bf16_error", lambda path, tile: 0.3)
+    with pytest.warns(UserWarning, match="0.3 > 0.02"):
+        assert ov_engine.choose_precision(blob_path) == "fp32"
+    assert list(json.loads(bf16_guard.verdicts_path().read_text()).values())[0]["passed"] is False
+
+
+@needs_openvino
+def test_without_native_bf16_the_engine_runs_fp32_and_matches_the_cpu_engine(monkeypatch, blob_path):
+    fake_flags(monkeypatch, SKYLAKE_FLAGS)
+    engine = open_engine(blob_path, "openvino")
+    assert (engine.name, engine.precision, engine.info.name) == ("openvino", "fp32", "blob-test")
+    tiles = bf16_guard.guard_tiles(256)
+    np.testing.assert_allclose(engine.run(tiles), open_engine(blob_path, "cpu").run(tiles), atol=1e-5)
+    assert not bf16_guard.verdicts_path().exists()
+
+
+@needs_openvino
+def test_compiled_model_cache_is_reused(monkeypatch, blob_path):
+    fake_flags(monkeypatch, SKYLAKE_FLAGS)
+    first = open_engine(blob_path, "openvino")
+    assert not first.from_cache and list(ov_engine.compiled_dir().glob("*.blob"))
+    second = open_engine(blob_path, "openvino")
+    assert second.from_cache
+    tiles = bf16_guard.guard_tiles(256)
+    np.testing.assert_array_equal(first.run(tiles), second.run(tiles))
+
+
+@needs_openvino
+def test_threads_and_batch_size_are_honoured(monkeypatch, blob_path):
+    from samcell_rt.runtime.segmenter import Segmenter
+
+    fake_flags(monkeypatch, SKYLAKE_FLAGS)
+    segmenter = Segmenter(blob_path, engine="openvino", batch_size=3, threads=1)
+    assert segmenter.engine.compiled.get_property("INFERENCE_NUM_THREADS") == 1
+    assert (segmenter.engine_name, segmenter.engine_precision, segmenter.batch_size) == ("openvino", "fp32", 3)
+    batches = []
+    run = segmenter.engine.run
+    monkeypatch.setattr(segmenter.engine, "run", lambda tiles: batches.append(len(tiles)) or run(tiles))
+    segmenter.segment(synthetic_cells((520, 704), count=10)[0])  # 12 tiles
+    assert batches == [3, 3, 3, 3]
+
+
+@needs_openvino
+def test_concurrent_threads_share_one_engine(monkeypatch, blob_path):
+    from samcell_rt.runtime.segmenter import Segmenter
+
+    fake_flags(monkeypatch, SKYLAKE_FLAGS)
+    segmenter = Segmenter(blob_path, engine="openvino", batch_size=2)
+    images = [synthetic_cells((400, 400), count=10, seed=s)[0] for s in range(4)]
+    expected = [segmenter.segment(img).distance for img in images]
+    got = in_threads(lambda i: segmenter.segment(images[i]).distance, 4)
+    for i in range(4):
+        np.testing.assert_array_equal(got[i], expected[i])
+
+
+@needs_openvino
+def test_hostile_model_files_are_refused_by_name(monkeypatch, tmp_path, blob_path):
+    import onnx
+
+    fake_flags(monkeypatch, SKYLAKE_FLAGS)
+    (tmp_path / "junk.onnx").write_bytes(b"not a model")
+    with pytest.raises(ModelError, match="junk.onnx"):
+        open_engine(tmp_path / "junk.onnx", "openvino")
+    model = onnx.load(blob_path)
+    model.graph.input[0].type.tensor_type.shape.dim[0].dim_value = 4  # a fixed batch breaks the contract
+    onnx.save(model, tmp_path / "fixed.onnx")
+    with pytest.raises(ModelError, match="fixed.onnx.*dynamic batch"):
+        open_engine(tmp_path / "fixed.onnx", "openvino")
+
+
+@needs_openvino
+@pytest.mark.parametrize("flags, engine, precision", [pytest.param(ZEN5_FLAGS, "openvino", "bf16", marks=needs_bf16),
+                                                      (SKYLAKE_FLAGS, "cpu", "fp32")])
+def test_segment_defaults_to_auto_and_says_which_engine_and_precision(monkeypatch, tmp_path, blob_path, flags, engine,
+                                                                      precision):
+    import tifffile
+    from click.testing import CliRunner
+
+    from samcell_rt.cli import main
+    from samcell_rt.runs.writers import RUN_JSON
+
+    fake_flags(monkeypatch, flags)
+    monkeypatch.setattr(ov_engine, "bf16_error", lambda path, tile: 0.001)  # the blob model passes the guard
+    tifffile.imwrite(tmp_path / "cells.tif", synthetic_cells((300, 260), count=5)[0])
+    result = CliRunner().invoke(main, ["segment", str(tmp_path / "cells.tif"), "-m", str(blob_path), "-o",
+                                       str(tmp_path / "out")])
+    assert result.exit_code == 0, result.output
+    assert f"on engine {engine} ({precision})" in result.output
+    run = json.loads((tmp_path / "out" / RUN_JSON).read_text())
+    assert (run["engine"], run["precision"]) == (engine, precision)
+
+
+@needs_openvino
+def test_an_unwritable_user_cache_costs_time_not_the_run(monkeypatch, tmp_path, blob_path):
+    fake_flags(monkeypatch, ZEN5_FLAGS)
+    (tmp_path / "file").write_text("a file where the cache folder would be")
+    monkeypatch.setenv("SAMCELL_RT_HOME", str(tmp_path / "file" / "home"))
+    monkeypatch.setattr(ov_engine, "bf16_error", lambda path, tile: 0.001)
+    engine = open_engine(blob_path, "openvino", threads=1)
+    assert engine.precision == "bf16" and not engine.from_cache
+    assert engine.run(np.zeros((1, 1, 256, 256), np.uint8)).shape == (1, 1, 256, 256)
+
+
+@needs_openvino
+@pytest.mark.parametrize("content", ['["a list"]', '{"KEY": "not a record"}', '{"KEY": {"passed": "yes", '
+                                     '"max_abs_error": 0.5, "tolerance": 0.02}}'])
+def test_lying_verdict_files_are_measured_again(monkeypatch, blob_path, content):
+    fake_flags(monkeypatch, ZEN5_FLAGS)
+    key = bf16_guard.guard_key(ov_engine.file_sha256(blob_path), ov_engine._openvino().__version__)
+    bf16_guard.verdicts_path().parent.mkdir(parents=True)
+    bf16_guard.verdicts_path().write_text(content.replace("KEY", key.replace("\\", "\\\\")))
+    monkeypatch.setattr(ov_engine, "bf16_error", lambda path, tile: 0.3)
+    with pytest.warns(UserWarning, match="0.3 > 0.02"):
+        assert ov_engine.choose_precision(blob_path) == "fp32"
