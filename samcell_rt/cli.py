@@ -9,13 +9,14 @@ from __future__ import annotations
 
 import importlib
 import sys
+import warnings
 from pathlib import Path
 
 import click
 
 from . import load_model
 from .apps.http import GUI, SERVICE
-from .errors import EXIT_FILE_FAILED, EXIT_OK, SamcellError, exit_code
+from .errors import EXIT_FILE_FAILED, EXIT_OK, SamcellError, SamcellWarning, exit_code
 from .export import CONFIG_NAMES, TOLERANCE
 from .runtime import DEFAULT_FILL, DEFAULT_PEAK, DIAMETER_MODES, MAX_PIXELS
 from .runtime.engines import AUTO, CHOICES
@@ -27,11 +28,21 @@ class _Group(click.Group):
     """Click group that ends every SamcellError with its message and its exit code."""
 
     def invoke(self, ctx: click.Context):
-        try:
-            return super().invoke(ctx)
-        except SamcellError as exc:
-            click.echo(f"error: {exc}", err=True)
-            ctx.exit(exit_code(exc))
+        with warnings.catch_warnings():
+            shown = warnings.showwarning
+
+            def show(message, category, *args, **kwargs):
+                if issubclass(category, SamcellWarning):  # one line, no source location
+                    click.echo(f"warning: {message}", err=True)
+                else:
+                    shown(message, category, *args, **kwargs)
+
+            warnings.showwarning = show
+            try:
+                return super().invoke(ctx)
+            except SamcellError as exc:
+                click.echo(f"error: {exc}", err=True)
+                ctx.exit(exit_code(exc))
 
 
 def requires_extra(extra: str, *modules: str) -> None:

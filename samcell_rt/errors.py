@@ -63,6 +63,10 @@ class DownloadError(SamcellError):
     """A download failed or its checksum did not match."""
 
 
+class SamcellWarning(UserWarning):
+    """A remark the user should read (e.g. a precision fallback); the CLI prints it as one `warning:` line."""
+
+
 def exit_code(error: BaseException | None) -> int:
     """The command-line exit status for an error (None: success): 1 for one input file's fault, else 2."""
     if error is None:

@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from ...cache import cache_dir
+from ...errors import SamcellWarning
 from ..atomic import write_text_atomic
 from ..cpu import cpu_model, reported_flags
 
@@ -108,5 +109,5 @@ def verdict(key: str, measure: Callable[[], float]) -> Verdict:
         _SEEN[key] = found
     if not found.passed:
         warnings.warn(f"bf16 fails the accuracy guard for this model on this CPU ({found.describe()}): "
-                      f"running fp32", stacklevel=3)
+                      f"running fp32", SamcellWarning, stacklevel=3)
     return found
