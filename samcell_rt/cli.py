@@ -569,6 +569,9 @@ def models_pull(name, precision) -> None:
               help="Keep the encoder's patch embedding and first N stages (ViT-B: blocks) fixed: cheaper CPU steps.")
 @click.option("--focus", default=0.0, show_default=True, type=click.FloatRange(0, 1),
               help="Share of crops placed on a cell (for sparse images).")
+@click.option("--render", default=0.0, show_default=True, type=click.FloatRange(0, 1),
+              help="Share of crops shown in an appearance rendered from their labels (membrane stain, inverted, "
+                   "phase halo, DIC relief; with defocus, uneven light and shot noise), for looks the data lacks.")
 @click.option("--max-minutes", default=0.0, show_default=True, type=click.FloatRange(min=0),
               help="Stop at the first epoch end after this many minutes (0: no limit).")
 @click.option("--device", default="auto", show_default=True, type=click.Choice(["auto", "cpu", "cuda"]),
@@ -582,7 +585,7 @@ def models_pull(name, precision) -> None:
               help="Relative share of training crops drawn from one --data source (the others weigh 1), e.g. "
                    "pkg:bacteria=3; repeat for more.")
 def train(data, out, init, config, epochs, batch_size, steps_per_epoch, lr, warmup_steps, patience, freeze_stages,
-          focus, max_minutes, device, resume, seed, val_fraction, source_weights) -> None:
+          focus, render, max_minutes, device, resume, seed, val_fraction, source_weights) -> None:
     """Fine-tune SAMCell the paper's way (needs the `train` extra); writes OUT/best.safetensors.
 
     \b
@@ -590,7 +593,9 @@ def train(data, out, init, config, epochs, batch_size, steps_per_epoch, lr, warm
       samcell-rt train --data my_annotations/ --out runs/exp1 --init sam_vit_b_01ec64.pth
     """
     requires_extra("train", "torch", "transformers")
-    from .train.data import load_dataset, parse_source_weights
+    from dataclasses import asdict
+
+    from .train.data import Augment, load_dataset, parse_source_weights
     from .train.loop import Recipe, Trainer, require_resume_files
 
     if resume:
@@ -600,7 +605,7 @@ def train(data, out, init, config, epochs, batch_size, steps_per_epoch, lr, warm
     recipe = Recipe(epochs=epochs, batch_size=batch_size, steps_per_epoch=steps_per_epoch, lr=lr,
                     warmup_steps=warmup_steps, patience=patience, seed=seed, config=config, init=init,
                     freeze_stages=freeze_stages, focus=focus, max_minutes=max_minutes, val_fraction=val_fraction,
-                    source_weights=weights)
+                    source_weights=weights, augment=asdict(Augment(render=render)))
     trainer = Trainer(samples, out, recipe, device=device, data_sources=[str(d) for d in data])
     if resume:
         trainer.resume()

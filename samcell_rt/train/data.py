@@ -19,6 +19,7 @@ import numpy as np
 from ..errors import DataError, InputError
 from ..runtime.preprocess import enhance_tile
 from .annotations import Sample, by_source, load_coco, load_pairs, source_name
+from .render import render_appearance
 from .sources import PACKAGED_PREFIX, load_packaged
 
 
@@ -86,6 +87,7 @@ class Augment:
     scale: tuple[float, float] = (0.8, 1.2)
     brightness: tuple[float, float] = (0.95, 1.05)
     invert: float = 0.5
+    render: float = 0.0  # share of crops whose image is replaced by an appearance rendered from their labels
 
 
 def random_crop(sample: Sample, rng: np.random.Generator, tile: int = 256,
@@ -144,6 +146,8 @@ def _augment(image: np.ndarray, labels: np.ndarray, rng: np.random.Generator, au
                                borderMode=cv2.BORDER_REFLECT)
         labels = cv2.warpAffine(np.ascontiguousarray(labels).astype(np.float32), matrix, size,
                                 flags=cv2.INTER_NEAREST, borderMode=cv2.BORDER_REFLECT).astype(np.int32)
+    if augment.render and rng.random() < augment.render:  # no draw at 0: earlier recipes replay exactly
+        image = render_appearance(labels, rng)
     factor = rng.uniform(*augment.brightness)
     image = np.clip(image.astype(np.float32) * factor, 0, 255).astype(np.uint8)
     if rng.random() < augment.invert:

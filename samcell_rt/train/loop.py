@@ -233,8 +233,9 @@ class Trainer:
 
         saved = json.loads((self.out / "last.json").read_text())
         current = json.loads(json.dumps(asdict(self.recipe), default=str))  # as saved: tuples read back as lists
-        changed = sorted(key for key, value in current.items()
-                         if key not in EXTENSIBLE and saved["recipe"].get(key) != value)
+        recipe = dict(saved["recipe"])  # augmentations added since that run was saved count at their defaults
+        recipe["augment"] = json.loads(json.dumps({**asdict(Augment()), **recipe.get("augment", {})}))
+        changed = sorted(key for key, value in current.items() if key not in EXTENSIBLE and recipe.get(key) != value)
         if saved["data"].get("val_names") != self.data["val_names"]:
             changed.append("data (validation images differ)")
         if changed:
