@@ -27,7 +27,7 @@ import numpy as np
 from .cache import cache_dir
 from .errors import ModelError
 from .runtime.atomic import atomic_path, write_text_atomic
-from .runtime.contract import META_KEYS, file_sha256
+from .runtime.contract import META_KEYS, file_sha256, read_props
 
 SHIPPED_DIR = Path(__file__).parent / "models"
 GRAPH_SUFFIX = ".graph.onnx"
@@ -124,13 +124,13 @@ def _make(name: str, out: Path) -> None:
             source = materialise(base)
             quantize_int8(source, made)  # the one derivation so far
             # the base's verified error is the fp32 graph's against torch: not this file's
-            props = {k: v for k, v in model_props(source).items() if k != META_KEYS["verified_max_abs_error"]}
+            props = {k: v for k, v in read_props(source).items() if k != META_KEYS["verified_max_abs_error"]}
             props |= {META_KEYS["name"]: name, META_KEYS["precision"]: variant}
         else:
             graph = graph_file(name)
             _check(graph, SHIPPED[name].graph_sha256, "graph")
             fold_constants(fill_graph(graph, verified_weights(name)), made)
-            props = model_props(graph) | {WEIGHTS_PROP: SHIPPED[name].weights_sha256}
+            props = read_props(graph) | {WEIGHTS_PROP: SHIPPED[name].weights_sha256}
         _finish(made, out, props)
 
 
@@ -186,17 +186,6 @@ def quantize_int8(source: Path, out: Path) -> None:
                          per_channel=True)
     finally:
         root.setLevel(level)
-
-
-def model_props(path: Path) -> dict[str, str]:
-    """The metadata of an ONNX file (weights not loaded); ModelError for a file that is no ONNX model."""
-    import onnx
-
-    try:
-        model = onnx.load(str(path), load_external_data=False)
-    except Exception as exc:  # protobuf raises DecodeError (and others) for a file that is no ONNX model
-        raise ModelError(path, f"not a readable ONNX model ({type(exc).__name__}: {exc})") from None
-    return {p.key: p.value for p in model.metadata_props}
 
 
 def _finish(made: Path, out: Path, props: dict[str, str]) -> None:

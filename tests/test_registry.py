@@ -115,7 +115,7 @@ def test_resolve_model_errors(tmp_path, monkeypatch):
 def test_default_model_is_shipped_and_listed(tmp_path, monkeypatch):
     """The wheel carries samcell-lite's weights, graph and card; no --model means samcell-lite, whose
     complete ONNX file is made in the user cache on first use, and the int8 file from it."""
-    from samcell_rt.shipped import model_props
+    from samcell_rt.runtime.contract import read_props
 
     monkeypatch.setenv("SAMCELL_RT_HOME", str(tmp_path))
     assert {p.name for p in registry.SHIPPED_DIR.iterdir()} >= {
@@ -123,7 +123,7 @@ def test_default_model_is_shipped_and_listed(tmp_path, monkeypatch):
     assert [p.name for p in registry.SHIPPED_DIR.glob("*.onnx")] == ["samcell-lite.graph.onnx"]  # no weights twice
     path = registry.resolve_model(None)
     assert path.is_relative_to(tmp_path) and path.exists() and registry.resolve_model("samcell-lite") == path
-    props = model_props(path)
+    props = read_props(path)
     assert (props["samcell.model_name"], props["samcell.version"]) == ("samcell-lite", "4")
     assert props["samcell.weights_sha256"] == registry.SHIPPED["samcell-lite"].weights_sha256
     rows = {row["name"]: row for row in registry.model_table()}

@@ -67,14 +67,14 @@ def test_the_graph_carries_no_weights_and_names_each_parameter(tiny):
 
 def test_materialised_file_equals_the_folded_export_and_keeps_the_metadata(tiny, tiny_files):
     from samcell_rt.export.onnx import verification_tiles
-    from samcell_rt.shipped import model_props
+    from samcell_rt.runtime.contract import read_props
 
     path = shipped.materialise("tiny")
     tiles = verification_tiles(256, seed=5)
     old = tiny_files[0] / "folded.onnx"
     assert np.abs(maps(path, tiles) - maps(old, tiles)).max() < 1e-5
     assert maps(path, tiles).std() > 1e-3  # the maps depend on the input: the comparison means something
-    props = model_props(path)
+    props = read_props(path)
     assert props["samcell.model_name"] == "tiny" and props["samcell.version"] == "7"
     assert (props["samcell.peak_threshold"], props["samcell.fill_threshold"]) == ("0.45", "0.1")
     assert props[shipped.WEIGHTS_PROP] == props["samcell.source_sha256"] == tiny.weights_sha256
@@ -147,14 +147,14 @@ def test_int8_variant_is_derived_from_the_complete_file(tiny):
     import onnx
 
     from samcell_rt.export.onnx import verification_tiles
-    from samcell_rt.shipped import model_props
+    from samcell_rt.runtime.contract import read_props
 
     path = shipped.materialise("tiny-int8")
     ops = {n.op_type for n in onnx.load(str(path)).graph.node}
     assert "DynamicQuantizeLinear" in ops or "MatMulInteger" in ops
     tiles = verification_tiles(256)
     assert np.abs(maps(path, tiles) - maps(shipped.materialise("tiny"), tiles)).max() < 0.05
-    props = model_props(path)
+    props = read_props(path)
     assert props["samcell.model_name"] == "tiny-int8" and props["samcell.precision"] == "int8"
     assert "samcell.verified_max_abs_error" not in props  # the fp32 file's figure is not this file's
 

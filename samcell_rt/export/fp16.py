@@ -19,8 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..runtime.contract import META_KEYS
-from ..shipped import model_props
+from ..runtime.contract import META_KEYS, read_props
 from . import TOLERANCE
 from .onnx import FP32_OPS_IN_FP16, ExportError, graph_maps, verification_tiles
 
@@ -100,7 +99,7 @@ def derive_fp16(onnx_path: str | Path, out: str | Path, checkpoint: str | Path |
     if checkpoint is not None:
         from .onnx import export_onnx
 
-        props = model_props(onnx_path)
+        props = read_props(onnx_path)
         export_onnx(checkpoint, out, precision="fp16", config=config, name=props.get(META_KEYS["name"]),
                     version=props.get(META_KEYS["version"], "1"), tile=int(props.get(META_KEYS["tile"], 256)))
         source = "checkpoint"
@@ -118,7 +117,7 @@ def derive_fp16(onnx_path: str | Path, out: str | Path, checkpoint: str | Path |
 
 def graph_error(candidate: str | Path, reference: str | Path, tile: int | None = None) -> float:
     """Max abs difference of two graphs' distance maps on the verification tiles, in onnxruntime CPU."""
-    tiles = verification_tiles(tile or int(model_props(Path(reference)).get(META_KEYS["tile"], 256)))
+    tiles = verification_tiles(tile or int(read_props(Path(reference)).get(META_KEYS["tile"], 256)))
     got, expected = graph_maps(candidate, tiles), graph_maps(reference, tiles)
     return float(np.abs(got.astype(np.float64) - expected).max())
 
@@ -136,7 +135,7 @@ def _set_props(path: Path, changes: dict[str, str]) -> None:
 
 def fp16_graph_for(onnx_path: Path, tmp: str | Path | None = None, checkpoint=None, config=None) -> Fp16Graph:
     """`onnx_path` itself when it already is an fp16 graph, else a derived one written under `tmp`."""
-    props = model_props(onnx_path)
+    props = read_props(onnx_path)
     if props.get(META_KEYS["precision"]) == "fp16":  # exported as fp16: verified against torch then
         return Fp16Graph(onnx_path, "given", float(props.get(META_KEYS["verified_max_abs_error"], "nan")))
     folder = Path(tmp or tempfile.mkdtemp(prefix="samcell-fp16-"))

@@ -27,7 +27,7 @@ import numpy as np
 
 from ..errors import EngineUnavailableError, InputError
 from ..runtime.atomic import check_output_file
-from ..runtime.contract import META_KEYS, file_sha256
+from ..runtime.contract import META_KEYS, file_sha256, read_props
 from ..runtime.engines import tensorrt as trt_engine
 from ..runtime.engines.trt_header import (
     RUNTIMES,
@@ -39,7 +39,7 @@ from ..runtime.engines.trt_header import (
     write_engine,
 )
 from . import TOLERANCE
-from .fp16 import Fp16Graph, fp16_graph_for, model_props
+from .fp16 import Fp16Graph, fp16_graph_for
 from .onnx import graph_maps, verification_tiles
 from .trt_network import BuildError, Profile, build_full, build_rtx, calibrator
 
@@ -96,10 +96,10 @@ def build_engine(model: str | Path, out: str | Path | None = None, *, precision:
     onnx_path = Path(model)
     if out is not None:
         check_output_file(Path(out))  # before a build that can take minutes
-    props = model_props(onnx_path)
+    props = read_props(onnx_path)
     flavour = choose_flavour(runtime)
     trt = trt_engine.import_library(flavour)
-    props = model_props(onnx_path)
+    props = read_props(onnx_path)
     profile = Profile(1, min(opt_batch, max_batch), max_batch, int(props.get(META_KEYS["tile"], 256)))
     header = _header(flavour, trt, precision, profile, onnx_path, str(model), props, compute_capabilities)
     if out is None and (hit := _cache_hit(header)) is not None:
@@ -190,7 +190,7 @@ def _build_rtx(trt, onnx_path: Path, header: EngineHeader, tmp: Path, log, check
         f"batch {header.min_batch}..{header.max_batch}")
     profile = Profile(header.min_batch, header.opt_batch, header.max_batch, header.tile)
     engine = build_rtx(trt, source_graph, profile, header.compute_capabilities)
-    header = replace(header, model_props=model_props(source_graph))
+    header = replace(header, model_props=read_props(source_graph))
     return _Built(engine, _verified(header, engine, onnx_path, tmp, errors, graph), errors, graph)
 
 

@@ -132,6 +132,18 @@ def check_output(path: Path, tiles: np.ndarray, maps: np.ndarray) -> None:
         raise ModelError(path, f"returned distance values in [{low:.3g}, {high:.3g}]; the contract is [0, 1]")
 
 
+def read_props(path: str | Path) -> dict[str, str]:
+    """An ONNX file's metadata props, weights not loaded (engines that do not expose ONNX metadata,
+    export and the shipped-model cache read them here); ModelError for a file that is no ONNX model."""
+    import onnx
+
+    try:
+        model = onnx.load(str(path), load_external_data=False)
+    except Exception as exc:  # protobuf raises DecodeError (and others) for a file that is no ONNX model
+        raise ModelError(path, f"not a readable ONNX model ({type(exc).__name__}: {exc})") from None
+    return {p.key: p.value for p in model.metadata_props}
+
+
 def file_sha256(path: str | Path, chunk: int = 1 << 20) -> str:
     """Hex sha256 of a file, read in chunks so large models do not sit in memory twice."""
     digest = hashlib.sha256()

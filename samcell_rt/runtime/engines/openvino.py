@@ -19,7 +19,7 @@ import numpy as np
 
 from ...cache import cache_dir
 from ...errors import EngineUnavailableError, ModelError
-from ..contract import INPUT_NAME, META_KEYS, OUTPUT_NAME, ModelInfo, check_io, file_sha256
+from ..contract import INPUT_NAME, META_KEYS, OUTPUT_NAME, ModelInfo, check_io, file_sha256, read_props
 from ..cpu import native_bf16
 from . import bf16_guard, engine_row
 from .onnx import default_threads
@@ -52,16 +52,6 @@ def _openvino():
     except ImportError as exc:
         raise EngineUnavailableError(f"engine 'openvino' needs {engine_row('openvino').needs}") from exc
     return openvino
-
-
-def read_props(path: Path) -> dict[str, str]:
-    """The model's metadata props (OpenVINO does not expose ONNX metadata, onnx does)."""
-    import onnx
-
-    try:
-        return {p.key: p.value for p in onnx.load(str(path), load_external_data=False).metadata_props}
-    except Exception as exc:  # onnx raises DecodeError, OSError, ... for files that are not ONNX
-        raise ModelError(path, f"not a readable ONNX file ({exc})") from exc
 
 
 def compile_model(path: Path, precision: str, threads: int | None = None, cache: bool = True):
