@@ -38,10 +38,8 @@ from ..runtime.preprocess import PERCENTILES, enhance_tiles, to_uint8
 from ..runtime.segmenter import STAGES, Segmenter
 from ..runtime.tiling import OVERLAP, TileGrid, axis_starts, edge_weights, extract_tiles
 from .files import FileOutcome, Progress, RunOptions, zarr_labels
-from .writers import output_name, summary_row
+from .writers import KINDS, output_name, summary_row
 from .zarr_inputs import input_stem
-
-EXTRA_OPTIONS = {"distance": "--save-distance", "rois": "--rois", "geojson": "--geojson"}  # how users ask for extras
 
 BAND = 1024
 HALO = 256
@@ -301,7 +299,7 @@ def plate_outcome(path: Path, out: Path, segmenter: Segmenter, options: RunOptio
         return FileOutcome.failed(path, error)
     row = summary_row(path, 0, metrics=result.metrics, seconds=time.perf_counter() - start,
                       pixel_size_um=result.pixel_size_um, pixel_size_source=result.pixel_size_source)
-    skipped = [EXTRA_OPTIONS[extra] for extra in options.extras]
+    skipped = [KINDS[extra].option for extra in options.extras]
     unwritten = [f"{' and '.join(skipped)} not written: a plate this large is segmented in bands, and only its "
                  "labels and summary row are kept (crop it into tiles for per-cell outputs)"] if skipped else []
     return FileOutcome(path, [row], outputs=[name], warnings=result.warnings + unwritten)

@@ -40,6 +40,7 @@ class OutputKind:
     description: str
     media_type: str = ""
     render: Callable[[list[Result], float | None], bytes] | None = None  # None: written per frame (overlays)
+    option: str = ""  # the `segment` flag that asks for an optional kind
 
 
 OUTPUTS = (
@@ -49,11 +50,11 @@ OUTPUTS = (
     OutputKind("cells", "_cells.csv", "one row per cell and frame", "text/csv",
                lambda results, um: cells_csv(results, um).encode()),
     OutputKind("distance", "_distance.tif", "float32 distance maps (with --save-distance)", "image/tiff",
-               lambda results, um: float_tiff_bytes(np.stack([r.distance for r in results]))),
+               lambda results, um: float_tiff_bytes(np.stack([r.distance for r in results])), "--save-distance"),
     OutputKind("rois", "_rois.zip", "one ImageJ polygon ROI per cell, for Fiji's ROI Manager (with --rois)",
-               "application/zip", lambda results, um: rois_zip(results)),
+               "application/zip", lambda results, um: rois_zip(results), "--rois"),
     OutputKind("geojson", ".geojson", "one QuPath detection per cell, pixel coordinates (with --geojson)",
-               "application/geo+json", lambda results, um: json.dumps(geojson(results, um)).encode()),
+               "application/geo+json", lambda results, um: json.dumps(geojson(results, um)).encode(), "--geojson"),
 )
 KINDS = {kind.name: kind for kind in OUTPUTS}
 SUMMARY = "summary.csv"
