@@ -30,7 +30,8 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).parent))
 from heldout import by_source, mean_op_csb  # noqa: E402
 
-from samcell_rt.machine import emit_report, machine_info  # noqa: E402
+from samcell_rt.benchmark import bench_machine  # noqa: E402
+from samcell_rt.machine import emit_report  # noqa: E402
 
 RESULTS = Path(__file__).parent / "results"
 
@@ -115,7 +116,6 @@ def measure(segmenter, images: list) -> tuple[list, float]:
 def main(model: Path, int8: bool, calibration: int, out) -> None:
     import tempfile
 
-    from samcell_rt.runtime.cpu import reported_flags
     from samcell_rt.runtime.engines.openvino import OpenVinoEngine, bf16_verdict
     from samcell_rt.runtime.segmenter import Segmenter
 
@@ -153,8 +153,7 @@ def main(model: Path, int8: bool, calibration: int, out) -> None:
     verdict = bf16_verdict(model)
     report["bf16_guard"] = {"passed": verdict.passed, "max_abs_error": verdict.max_abs_error,
                             "tolerance": verdict.tolerance}
-    report["machine"] = {**machine_info(), "cpu_flags": reported_flags(),
-                         "load_average": {"before": load_before, "after": list(os.getloadavg())}}
+    report["machine"] = bench_machine(load_before)
     emit_report(report, out)
 
 

@@ -174,13 +174,9 @@ def run_bench(model: str, engines: list[str], sizes: list[str], batch_sizes: lis
 
 
 def bench_machine(load_before: list[float]) -> dict:
-    """machine_info plus what decides reduced precision (the CPU's amx / avx512_bf16 / vnni flags) and
-    how busy the machine was (1/5/15-minute load averages before and after: other jobs on a shared
-    machine slow every engine, so compare rows of one run only)."""
-    from .runtime.cpu import reported_flags
-
-    return {**machine_info(), "cpu_flags": reported_flags(),
-            "load_average": {"before": load_before, "after": list(os.getloadavg())}}
+    """machine_info plus how busy the machine was (1/5/15-minute load averages before and after: other
+    jobs on a shared machine slow every engine, so compare rows of one run only)."""
+    return {**machine_info(), "load_average": {"before": load_before, "after": list(os.getloadavg())}}
 
 
 def markdown_table(report: dict) -> str:

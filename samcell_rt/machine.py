@@ -6,6 +6,8 @@ import os
 import platform
 from importlib import metadata
 
+from .runtime.cpu import cpu_model, reported_flags
+
 
 def gpu_info() -> dict | None:
     """GPU name, driver and memory from nvidia-smi, or None without one."""
@@ -24,13 +26,8 @@ def gpu_info() -> dict | None:
 
 
 def machine_info() -> dict:
-    """CPU model, cores, GPU (if any), Python and key package versions."""
-    cpu = platform.processor()
-    try:
-        with open("/proc/cpuinfo") as handle:
-            cpu = next(line.split(":", 1)[1].strip() for line in handle if line.startswith("model name"))
-    except (OSError, StopIteration):
-        pass
+    """CPU model and its precision flags (amx / avx512_bf16 / vnni), cores, GPU (if any), Python and key
+    package versions."""
     versions = {}
     for package in ("samcell-rt", "numpy", "onnxruntime", "onnxruntime-gpu", "opencv-python-headless", "numba",
                     "scikit-image", "torch", "transformers", "samcell", "tensorrt", "openvino"):
@@ -38,7 +35,8 @@ def machine_info() -> dict:
             versions[package] = metadata.version(package)
         except metadata.PackageNotFoundError:
             pass
-    return {"cpu": cpu, "cores": len(os.sched_getaffinity(0)), "machine": platform.machine(), "gpu": gpu_info(),
+    return {"cpu": cpu_model(), "cpu_flags": reported_flags(), "cores": len(os.sched_getaffinity(0)),
+            "machine": platform.machine(), "gpu": gpu_info(),
             "python": platform.python_version(), "versions": versions}
 
 

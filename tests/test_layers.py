@@ -28,7 +28,7 @@ ALLOWED = {  # part -> parts it may import (besides itself)
     "synthetic": {"runtime"},
     "evaluate": {"errors", "runtime"},
     "baseline": {"errors", "runtime"},
-    "machine": set(),
+    "machine": {"runtime"},
     "benchmark": {"errors", "runtime", "registry", "machine", "synthetic", "export"},
     "__init__": {"registry", "runtime"},
     "cli": set(BASE) | {"runtime", "runs", "apps", "registry", "export", "train", "evaluate", "benchmark", "package_files"},
