@@ -134,18 +134,19 @@ def _trace(wrapper, tmp: Path, tile: int, opset: int):
     return onnxslim.slim(onnx.load(str(path)), size_threshold=FOLD_LIMIT_BYTES)
 
 
-def trace_graph(wrapper, path: Path, tile: int, opset: int, fold: bool = True) -> None:
+def trace_graph(wrapper, path: Path, tile: int, opset: int, fold: bool = True, output_name: str = OUTPUT_NAME) -> None:
     """TorchScript export of the wrapper (dynamic batch). `fold=False` keeps every parameter as its own
     named initialiser: no constant folding, and batch norm exported as itself rather than folded into
-    the convolution before it (TrainingMode.PRESERVE on a model in eval mode)."""
+    the convolution before it (TrainingMode.PRESERVE on a model in eval mode). `output_name` names the
+    output of wrappers that return something else than distance maps (adapt's frozen encoder)."""
     import torch
 
     dummy = torch.zeros((2, 1, tile, tile), dtype=torch.uint8)
     mode = torch.onnx.TrainingMode.EVAL if fold else torch.onnx.TrainingMode.PRESERVE
     with warnings.catch_warnings(), torch.no_grad():  # tracer shape-check warnings are expected
         warnings.simplefilter("ignore")
-        torch.onnx.export(wrapper, (dummy,), str(path), input_names=[INPUT_NAME], output_names=[OUTPUT_NAME],
-                          dynamic_axes={INPUT_NAME: {0: "batch"}, OUTPUT_NAME: {0: "batch"}},
+        torch.onnx.export(wrapper, (dummy,), str(path), input_names=[INPUT_NAME], output_names=[output_name],
+                          dynamic_axes={INPUT_NAME: {0: "batch"}, output_name: {0: "batch"}},
                           opset_version=opset, dynamo=False, do_constant_folding=fold, training=mode)
 
 

@@ -12,17 +12,18 @@ are cached by tile content, so scoring the starting and the adapted decoder enco
 from __future__ import annotations
 
 import hashlib
-import warnings
 from pathlib import Path
 
 import numpy as np
 import torch
 
 from ..cache import cache_dir
+from ..export.onnx import trace_graph
 from ..runtime.atomic import atomic_path
-from ..runtime.contract import PREPROCESS, ModelInfo
+from ..runtime.contract import INPUT_NAME, PREPROCESS, ModelInfo
 
 ENCODER_BATCH = 4
+ENCODER_OPSET = 17
 
 
 class _EncoderGraph(torch.nn.Module):
@@ -55,7 +56,7 @@ class FrozenEncoder:
 
     def __call__(self, tiles: np.ndarray) -> np.ndarray:
         """(N, 1, T, T) uint8 -> (N, C, h, w) float32, computed in small batches (bounded memory)."""
-        return np.concatenate([self.session.run(None, {"tiles": np.ascontiguousarray(tiles[i : i + ENCODER_BATCH])})[0]
+        return np.concatenate([self.session.run(None, {INPUT_NAME: np.ascontiguousarray(tiles[i : i + ENCODER_BATCH])})[0]
                                for i in range(0, len(tiles), ENCODER_BATCH)])
 
     def cached(self, tiles: np.ndarray) -> np.ndarray:
@@ -69,13 +70,8 @@ class FrozenEncoder:
 
 
 def _export(wrapper, path: Path) -> None:
-    tile = wrapper.tile
-    with atomic_path(path) as tmp, warnings.catch_warnings(), torch.no_grad():
-        warnings.simplefilter("ignore")  # tracer shape-check warnings are expected
-        torch.onnx.export(_EncoderGraph(wrapper).eval(), (torch.zeros((2, 1, tile, tile), dtype=torch.uint8),), str(tmp),
-                          input_names=["tiles"], output_names=["embeddings"],
-                          dynamic_axes={"tiles": {0: "batch"}, "embeddings": {0: "batch"}}, opset_version=17,
-                          dynamo=False)
+    with atomic_path(path) as tmp:
+        trace_graph(_EncoderGraph(wrapper).eval(), tmp, wrapper.tile, ENCODER_OPSET, output_name="embeddings")
 
 
 class DecoderEngine:
