@@ -6,7 +6,11 @@ Scores (CTC SEG, DET, OP_CSB, AP50, cells found) on:
 - `validation`: the images a training run held out (names read from its best.json), scored per
   source and pooled;
 - `untrained`: with `--also pkg:NAME`, every image of packaged sources the run did not train on
-  (e.g. BBBC007, whose labels are themselves a threshold segmentation), scored whole.
+  (e.g. BBBC007, whose labels are themselves a threshold segmentation), scored whole;
+- rendered copies (`samcell_rt.train.render.rendered_copy`, the same image for every model): the
+  validation images also in `--validation-render` appearances (membrane), each its own source, so the
+  threshold choice and the shipping rule see them; `heldout~KIND` and `untrained~KIND` for each
+  `--render` appearance (membrane, dic): looks no training source has, scored where nothing trained.
 Each model runs through the runtime's own `Segmenter` (onnxruntime CPU, `--diameter auto`, as a
 user gets it). With `--sweep`, the peak/fill thresholds are chosen on the validation images only:
 each image's distance map is computed once and relabelled for every pair, and the pair with the
@@ -14,8 +18,8 @@ best mean per-source OP_CSB (each source counting once) wins; every set is then 
 The baseline is `samcell_rt.baseline.otsu_watershed`, told each source's modality (phase contrast:
 dark cells; fluorescence: bright cells).
 
-    python benchmarks/heldout.py --model samcell_rt/models/samcell-lite.onnx \
-        --run runs/lite/best.json --sweep --out benchmarks/results/lite_heldout_cpu.json
+    python benchmarks/heldout.py --model ~/.cache/samcell-rt/shipped/samcell-lite-....onnx \
+        --run runs/lite/best.json --sweep --also pkg:bbbc007 --out benchmarks/results/lite_heldout_cpu.json
 """
 
 from __future__ import annotations
@@ -29,18 +33,26 @@ import numpy as np
 
 from samcell_rt.machine import emit_report, machine_info
 
-DARK_SOURCES = {"pkg:bacteria", "pkg:bacteria-heldout"}  # phase contrast; every other packaged source is fluorescence
+DARK_SOURCES = {"pkg:bacteria", "pkg:bacteria-heldout"}  # phase contrast; every other packaged source (and rendering) is bright
 PEAKS = (0.35, 0.40, 0.47, 0.55, 0.60)
 FILLS = (0.05, 0.07, 0.09, 0.12, 0.15)
 
 
-def validation_samples(run_json: Path) -> list:
-    """The validation images of a training run, reloaded from the sources it lists."""
+def validation_samples(run_json: Path, renders: tuple[str, ...] = ()) -> list:
+    """The validation images of a training run, reloaded from the sources it lists, then their
+    rendered copies in each of `renders`."""
     from samcell_rt.train.data import load_dataset
 
     data = json.loads(run_json.read_text())["data"]
     wanted = set(data["val_names"])
-    return [s for s in load_dataset(data["sources"]) if s.name in wanted]
+    samples = [s for s in load_dataset(data["sources"]) if s.name in wanted]
+    return samples + rendered(samples, renders)
+
+
+def rendered(samples: list, renders: tuple[str, ...]) -> list:
+    from samcell_rt.train.render import rendered_copy
+
+    return [rendered_copy(s, kind) for kind in renders for s in samples]
 
 
 def scores(pairs: list) -> dict:
@@ -85,19 +97,25 @@ def sweep(segmenter, samples: list, results: list) -> tuple[tuple[float, float],
               help="A training run's best.json: its validation images are scored per source.")
 @click.option("--sweep", "do_sweep", is_flag=True, help="Choose peak/fill on the validation images (first model).")
 @click.option("--also", "untrained", multiple=True, help="A packaged source the run did not train on, scored whole.")
+@click.option("--validation-render", "validation_renders", multiple=True, default=("membrane",), show_default=True,
+              help="Appearance the validation images are also rendered in (each its own source).")
+@click.option("--render", "renders", multiple=True, default=("membrane", "dic"), show_default=True,
+              help="Appearance the held-out and untrained images are also scored in (sets `heldout~KIND`).")
 @click.option("--out", type=click.Path(dir_okay=False), default=None)
-def main(models, run_json, do_sweep, untrained, out) -> None:
+def main(models, run_json, do_sweep, untrained, validation_renders, renders, out) -> None:
     from samcell_rt.baseline import otsu_watershed
     from samcell_rt.runtime.segmenter import Segmenter
     from samcell_rt.train.sources import load_packaged
 
-    sets = {"validation": validation_samples(run_json), "heldout": load_packaged("bacteria-heldout")}
+    sets = {"validation": validation_samples(run_json, validation_renders), "heldout": load_packaged("bacteria-heldout")}
     if untrained:
         names = [source.removeprefix("pkg:") for source in untrained]  # `bbbc007` and `pkg:bbbc007` alike
         trained = set(json.loads(run_json.read_text())["data"]["sources"]) & {f"pkg:{name}" for name in names}
         if trained:
             raise click.UsageError(f"--also {', '.join(sorted(trained))}: the run trained on it")
         sets["untrained"] = [s for name in names for s in load_packaged(name)]
+    sets.update({f"{name}~{kind}": rendered(sets[name], (kind,)) for name in list(sets) if name != "validation"
+                 for kind in renders})
     report = {"machine": machine_info(), "models": list(models), "run": str(run_json), "sets": {}}
     for set_name, samples in sets.items():
         polarity = ["dark" if s.source in DARK_SOURCES else "bright" for s in samples]

@@ -29,6 +29,9 @@ from ..errors import InputError
 from ..runtime.atomic import atomic_path, write_text_atomic
 from .annotations import Sample, by_source
 from .data import Augment, cell_diameters, random_crop
+from .render import rendered_copy
+
+VALIDATION_RENDERS = ("membrane",)  # appearances added to validation when a run renders its training crops
 
 
 @dataclass
@@ -133,12 +136,25 @@ class Trainer:
         self.steps_per_epoch = recipe.steps_per_epoch or max(1, math.ceil(pixels / recipe.tile**2 / recipe.batch_size))
         self.total_steps = self.steps_per_epoch * recipe.epochs
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, schedule(recipe.warmup_steps, self.total_steps))
-        self.val_batch = _batch(self.val_set, np.random.default_rng(recipe.seed + 1), recipe.val_crops, recipe.tile, None)
+        self.val_batch = self._validation_batch()
         self.data = {"sources": data_sources or [], "train_images": len(self.train_set), "val_images": len(self.val_set),
                      "val_names": [s.name for s in self.val_set],
+                     "val_renders": list(VALIDATION_RENDERS) if recipe.augment.get("render") else [],
                      "cell_diameter_px": cell_diameters(self.train_set, Augment(**recipe.augment))}
         self.state = {"epoch": 0, "step": 0, "best_val": math.inf, "stale_epochs": 0, "history": []}
         self.rng = np.random.default_rng(recipe.seed + 2)
+
+    def _validation_batch(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """`val_crops` crops of the validation images; a run that renders appearances is also
+        validated on as many crops of their rendered copies (`VALIDATION_RENDERS`), so early
+        stopping sees the looks it trains for. The original crops are those of a run without."""
+        recipe = self.recipe
+        tiles, targets = _batch(self.val_set, np.random.default_rng(recipe.seed + 1), recipe.val_crops, recipe.tile, None)
+        if recipe.augment.get("render"):
+            copies = [rendered_copy(s, kind, recipe.seed) for kind in VALIDATION_RENDERS for s in self.val_set]
+            more = _batch(copies, np.random.default_rng(recipe.seed + 3), recipe.val_crops, recipe.tile, None)
+            tiles, targets = torch.cat([tiles, more[0]]), torch.cat([targets, more[1]])
+        return tiles, targets
 
     def _frozen(self) -> list[torch.nn.Module]:
         """The prompt encoder (unused without prompts), plus the first `freeze_stages` encoder stages."""

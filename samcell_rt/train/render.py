@@ -11,8 +11,11 @@ caller's generator: the same seed renders the same image.
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import replace
 
 import numpy as np
+
+from .annotations import Sample
 
 
 def _body(labels: np.ndarray, rng: np.random.Generator) -> np.ndarray:
@@ -96,3 +99,14 @@ def render_appearance(labels: np.ndarray, rng: np.random.Generator, kind: str | 
     image = degrade(RENDERERS[name](np.asarray(labels), rng), rng)
     low, high = float(image.min()), float(image.max())
     return np.round((image - low) / max(high - low, 1e-6) * 255).astype(np.uint8)
+
+
+def rendered_copy(sample: Sample, kind: str, seed: int = 0) -> Sample:
+    """`sample` whole, shown in appearance `kind` (same labels), named and sourced `<original>~<kind>`:
+    validation and scoring see appearances the sources lack, each still its own source. The seed
+    and the name fix the image, so every run and every model sees the same rendering."""
+    import zlib
+
+    rng = np.random.default_rng([seed, zlib.crc32(f"{sample.name}~{kind}".encode())])
+    return replace(sample, name=f"{sample.name}~{kind}", source=f"{sample.source}~{kind}",
+                   image=render_appearance(sample.labels, rng, kind))

@@ -198,3 +198,17 @@ def test_training_starts_from_the_shipped_model(tmp_path):
     state = trainer.model.sam.state_dict()
     shipped = load_file(str(weights_file("samcell-lite")))
     assert len(shipped) > 300 and all(torch.equal(state[k], v.float()) for k, v in shipped.items())
+
+
+def test_a_rendering_run_is_also_validated_on_rendered_copies(tmp_path):
+    from dataclasses import asdict
+
+    from samcell_rt.train.data import Augment
+
+    plain = Trainer(synthetic_samples(), tmp_path / "plain", tiny_recipe())
+    rendering = Trainer(synthetic_samples(), tmp_path / "render", tiny_recipe(augment=asdict(Augment(render=0.3))))
+    assert len(plain.val_batch[0]) == 4 and len(rendering.val_batch[0]) == 8
+    for index in range(2):  # the original crops are those a run without rendering validates on
+        np.testing.assert_array_equal(rendering.val_batch[index][:4], plain.val_batch[index][:4])
+    assert rendering.data["val_renders"] == ["membrane"] and plain.data["val_renders"] == []
+    assert not np.array_equal(rendering.val_batch[0][4:], plain.val_batch[0])

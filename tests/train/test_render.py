@@ -84,3 +84,17 @@ def test_training_crops_render_only_when_asked():
     np.testing.assert_array_equal(plain[0], again[0])  # no extra draw at 0: earlier recipes replay exactly
     assert not np.array_equal(plain[0], rendered[0])
     np.testing.assert_array_equal(plain[1], rendered[1])  # the target comes from the same labels
+
+
+def test_rendered_copies_keep_the_labels_are_their_own_source_and_repeat(labels):
+    from samcell_rt.train.annotations import Sample
+    from samcell_rt.train.render import rendered_copy
+
+    sample = Sample("frame[3]", np.zeros(labels.shape, np.uint8), labels, "pkg:hela")
+    copy = rendered_copy(sample, "membrane")
+    assert (copy.name, copy.source) == ("frame[3]~membrane", "pkg:hela~membrane")
+    assert copy.labels is sample.labels and copy.image.dtype == np.uint8 and copy.image.std() > 0
+    np.testing.assert_array_equal(copy.image, rendered_copy(sample, "membrane").image)  # every model sees this image
+    assert not np.array_equal(copy.image, rendered_copy(sample, "membrane", seed=1).image)
+    border, deep = _rings(labels)
+    assert copy.image[border].mean() > copy.image[deep].mean() + 40
