@@ -36,11 +36,17 @@ def test_every_rendering_is_a_full_range_uint8_image_repeatable_by_seed(labels, 
     assert not np.array_equal(first, other)
 
 
-def test_membrane_borders_are_brighter_than_interiors(labels):
-    image = membrane(labels, np.random.default_rng(1))
+def test_membrane_outlines_are_all_that_tells_a_cell_from_the_background(labels):
+    from scipy import ndimage
+
     border, deep = _rings(labels)
-    assert image[border].mean() > 2 * image[deep].mean()
-    assert image[deep].mean() > image[labels == 0].mean()  # dim interior, darker background
+    outside = ndimage.distance_transform_edt(labels == 0) > 3  # clear of the outlines' blur
+    ratios = []
+    for seed in range(12):
+        image = membrane(labels, np.random.default_rng(seed))
+        assert image[border].mean() > 2 * max(image[deep].mean(), image[outside].mean())
+        ratios.append(image[deep].mean() / image[outside].mean())
+    assert 0.6 < min(ratios) < 1 < max(ratios) < 1.8  # interiors sometimes dimmer, sometimes brighter: no cue
 
 
 def test_inverted_cells_are_darker_than_the_background(labels):
