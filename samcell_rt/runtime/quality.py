@@ -4,8 +4,10 @@ A segmentation can look like a clean answer and still be wrong: a map that never
 threshold gives "0 cells" (a model that does not recognise these cells, or cells far from its
 trained size), a count that swings under a small change of the peak threshold means the map's
 peaks sit right at it, cells that mostly touch the image border are larger than the field, cells
-that no single tile holds whole were only seen in pieces, and cells far outside the sizes the model
-was trained on are the main cause of all of these.
+that no single tile holds whole were only seen in pieces, cells far outside the sizes the model
+was trained on are the main cause of all of these, and a map whose cell area mostly lies outside
+every cell found (faint bodies that never reach the peak: an appearance the model does not know, such
+as DIC or a membrane stain on a model trained on filled cells) means most cells were missed.
 Each flag says what was seen and what to try. Counts at nearby thresholds use the peak regions'
 connected components, which is what the marker rule seeds, so the check costs two labelling
 passes, not two watersheds.
@@ -20,6 +22,8 @@ UNSTABLE_CHANGE = 0.5  # flag when the count changes by more than this share bet
 MIN_CELLS = 5  # below this many cells, shares and swings say little
 BORDER_SHARE = 0.5
 SEAM_SHARE = 0.5
+MISSED_SHARE = 0.5  # flag when more than this share of the map's cell area lies outside every cell found
+MISSED_MIN_AREA = 0.01  # ... and that uncovered area is at least this share of the image (not a few specks)
 
 
 def centre_count(distance: np.ndarray, threshold: float) -> int:
@@ -32,19 +36,21 @@ def centre_count(distance: np.ndarray, threshold: float) -> int:
 
 def quality_warnings(distance: np.ndarray, peak: float, touches_border: np.ndarray,
                      whole_in_tile: np.ndarray | None = None, diameter: float | None = None,
-                     trained: tuple[float, float] | None = None, scale: float = 1.0) -> list[str]:
+                     trained: tuple[float, float] | None = None, scale: float = 1.0, *,
+                     labels: np.ndarray | None = None, fill: float | None = None) -> list[str]:
     """Reasons not to trust this image's result, each with a suggested fix; empty when none.
 
     `whole_in_tile` says per cell whether one tile held it whole; `diameter` is the estimated cell
     diameter in the image's pixels, `scale` the resize applied before the model and `trained` the
-    model's trained diameter range (in the model's pixels).
+    model's trained diameter range (in the model's pixels); `labels` and the `fill` threshold that
+    made them let the map's cell area be compared with the cells found.
     """
     top = float(distance.max()) if distance.size else 0.0
     if top <= peak:
         return [f"no cell centre reaches the peak threshold (map maximum {top:.2f}, peak {peak:.2f}), so 0 cells may "
                 f"be wrong: try --peak {max(0.05, round(0.8 * top, 2)):.2f}, --diameter with the cells' size in "
                 "pixels, or another model"]
-    warnings = []
+    warnings = [] if labels is None or fill is None else missed_cells(distance, labels, fill)
     size_hint = f" (these measure about {diameter:.0f} px)" if diameter else ""
     low, high = centre_count(distance, max(peak - PEAK_DELTA, 0.0)), centre_count(distance, peak + PEAK_DELTA)
     if max(low, high) >= MIN_CELLS and abs(low - high) > UNSTABLE_CHANGE * max(low, high):
@@ -62,3 +68,17 @@ def quality_warnings(distance: np.ndarray, peak: float, touches_border: np.ndarr
                         f"{trained[0]:.0f}-{trained[1]:.0f} px it was trained on: give --diameter {diameter:.0f} "
                         "(or the true size) so they are rescaled")
     return warnings
+
+
+def missed_cells(distance: np.ndarray, labels: np.ndarray, fill: float) -> list[str]:
+    """One warning when most of the map's cell area (above `fill`) lies outside every cell found: the
+    model saw cell bodies there, too faint for a centre to reach the peak threshold."""
+    area = distance > fill
+    uncovered = int(np.count_nonzero(area & (labels == 0)))
+    share = uncovered / max(int(np.count_nonzero(area)), 1)
+    if share <= MISSED_SHARE or uncovered < MISSED_MIN_AREA * distance.size:
+        return []
+    return [f"{share:.0%} of the area the map marks as cells lies outside the {int(labels.max())} cells found, so "
+            "most cells were probably missed (faint cell bodies whose centres stay under the peak threshold: an "
+            "appearance the model was not trained on); check the overlay, try a lower --peak, --diameter with "
+            "the cells' size, or a model adapted to these images (samcell-rt adapt)"]

@@ -297,16 +297,16 @@ class Segmenter:
                 timings: dict[str, float], scale: float, peak: float | None = None,
                 fill: float | None = None) -> Result:
         """Labels, measurements, the diameter estimate and the quality flags of one distance map."""
-        peak = self.peak if peak is None else peak
+        peak, fill = self.peak if peak is None else peak, self.fill if fill is None else fill
         start = time.perf_counter()
-        labels = labels_from_distance(distance, peak, self.fill if fill is None else fill)
+        labels = labels_from_distance(distance, peak, fill)
         timings["postprocess"] = (t2 := time.perf_counter()) - start
         cells = cell_table(labels, image)
         metrics = image_metrics(labels, cells)
         diameter = estimate_diameter(cells["area"], cells["touches_border"])
         grid = tile_grid(*scaled_shape(distance.shape, scale), tile=self.info.tile)
         warnings = quality_warnings(distance, peak, cells["touches_border"], whole_in_a_tile(labels, grid, scale),
-                                    diameter, self.info.diameter_range, scale)
+                                    diameter, self.info.diameter_range, scale, labels=labels, fill=fill)
         timings["measure"] = time.perf_counter() - t2
         return Result(key, labels, distance, image_u8, metrics, cells, timings, warnings=warnings,
                       diameter=diameter, scale=scale)

@@ -80,3 +80,26 @@ def test_a_size_outside_the_trained_range_is_flagged_unless_rescaled():
     assert any("measure about 80 px" in w and "--diameter 80" in w for w in flags)
     assert quality_warnings(bumps([0.9] * 6), 0.47, np.zeros(6, bool), None, 80.0, (10.0, 40.0), 0.25) == []
     assert quality_warnings(bumps([0.9] * 6), 0.47, np.zeros(6, bool), None, 25.0, (10.0, 40.0)) == []
+
+
+def test_cell_area_mostly_outside_the_cells_found_is_flagged_as_missed_cells():
+    from samcell_rt.runtime.postprocess import labels_from_distance
+
+    faint = bumps([0.9] + [0.3] * 11, size=400, radius=20)  # one cell reaches the peak, eleven stay under it
+    labels = labels_from_distance(faint, 0.47, 0.09)
+    assert labels.max() == 1
+    (warning,) = [w for w in quality_warnings(faint, 0.47, np.zeros(1, bool), labels=labels, fill=0.09)
+                  if "missed" in w]
+    # a bump of height v is above 0.09 within (1 - 0.09 / v) of its radius: 0.9 of it for the cell, 0.7 for the rest
+    share = 11 * 0.7**2 / (0.9**2 + 11 * 0.7**2)
+    assert f"{share:.0%} of the area the map marks as cells lies outside the 1 cells found" in warning
+    good = bumps([0.9] * 12, size=400, radius=20)
+    assert quality_warnings(good, 0.47, np.zeros(12, bool), labels=labels_from_distance(good, 0.47, 0.09), fill=0.09) == []
+
+
+def test_a_few_faint_specks_in_a_sparse_image_are_no_missed_cells():
+    from samcell_rt.runtime.postprocess import labels_from_distance
+
+    sparse = bumps([0.9, 0.3, 0.3], size=400, radius=4)  # uncovered but well under 1 % of the image
+    labels = labels_from_distance(sparse, 0.47, 0.09)
+    assert not any("missed" in w for w in quality_warnings(sparse, 0.47, np.zeros(1, bool), labels=labels, fill=0.09))

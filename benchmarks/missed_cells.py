@@ -1,0 +1,64 @@
+"""The missed-cells quality flag on rendered failures: dense tissue in looks the default model never trained on.
+
+Each case is a Voronoi tessellation (cells tile the whole field, as in an epithelium; `--cell` px
+apart) rendered as a membrane stain, DIC relief or phase contrast (`samcell_rt.train.render`, one
+seed per case). Per case: OP_CSB against the tessellation, cells found / drawn, and the flags the
+runtime raised. Whether the flag stays quiet on real images is read from `benchmarks/heldout.py`'s
+per-image `warnings` (validation, held-out bacteria, BBBC007 and their renderings).
+
+    python benchmarks/missed_cells.py --model samcell-lite --out benchmarks/results/missed_cells_cpu.json
+"""
+
+from __future__ import annotations
+
+import click
+import numpy as np
+
+from samcell_rt.machine import emit_report, machine_info
+
+LOOKS = ("membrane", "dic", "phase")
+
+
+def tessellation(size: int, spacing: int, seed: int) -> np.ndarray:
+    """int32 labels of a Voronoi tessellation of `size` x `size` with about one cell per `spacing`^2 pixels."""
+    from scipy import ndimage
+
+    rng = np.random.default_rng(seed)
+    count = int(size * size / spacing**2)
+    seeds = np.zeros((size, size), np.int32)
+    seeds[rng.integers(0, size, count), rng.integers(0, size, count)] = np.arange(1, count + 1)
+    _, (rows, cols) = ndimage.distance_transform_edt(seeds == 0, return_indices=True)
+    labels = seeds[rows, cols]
+    _, consecutive = np.unique(labels, return_inverse=True)  # seeds drawn twice on one pixel leave gaps
+    return (consecutive.reshape(labels.shape) + 1).astype(np.int32)
+
+
+@click.command()
+@click.option("--model", default="samcell-lite", show_default=True)
+@click.option("--cell", "spacings", multiple=True, type=int, default=(25, 40, 60), show_default=True)
+@click.option("--size", default=512, show_default=True)
+@click.option("--out", type=click.Path(dir_okay=False), default=None)
+def main(model, spacings, size, out) -> None:
+    from samcell_rt.evaluate import score_pair
+    from samcell_rt.registry import resolve_model
+    from samcell_rt.runtime.segmenter import Segmenter
+    from samcell_rt.train.render import render_appearance
+
+    segmenter = Segmenter(str(resolve_model(model)), engine="cpu")
+    cases = []
+    for spacing in spacings:
+        labels = tessellation(size, spacing, seed=spacing)
+        for look in LOOKS:
+            image = render_appearance(labels, np.random.default_rng(spacing), look)
+            result = segmenter.segment(image)
+            score = score_pair(labels, result.labels).as_dict()
+            cases.append({"spacing_px": spacing, "look": look, "OP_CSB": score["OP_CSB"], "found": score["n_pred"],
+                          "drawn": score["n_ref"], "missed_flag": any("missed" in w for w in result.warnings),
+                          "warnings": result.warnings})
+            click.echo(f"{spacing} px {look}: OP_CSB {score['OP_CSB']:.3f}, {score['n_pred']}/{score['n_ref']} cells, "
+                       f"missed flag {cases[-1]['missed_flag']}", err=True)
+    emit_report({"machine": machine_info(), "model": model, "size": size, "cases": cases}, out)
+
+
+if __name__ == "__main__":
+    main()
