@@ -61,9 +61,8 @@ def run_mode(model: str, pairs: list, mode: str) -> dict:
 @click.option("--out", type=click.Path(dir_okay=False), default=None)
 def main(model, factors, every, out) -> None:
     from samcell_rt.registry import resolve_model
-    from samcell_rt.train.sources import load_packaged
-
     from samcell_rt.runtime.segmenter import Segmenter
+    from samcell_rt.train.sources import load_packaged
 
     path = str(resolve_model(model))
     samples = load_packaged("bbbc007")[::every]
