@@ -28,7 +28,7 @@ from .measure import cell_table, image_metrics
 from .postprocess import labels_from_distance
 from .preprocess import Scaling, enhance_tiles, to_uint8
 from .quality import quality_warnings
-from .scale import SCALE_LIMITS, agree, densest_window, estimate_diameter, resized, scale_for, scaled_shape, settle_diameter
+from .scale import SCALE_LIMITS, estimate_diameter, resized, scale_for, scaled_shape
 from .tiling import TileGrid, blend, extract_tiles, tile_grid, whole_in_a_tile
 
 STAGES = ("preprocess", "engine", "blend", "postprocess", "measure")
@@ -260,7 +260,7 @@ class Segmenter:
         distance = resized(blend(job.maps, job.grid), job.image.shape)
         timings["blend"] = time.perf_counter() - start
         result = self._result(job.key, job.image, job.image_u8, distance, timings, job.scale)
-        rescale = self._auto_scale(job.image_u8, result)
+        rescale = self._auto_scale(result)
         if rescale is None:
             return result
         start = time.perf_counter()
@@ -270,28 +270,15 @@ class Segmenter:
         distance = resized(blend(maps, grid), job.image.shape)
         return self._result(job.key, job.image, job.image_u8, distance, timings, rescale)
 
-    def _auto_scale(self, image_u8: np.ndarray, result: Result) -> float | None:
-        """With diameter="auto": the resize that brings the cells to the model's typical size when the
-        first pass measured them outside the trained range or probes found another size (it split or
-        merged them), or None (first pass confirmed, no cells, or a model that does not say)."""
+    def _auto_scale(self, result: Result) -> float | None:
+        """With diameter="auto": the resize that brings cells found outside the trained range to the
+        model's typical size, or None (inside the range, no cells, or a model that does not say)."""
         low_high, typical = self.info.diameter_range, self.info.diameter
         if self.diameter != "auto" or not (low_high and typical and result.diameter):
             return None
-        foreground = result.labels > 0
-        settled = settle_diameter(result.diameter, typical, lambda scale: self._probe(image_u8, foreground, scale))
-        if low_high[0] <= result.diameter <= low_high[1] and (settled is None or agree(settled, result.diameter)):
+        if low_high[0] <= result.diameter <= low_high[1]:
             return None
-        return float(np.clip(typical / (settled or result.diameter), *SCALE_LIMITS))
-
-    def _probe(self, image_u8: np.ndarray, foreground: np.ndarray, scale: float) -> float | None:
-        """Cell diameter (image pixels) found in the one tile's worth of the image, resized by `scale`,
-        where the first pass saw most cells."""
-        rows, cols = densest_window(foreground, max(1, int((self.info.tile - 1) / scale)))  # under a tile: one tile
-        window = image_u8[rows, cols]
-        grid, tiles = self._tiles(window, scale)
-        distance = resized(blend(self.run_tiles(tiles), grid), window.shape)
-        cells = cell_table(labels_from_distance(distance, self.peak, self.fill))
-        return estimate_diameter(cells["area"], cells["touches_border"])
+        return float(np.clip(typical / result.diameter, *SCALE_LIMITS))
 
     def _result(self, key: Hashable, image: np.ndarray | None, image_u8: np.ndarray, distance: np.ndarray,
                 timings: dict[str, float], scale: float, peak: float | None = None,

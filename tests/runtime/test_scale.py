@@ -11,14 +11,7 @@ import pytest
 
 from samcell_rt.errors import InputError, ModelError
 from samcell_rt.runtime.contract import ModelInfo
-from samcell_rt.runtime.scale import (
-    densest_window,
-    estimate_diameter,
-    resized,
-    scale_for,
-    scaled_shape,
-    settle_diameter,
-)
+from samcell_rt.runtime.scale import estimate_diameter, resized, scale_for, scaled_shape
 from samcell_rt.runtime.segmenter import Segmenter
 from samcell_rt.synthetic import blob_model, synthetic_cells
 
@@ -96,14 +89,11 @@ def test_auto_rescales_only_cells_outside_the_trained_range(tmp_path):
     engine = counting(model)
     segmenter = Segmenter(engine)  # diameter="auto" is the default
     result = segmenter.segment(small)
-    assert result.scale == 1.0 and result.diameter == pytest.approx(24, rel=0.15)
-    # the native pass (900 px: 5 x 5 tiles); a probe at 0.82x measures 24 px again, one at 0.41x finds no whole cell
-    # (this blob model misses 10 px discs), so nothing is confirmed and the first estimate, inside the range, stands
-    assert engine.tiles == 25 + 2
+    assert result.scale == 1.0 and engine.tiles == 25 and result.diameter == pytest.approx(24, rel=0.15)
     engine.tiles = 0
     result = segmenter.segment(big)
     assert 0.22 < result.scale < 0.28  # 20 px typical / ~80 px found
-    assert engine.tiles == 25 + 2 + 1  # native pass, probes at ~0.25x (80 px again) and 0.12x (none), the ~0.25x image
+    assert engine.tiles == 25 + 1  # the native pass (5 x 5 tiles), then the ~0.25x image (under 256 px: one tile)
     assert result.metrics["cells"] == big_truth.max() and result.labels.shape == big.shape
     assert not any("outside" in w for w in result.warnings)
 
@@ -214,75 +204,3 @@ def test_export_refuses_a_typical_diameter_outside_its_range():
     assert _diameter_props((20.0, (10.0, 40.0))) == {"samcell.diameter_px": "20", "samcell.diameter_range_px": "10,40"}
     with pytest.raises(ExportError, match="must lie within its range"):
         _diameter_props((50.0, (10.0, 40.0)))
-
-
-class ScaleLimitedEngine(CountingEngine):
-    """A model that reads bright cells correctly only between 8 and 48 px across (as the model sees
-    them): larger ones come out cut into pieces every 24 px, smaller ones merged with neighbours
-    within 10 px. The first pass on such cells measures a plausible, wrong size."""
-
-    def run(self, batch):
-        from scipy import ndimage
-
-        self.tiles += len(batch)
-        maps = np.zeros(batch.shape, np.float32)
-        for index, tile in enumerate(batch[:, 0]):
-            cells, count = ndimage.label(tile > 128)
-            diameters = 2 * np.sqrt(np.bincount(cells.ravel(), minlength=count + 1) / np.pi)
-            large, small = (diameters > 48)[cells] & (cells > 0), (diameters < 8)[cells] & (cells > 0)
-            grid = np.zeros(tile.shape, bool)
-            grid[::24], grid[:, ::24] = True, True
-            pieces = ((cells > 0) & ~(large & grid)) | ndimage.binary_dilation(small, iterations=5)
-            regions, _ = ndimage.label(pieces)
-            depth = ndimage.distance_transform_edt(regions > 0)
-            top = np.asarray(ndimage.maximum(depth, regions, index=np.arange(regions.max() + 1)))
-            maps[index, 0] = depth / np.maximum(top[regions], 1)
-        return maps
-
-
-def _field(radius: int, size: int, seed: int):
-    image, truth = synthetic_cells((size, size), count=14, radius=radius, gap=max(4, radius // 2), seed=seed)
-    return np.rint(image * 255).astype(np.uint8), truth
-
-
-@pytest.mark.parametrize("radius, size", [(48, 1000), (3, 160)])
-def test_auto_finds_the_true_size_when_the_first_pass_splits_or_merges_cells(tmp_path, radius, size):
-    engine = ScaleLimitedEngine(counting(blob_model(tmp_path / "m.onnx", props=SIZED)))
-    image, truth = _field(radius, size, seed=4)
-    first = Segmenter(engine, diameter="off").segment(image)
-    assert 10 <= first.diameter <= 40  # wrong but inside the trained range: the old rule kept it
-    result = Segmenter(engine, diameter="auto").segment(image)
-    assert result.diameter == pytest.approx(2 * radius, rel=0.2)
-    assert result.scale == pytest.approx(20 / (2 * radius), rel=0.2)
-    assert result.metrics["cells"] == truth.max()
-    assert matched_iou(result.labels, truth) > 0.7
-
-
-def test_a_size_is_kept_only_when_three_scales_confirm_it():
-    seen = []
-
-    def model(true: float):  # reads cells of 10-40 px; cuts larger ones into 20 px pieces, clumps smaller ones
-        def probe(scale):
-            seen.append(round(scale, 4))
-            size = true * scale
-            return true if 10 <= size <= 40 else (20 / scale if size > 40 else 3 * true)
-        return probe
-
-    assert settle_diameter(20.0, 20.0, model(90.0)) == pytest.approx(90.0)
-    # 20 px (pieces) measures 20 at 1x but 40 at 0.5x; 40 px measures 40 at 0.5x but the true 90 at 0.25x;
-    # 90 px measures 90 at 0.22x, 0.11x and 0.33x
-    assert seen == pytest.approx([1.0, 0.5, 0.5, 0.25, 20 / 90, 1 / 8, 30 / 90], abs=1e-4)  # 10 / 90 clipped to 1/8
-    seen.clear()
-    assert settle_diameter(12.0, 20.0, model(4.0)) == pytest.approx(4.0)  # 3-cell clumps measure 12 px
-    # 12 px at 1.67x (cells at 6.7 px: clumps again) and 0.83x, then 2.5x resolves the cells: 4 px, confirmed
-    assert seen == pytest.approx([20 / 12, 10 / 12, 30 / 12, 5.0, 2.5, 7.5], abs=1e-4)
-    assert settle_diameter(20.0, 20.0, lambda scale: 20 + 50 * scale) is None  # never confirmed in 3 tries
-    assert settle_diameter(20.0, 20.0, lambda scale: None) is None  # a probe found no whole cell
-    assert settle_diameter(24.0, 20.0, lambda scale: 25.0) == 24.0  # a right first pass costs three probes
-
-
-def test_the_probe_window_is_where_most_cells_are():
-    foreground = np.zeros((100, 120), bool)
-    foreground[60:90, 70:110] = True
-    assert densest_window(foreground, 30) == (slice(60, 90), slice(70, 100))
-    assert densest_window(foreground, 500) == (slice(0, 100), slice(0, 120))  # larger than the image: all of it
