@@ -42,14 +42,16 @@ def run_mode(model: str, pairs: list, mode: str) -> dict:
     from samcell_rt.evaluate import pooled, score_pair
     from samcell_rt.runtime.segmenter import Segmenter
 
+    shared = None if mode == "explicit" else Segmenter(model, engine="cpu", diameter=mode)
     scores, seconds, found = [], 0.0, []
     for image, labels in pairs:
-        segmenter = Segmenter(model, engine="cpu", diameter=true_diameter(labels) if mode == "explicit" else mode)
+        true = true_diameter(labels)
+        segmenter = shared or Segmenter(model, engine="cpu", diameter=true)  # explicit: each image its own size
         start = time.perf_counter()
         result = segmenter.segment(image)
         seconds += time.perf_counter() - start
         scores.append(score_pair(labels, result.labels))
-        found.append({"true_px": round(true_diameter(labels), 1), "estimate_px": round(result.diameter or 0, 1),
+        found.append({"true_px": round(true, 1), "estimate_px": round(result.diameter or 0, 1),
                       "scale": round(result.scale, 3)})
     return {**pooled(scores), "seconds": seconds, "images": found}
 

@@ -105,6 +105,7 @@ def sweep(segmenter, samples: list, results: list) -> tuple[tuple[float, float],
 def main(models, run_json, do_sweep, untrained, validation_renders, renders, out) -> None:
     from samcell_rt.baseline import otsu_watershed
     from samcell_rt.runtime.segmenter import Segmenter
+    from samcell_rt.train.render import RENDERED
     from samcell_rt.train.sources import load_packaged
 
     sets = {"validation": validation_samples(run_json, validation_renders), "heldout": load_packaged("bacteria-heldout")}
@@ -114,7 +115,7 @@ def main(models, run_json, do_sweep, untrained, validation_renders, renders, out
         if trained:
             raise click.UsageError(f"--also {', '.join(sorted(trained))}: the run trained on it")
         sets["untrained"] = [s for name in names for s in load_packaged(name)]
-    sets.update({f"{name}~{kind}": rendered(sets[name], (kind,)) for name in list(sets) if name != "validation"
+    sets.update({f"{name}{RENDERED}{kind}": rendered(sets[name], (kind,)) for name in list(sets) if name != "validation"
                  for kind in renders})
     report = {"machine": machine_info(), "models": list(models), "run": str(run_json), "sets": {}}
     for set_name, samples in sets.items():

@@ -136,10 +136,11 @@ class Trainer:
         self.steps_per_epoch = recipe.steps_per_epoch or max(1, math.ceil(pixels / recipe.tile**2 / recipe.batch_size))
         self.total_steps = self.steps_per_epoch * recipe.epochs
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, schedule(recipe.warmup_steps, self.total_steps))
+        self.val_renders = VALIDATION_RENDERS if recipe.augment.get("render") else ()
         self.val_batch = self._validation_batch()
         self.data = {"sources": data_sources or [], "train_images": len(self.train_set), "val_images": len(self.val_set),
                      "val_names": [s.name for s in self.val_set],
-                     "val_renders": list(VALIDATION_RENDERS) if recipe.augment.get("render") else [],
+                     "val_renders": list(self.val_renders),
                      "cell_diameter_px": cell_diameters(self.train_set, Augment(**recipe.augment))}
         self.state = {"epoch": 0, "step": 0, "best_val": math.inf, "stale_epochs": 0, "history": []}
         self.rng = np.random.default_rng(recipe.seed + 2)
@@ -150,8 +151,8 @@ class Trainer:
         stopping sees the looks it trains for. The original crops are those of a run without."""
         recipe = self.recipe
         tiles, targets = _batch(self.val_set, np.random.default_rng(recipe.seed + 1), recipe.val_crops, recipe.tile, None)
-        if recipe.augment.get("render"):
-            copies = [rendered_copy(s, kind, recipe.seed) for kind in VALIDATION_RENDERS for s in self.val_set]
+        if self.val_renders:
+            copies = [rendered_copy(s, kind, recipe.seed) for kind in self.val_renders for s in self.val_set]
             more = _batch(copies, np.random.default_rng(recipe.seed + 3), recipe.val_crops, recipe.tile, None)
             tiles, targets = torch.cat([tiles, more[0]]), torch.cat([targets, more[1]])
         return tiles, targets

@@ -104,12 +104,16 @@ def render_appearance(labels: np.ndarray, rng: np.random.Generator, kind: str | 
     return np.round((image - low) / max(high - low, 1e-6) * 255).astype(np.uint8)
 
 
+RENDERED = "~"  # joins an original name or source to the appearance its rendered copy shows
+
+
 def rendered_copy(sample: Sample, kind: str, seed: int = 0) -> Sample:
     """`sample` whole, shown in appearance `kind` (same labels), named and sourced `<original>~<kind>`:
     validation and scoring see appearances the sources lack, each still its own source. The seed
     and the name fix the image, so every run and every model sees the same rendering."""
     import zlib
 
-    rng = np.random.default_rng([seed, zlib.crc32(f"{sample.name}~{kind}".encode())])
-    return replace(sample, name=f"{sample.name}~{kind}", source=f"{sample.source}~{kind}",
+    name = f"{sample.name}{RENDERED}{kind}"
+    rng = np.random.default_rng([seed, zlib.crc32(name.encode())])
+    return replace(sample, name=name, source=f"{sample.source}{RENDERED}{kind}",
                    image=render_appearance(sample.labels, rng, kind))

@@ -17,6 +17,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from .render import RENDERED
+
 VALIDATION_DROP = 0.01
 HELDOUT_DROP = 0.02
 
@@ -54,7 +56,8 @@ def scores_from_report(report: dict, model: str) -> ModelScores:
         return scores[swept[0] if swept else model]
 
     validation = entry("validation")
-    sources = [key for key in validation if key not in ("all", "diameter_px", "scale", "warnings")]
-    mean = lambda keys: sum(validation[k]["OP_CSB"] for k in keys) / len(keys)  # noqa: E731
-    return ModelScores(extended_validation=mean(sources), validation=mean([k for k in sources if "~" not in k]),
-                       heldout=entry("heldout")["all"]["OP_CSB"])
+    per_source = {key: value["OP_CSB"] for key, value in validation.items()
+                  if key != "all" and isinstance(value, dict)}  # the entry also lists per-image diameters etc.
+    original = [value for key, value in per_source.items() if RENDERED not in key]
+    return ModelScores(extended_validation=sum(per_source.values()) / len(per_source),
+                       validation=sum(original) / len(original), heldout=entry("heldout")["all"]["OP_CSB"])
