@@ -32,6 +32,7 @@ class Sample:
     image: np.ndarray
     labels: np.ndarray
     source: str = ""  # the --data entry it came from: validation is split and crops are drawn per source
+    look: str = ""  # the rendered appearance (`render.RENDERERS` key) the real images already show, if any
 
 
 def by_source(samples: list[Sample]) -> dict[str, list[Sample]]:

