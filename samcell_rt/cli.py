@@ -106,9 +106,9 @@ class _Diameter(click.ParamType):
 def diameter_option(f):
     return click.option("--diameter", type=_Diameter(), default="auto", show_default=True,
                         help="Typical cell diameter in pixels: each image is resized so its cells reach the model at "
-                             "the size it was trained on (outputs stay at the image's size). auto: segment as is and "
-                             "redo it rescaled when the cells found lie outside the model's trained range; off: "
-                             "never rescale. The estimate is reported per image (summary.csv diameter_px).")(f)
+                             "the size it was trained on (outputs stay at the image's size). auto: segment as is, then "
+                             "step towards the model's size while the distance map grows more confident (up to 3 "
+                             "more passes); off: never rescale. The estimate is reported per image (summary.csv diameter_px).")(f)
 
 
 def server_options(port: int):

@@ -43,3 +43,22 @@ def labels_from_distance(distance: np.ndarray, peak: float = DEFAULT_PEAK, fill:
         return np.zeros(distance.shape, dtype=np.int32)
     labels = watershed(-distance, markers, mask=distance > fill)
     return relabel_sequential(labels.astype(np.int32, copy=False))[0]
+
+
+def distance_target(labels: np.ndarray) -> np.ndarray:
+    """Per-cell normalised distance to the cell's own border (float32, background 0): the map a model is
+    trained to give for these labels, so also the map a confident result should have (`scale.map_misfit`)."""
+    from scipy import ndimage
+
+    target = np.zeros(labels.shape, np.float32)
+    for index, box in enumerate(ndimage.find_objects(labels), start=1):
+        if box is None:
+            continue
+        padded = tuple(slice(max(s.start - 1, 0), s.stop + 1) for s in box)
+        inside = labels[padded] == index
+        # pad by one so a cell touching the image edge has a border there too
+        distance = ndimage.distance_transform_edt(np.pad(inside, 1))[1:-1, 1:-1]
+        peak = distance.max()
+        if peak > 0:
+            target[padded][inside] = (distance / peak)[inside]
+    return target

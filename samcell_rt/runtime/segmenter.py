@@ -28,7 +28,7 @@ from .measure import cell_table, image_metrics
 from .postprocess import labels_from_distance
 from .preprocess import Scaling, enhance_tiles, to_uint8
 from .quality import quality_warnings
-from .scale import SCALE_LIMITS, estimate_diameter, resized, scale_for, scaled_shape
+from .scale import AUTO_PASSES, estimate_diameter, map_misfit, next_scale, resized, scale_for, scaled_shape
 from .tiling import TileGrid, blend, extract_tiles, tile_grid, whole_in_a_tile
 
 STAGES = ("preprocess", "engine", "blend", "postprocess", "measure")
@@ -90,8 +90,8 @@ class Segmenter:
     `model` is an ONNX or engine file, or an engine already open. Model names (the shipped
     default, downloaded models) are resolved by `samcell_rt.load_model`, not here: the runtime
     knows nothing of registries. `diameter` is the cells' expected diameter in pixels (each image is
-    resized so they reach the model at its trained size), "auto" (segment as is, then once more
-    rescaled when the cells found lie outside the model's trained range) or "off" (never rescale).
+    resized so they reach the model at its trained size), "auto" (segment as is, then step towards the
+    model's size while the map grows more confident: `scale`) or "off" (never rescale).
     """
 
     def __init__(self, model: str | Path | Engine, engine: str = "cpu", batch_size: int | None = None,
@@ -255,30 +255,35 @@ class Segmenter:
             offset += take
 
     def _finish(self, job: _TiledImage) -> Result:
-        timings = job.timings
         start = time.perf_counter()
         distance = resized(blend(job.maps, job.grid), job.image.shape)
-        timings["blend"] = time.perf_counter() - start
-        result = self._result(job.key, job.image, job.image_u8, distance, timings, job.scale)
-        rescale = self._auto_scale(result)
-        if rescale is None:
-            return result
-        start = time.perf_counter()
-        grid, tiles = self._tiles(job.image_u8, rescale)
-        maps = self.run_tiles(tiles)
-        timings["engine"] += time.perf_counter() - start
-        distance = resized(blend(maps, grid), job.image.shape)
-        return self._result(job.key, job.image, job.image_u8, distance, timings, rescale)
+        job.timings["blend"] = time.perf_counter() - start
+        result = self._result(job.key, job.image, job.image_u8, distance, job.timings, job.scale)
+        return self._auto_sized(job, result) if self.diameter == "auto" and self.info.diameter else result
 
-    def _auto_scale(self, result: Result) -> float | None:
-        """With diameter="auto": the resize that brings cells found outside the trained range to the
-        model's typical size, or None (inside the range, no cells, or a model that does not say)."""
-        low_high, typical = self.info.diameter_range, self.info.diameter
-        if self.diameter != "auto" or not (low_high and typical and result.diameter):
-            return None
-        if low_high[0] <= result.diameter <= low_high[1]:
-            return None
-        return float(np.clip(typical / result.diameter, *SCALE_LIMITS))
+    def _auto_sized(self, job: _TiledImage, result: Result) -> Result:
+        """diameter="auto": step the image's scale towards the model's typical cell size (`scale.next_scale`)
+        while each step's map is more confident (`scale.map_misfit`); a result whose cells lie outside
+        the trained range always takes its first step. Returns the last result kept."""
+        low, high = self.info.diameter_range or (0.0, float("inf"))
+        largest = float(np.sqrt(MAX_PIXELS / job.image.size))
+        misfit = map_misfit(result.distance, result.labels, self.fill)
+        for _ in range(AUTO_PASSES - 1):
+            scale = next_scale(result.diameter, result.scale, self.info.diameter, largest)
+            if scale is None:
+                break
+            start = time.perf_counter()
+            grid, tiles = self._tiles(job.image_u8, scale)
+            maps = self.run_tiles(tiles)
+            job.timings["engine"] += time.perf_counter() - start
+            distance = resized(blend(maps, grid), job.image.shape)
+            candidate = self._result(job.key, job.image, job.image_u8, distance, job.timings, scale)
+            candidate_misfit = map_misfit(candidate.distance, candidate.labels, self.fill)
+            outside = not low <= result.diameter * result.scale <= high
+            if candidate_misfit >= misfit and not outside:
+                break
+            result, misfit = candidate, candidate_misfit
+        return result
 
     def _result(self, key: Hashable, image: np.ndarray | None, image_u8: np.ndarray, distance: np.ndarray,
                 timings: dict[str, float], scale: float, peak: float | None = None,

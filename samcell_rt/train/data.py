@@ -17,28 +17,11 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import DataError, InputError
+from ..runtime.postprocess import distance_target
 from ..runtime.preprocess import enhance_tile
 from .annotations import Sample, by_source, load_coco, load_pairs, source_name
 from .render import render_appearance
 from .sources import PACKAGED_PREFIX, load_packaged
-
-
-def distance_target(labels: np.ndarray) -> np.ndarray:
-    """Per-cell normalised distance to the cell's own border (float32, background 0)."""
-    from scipy import ndimage
-
-    target = np.zeros(labels.shape, np.float32)
-    for index, box in enumerate(ndimage.find_objects(labels), start=1):
-        if box is None:
-            continue
-        padded = tuple(slice(max(s.start - 1, 0), s.stop + 1) for s in box)
-        inside = labels[padded] == index
-        # pad by one so a cell touching the image edge has a border there too
-        distance = ndimage.distance_transform_edt(np.pad(inside, 1))[1:-1, 1:-1]
-        peak = distance.max()
-        if peak > 0:
-            target[padded][inside] = (distance / peak)[inside]
-    return target
 
 
 def parse_source_weights(entries: tuple[str, ...] | list[str], data: tuple[str, ...] | list[str]) -> dict[str, float]:

@@ -204,3 +204,84 @@ def test_export_refuses_a_typical_diameter_outside_its_range():
     assert _diameter_props((20.0, (10.0, 40.0))) == {"samcell.diameter_px": "20", "samcell.diameter_range_px": "10,40"}
     with pytest.raises(ExportError, match="must lie within its range"):
         _diameter_props((50.0, (10.0, 40.0)))
+
+
+class SizeLimitedEngine(CountingEngine):
+    """A model that reads bright cells only between 8 and 48 px across (as the model sees them), and
+    hedges outside that band as real ones do: a larger cell comes out cut into quarters through its
+    centre, smaller cells merged with neighbours within 3 px, and the map of a misread cell is dimmed
+    by how far it lies outside the band. Cells under 2 px apart merge at any size (touching rods of a
+    colony, shrunk), their map dimmed too. One pass on such cells measures a plausible, wrong size."""
+
+    def run(self, batch):
+        from scipy import ndimage
+
+        self.tiles += len(batch)
+        maps = np.zeros(batch.shape, np.float32)
+        for index, tile in enumerate(batch[:, 0]):
+            cells, count = ndimage.label(tile > 128)
+            sizes = 2 * np.sqrt(np.bincount(cells.ravel(), minlength=count + 1) / np.pi)
+            sizes[0] = 20.0  # background: neither too large nor too small
+            large, small = (sizes > 48)[cells], (sizes < 8)[cells] & (cells > 0)
+            cut = np.zeros(tile.shape, bool)
+            for box, cell in zip(ndimage.find_objects(cells), range(1, count + 1)):
+                if box is not None and sizes[cell] > 48:
+                    ys, xs = np.nonzero(cells[box] == cell)
+                    cut[box][int(ys.mean()), :], cut[box][:, int(xs.mean())] = True, True
+            pieces = ((cells > 0) & ~(large & cut)) | ndimage.binary_dilation(small, iterations=3)
+            regions, _ = ndimage.label(ndimage.binary_dilation(pieces) & ~(large & cut))
+            depth = ndimage.distance_transform_edt(regions > 0)
+            top = np.asarray(ndimage.maximum(depth, regions, index=np.arange(regions.max() + 1)))
+            confidence = np.clip(np.minimum(48 / sizes, sizes / 8), None, 1.0)[cells]
+            members = np.asarray(ndimage.labeled_comprehension(cells, regions, np.arange(regions.max() + 1),
+                                                               lambda v: len(np.unique(v[v > 0])), int, 0))
+            confidence = np.where(members[regions] > 1, 0.6, np.where(cells > 0, confidence, 0.8))
+            maps[index, 0] = depth / np.maximum(top[regions], 1) * confidence
+        return maps
+
+
+def _field(radius: int, size: int, gap: int, seed: int, count: int = 14):
+    image, truth = synthetic_cells((size, size), count=count, radius=radius, gap=gap, seed=seed)
+    return np.rint(image * 255).astype(np.uint8), truth
+
+
+@pytest.mark.parametrize("radius, size, gap, count", [(36, 900, 10, 14), (3, 160, 2, 60)])
+def test_auto_finds_a_size_the_model_reads_when_the_first_pass_splits_or_merges_cells(tmp_path, radius, size, gap,
+                                                                                        count):
+    engine = SizeLimitedEngine(counting(blob_model(tmp_path / "m.onnx", props=SIZED)))
+    image, truth = _field(radius, size, gap, seed=4, count=count)
+    first = Segmenter(engine, diameter="off").segment(image)
+    assert 10 <= first.diameter <= 40  # wrong but inside the trained range: one pass cannot tell
+    assert abs(first.metrics["cells"] - truth.max()) > 3
+    engine.tiles = 0
+    result = Segmenter(engine, diameter="auto").segment(image)
+    assert 8 <= 2 * radius * result.scale <= 48  # the cells reach the model at a size it reads
+    assert result.diameter == pytest.approx(2 * radius, rel=0.2)
+    assert result.metrics["cells"] == truth.max() and matched_iou(result.labels, truth) > 0.7
+
+
+def test_auto_keeps_the_first_pass_when_a_step_makes_the_map_less_confident(tmp_path):
+    engine = SizeLimitedEngine(counting(blob_model(tmp_path / "m.onnx", props=SIZED)))
+    # 32 px cells 3 px apart, read as they are; the step to the model's 20 px (0.62x) brings them under
+    # 2 px apart, where they merge into clumps
+    image, truth = _field(radius=16, size=300, gap=3, seed=2, count=40)
+    result = Segmenter(engine, diameter="auto").segment(image)
+    assert result.scale == 1.0 and result.metrics["cells"] == truth.max()
+    assert engine.tiles == 4 + 1  # the first pass (2 x 2 tiles), then the step (one tile), refused
+
+
+def test_next_scale_and_map_misfit_by_hand():
+    from samcell_rt.runtime.postprocess import distance_target
+    from samcell_rt.runtime.scale import map_misfit, next_scale
+
+    assert next_scale(40.0, 1.0, 20.0) == 0.5 and next_scale(10.0, 0.5, 20.0) == 2.0
+    assert next_scale(22.0, 1.0, 20.0) is None  # a step of 1.1x: not worth a pass
+    assert next_scale(None, 1.0, 20.0) is None
+    assert next_scale(1.0, 1.0, 20.0) == 8.0 and next_scale(1.0, 1.0, 20.0, largest=3.0) == 3.0  # limits, pixel budget
+    labels = np.zeros((40, 40), np.int32)
+    labels[5:16, 5:16], labels[20:35, 10:30] = 1, 2
+    ideal = distance_target(labels)
+    assert map_misfit(ideal, labels, 0.1) == 0.0
+    region = labels > 0  # at half height every cell pixel is off by half its ideal value; no pixel beyond
+    assert map_misfit(ideal / 2, labels, 0.1) == pytest.approx(float(ideal[region].mean()) / 2, rel=1e-6)
+    assert map_misfit(np.zeros((40, 40), np.float32), np.zeros((40, 40), np.int32), 0.1) == float("inf")
