@@ -15,7 +15,8 @@ step is worth a pass) and keeps each step only while the distance map grows more
 confident map looks like the map its own cells would have, a cone from every border to a centre
 (`map_misfit`). Measured on BBBC007 nuclei resized 4x up and 3x down
 (`benchmarks/diameter_auto.py`), the misfit of split or merged results was 1.3-1.8x that at the
-true size; near the true size it is flat, so steps smaller than `MIN_STEP` are not taken.
+true size; near the true size it is flat (a few per cent), so steps smaller than `MIN_STEP` are not
+taken and a step must lower the misfit by `MIN_GAIN`.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from ..errors import InputError
 
 SCALE_LIMITS = (1 / 8, 8.0)  # beyond these a resized image has lost or invented too much detail
 MIN_STEP = 1.25  # `auto` takes no step smaller than this factor: the misfit cannot tell such scales apart
+MIN_GAIN = 0.97  # a step is kept only when it lowers the misfit to this share of the last kept one, or less
 AUTO_PASSES = 4  # at most this many passes per image under `auto` (the first, then up to three steps)
 
 

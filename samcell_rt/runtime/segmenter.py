@@ -28,7 +28,7 @@ from .measure import cell_table, image_metrics
 from .postprocess import labels_from_distance
 from .preprocess import Scaling, enhance_tiles, to_uint8
 from .quality import quality_warnings
-from .scale import AUTO_PASSES, estimate_diameter, map_misfit, next_scale, resized, scale_for, scaled_shape
+from .scale import AUTO_PASSES, MIN_GAIN, estimate_diameter, map_misfit, next_scale, resized, scale_for, scaled_shape
 from .tiling import TileGrid, blend, extract_tiles, tile_grid, whole_in_a_tile
 
 STAGES = ("preprocess", "engine", "blend", "postprocess", "measure")
@@ -280,7 +280,7 @@ class Segmenter:
             candidate = self._result(job.key, job.image, job.image_u8, distance, job.timings, scale)
             candidate_misfit = map_misfit(candidate.distance, candidate.labels, self.fill)
             outside = not low <= result.diameter * result.scale <= high
-            if candidate_misfit >= misfit and not outside:
+            if candidate_misfit > MIN_GAIN * misfit and not outside:
                 break
             result, misfit = candidate, candidate_misfit
         return result
