@@ -7,7 +7,10 @@ peaks sit right at it, cells that mostly touch the image border are larger than 
 that no single tile holds whole were only seen in pieces, cells far outside the sizes the model
 was trained on are the main cause of all of these, and a map whose cell area mostly lies outside
 every cell found (faint bodies that never reach the peak: an appearance the model does not know, such
-as DIC or a membrane stain on a model trained on filled cells) means most cells were missed.
+as DIC or a membrane stain on a model trained on filled cells) means most cells were missed. So does
+an image whose structure lies mostly outside the cells found: where the model does not read an
+appearance at all (a membrane-stained tissue, every cell only a closed outline), the map stays empty
+there and only the image itself shows the cells.
 Each flag says what was seen and what to try. Counts at nearby thresholds use the peak regions'
 connected components, which is what the marker rule seeds, so the check costs two labelling
 passes, not two watersheds.
@@ -24,6 +27,10 @@ BORDER_SHARE = 0.5
 SEAM_SHARE = 0.5
 MISSED_SHARE = 0.5  # flag when more than this share of the map's cell area lies outside every cell found
 MISSED_MIN_AREA = 0.01  # ... and that uncovered area is at least this share of the image (not a few specks)
+EDGE_MADS = 4.0  # an edge: gradient magnitude this many robust deviations above the image's median
+EDGE_MIN_AREA = 25  # edge pieces smaller than this (pixels, after a 3 px dilation) are noise
+STRUCTURE_MIN = 0.15  # the structure flag needs structure on at least this share of the image ...
+STRUCTURE_COVERED = 0.35  # ... of which the cells found (with a margin) cover less than this share
 
 
 def centre_count(distance: np.ndarray, threshold: float) -> int:
@@ -37,13 +44,15 @@ def centre_count(distance: np.ndarray, threshold: float) -> int:
 def quality_warnings(distance: np.ndarray, peak: float, touches_border: np.ndarray,
                      whole_in_tile: np.ndarray | None = None, diameter: float | None = None,
                      trained: tuple[float, float] | None = None, scale: float = 1.0, *,
-                     labels: np.ndarray | None = None, fill: float | None = None) -> list[str]:
+                     labels: np.ndarray | None = None, fill: float | None = None,
+                     image: np.ndarray | None = None) -> list[str]:
     """Reasons not to trust this image's result, each with a suggested fix; empty when none.
 
     `whole_in_tile` says per cell whether one tile held it whole; `diameter` is the estimated cell
     diameter in the image's pixels, `scale` the resize applied before the model and `trained` the
     model's trained diameter range (in the model's pixels); `labels` and the `fill` threshold that
-    made them let the map's cell area be compared with the cells found.
+    made them let the map's cell area be compared with the cells found, and the uint8 `image` the
+    image's structure.
     """
     top = float(distance.max()) if distance.size else 0.0
     if top <= peak:
@@ -51,6 +60,8 @@ def quality_warnings(distance: np.ndarray, peak: float, touches_border: np.ndarr
                 f"be wrong: try --peak {max(0.05, round(0.8 * top, 2)):.2f}, --diameter with the cells' size in "
                 "pixels, or another model"]
     warnings = [] if labels is None or fill is None else missed_cells(distance, labels, fill)
+    if labels is not None and image is not None and not warnings:
+        warnings = unread_structure(image, labels, diameter)
     size_hint = f" (these measure about {diameter:.0f} px)" if diameter else ""
     low, high = centre_count(distance, max(peak - PEAK_DELTA, 0.0)), centre_count(distance, peak + PEAK_DELTA)
     if max(low, high) >= MIN_CELLS and abs(low - high) > UNSTABLE_CHANGE * max(low, high):
@@ -82,3 +93,41 @@ def missed_cells(distance: np.ndarray, labels: np.ndarray, fill: float) -> list[
             "most cells were probably missed (faint cell bodies whose centres stay under the peak threshold: an "
             "appearance the model was not trained on); check the overlay, try a lower --peak, --diameter with "
             "the cells' size, or a model adapted to these images (samcell-rt adapt)"]
+
+
+def structure(image: np.ndarray) -> np.ndarray:
+    """Where the image shows something: its edges (gradient magnitude, after a light blur, more than
+    `EDGE_MADS` robust deviations above the median, which in any image that is not all edges is the
+    noise; pieces under `EDGE_MIN_AREA` pixels are its peaks) and every region they close, so a cell
+    drawn only by its outline counts whole."""
+    import cv2
+    from scipy import ndimage
+
+    smooth = cv2.GaussianBlur(image.astype(np.float32), (0, 0), 1.0)
+    magnitude = cv2.magnitude(cv2.Sobel(smooth, cv2.CV_32F, 1, 0), cv2.Sobel(smooth, cv2.CV_32F, 0, 1))
+    median = float(np.median(magnitude))
+    spread = 1.4826 * float(np.median(np.abs(magnitude - median)))
+    edges = cv2.dilate((magnitude > median + EDGE_MADS * max(spread, 1e-3)).astype(np.uint8), np.ones((3, 3), np.uint8))
+    _, pieces, stats, _ = cv2.connectedComponentsWithStats(edges, connectivity=8)
+    return ndimage.binary_fill_holes((stats[:, cv2.CC_STAT_AREA] >= EDGE_MIN_AREA)[pieces] & (pieces > 0))
+
+
+def unread_structure(image: np.ndarray, labels: np.ndarray, diameter: float | None) -> list[str]:
+    """One warning when most of the image's `structure` lies outside the cells found (each widened by
+    15 % of the cell diameter, for halos and blur): cells the model did not read at all."""
+    import cv2
+
+    shown = structure(image)
+    share = float(shown.mean())
+    if share < STRUCTURE_MIN:
+        return []
+    margin = max(2, round(0.15 * (diameter or 20)))
+    disc = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * margin + 1, 2 * margin + 1))
+    found = cv2.dilate((labels > 0).astype(np.uint8), disc) > 0
+    covered = float(np.count_nonzero(shown & found)) / np.count_nonzero(shown)
+    if covered >= STRUCTURE_COVERED:
+        return []
+    return [f"the {int(labels.max())} cells found cover {covered:.0%} of the image's structure ({share:.0%} of the image "
+            "shows edges or closed outlines), so most cells were probably not read at all (an appearance the model "
+            "was not trained on, such as a membrane stain that draws cells only by their outline); check the "
+            "overlay, try --diameter with the cells' size, or a model adapted to these images (samcell-rt adapt)"]

@@ -298,7 +298,8 @@ class Segmenter:
         diameter = estimate_diameter(cells["area"], cells["touches_border"])
         grid = tile_grid(*scaled_shape(distance.shape, scale), tile=self.info.tile)
         warnings = quality_warnings(distance, peak, cells["touches_border"], whole_in_a_tile(labels, grid, scale),
-                                    diameter, self.info.diameter_range, scale, labels=labels, fill=fill)
+                                    diameter, self.info.diameter_range, scale, labels=labels, fill=fill,
+                                    image=image_u8)
         timings["measure"] = time.perf_counter() - t2
         return Result(key, labels, distance, image_u8, metrics, cells, timings, warnings=warnings,
                       diameter=diameter, scale=scale)

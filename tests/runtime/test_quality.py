@@ -103,3 +103,51 @@ def test_a_few_faint_specks_in_a_sparse_image_are_no_missed_cells():
     sparse = bumps([0.9, 0.3, 0.3], size=400, radius=4)  # uncovered but well under 1 % of the image
     labels = labels_from_distance(sparse, 0.47, 0.09)
     assert not any("missed" in w for w in quality_warnings(sparse, 0.47, np.zeros(1, bool), labels=labels, fill=0.09))
+
+
+def membrane_tissue(size: int = 480, cell: int = 60, seed: int = 3) -> tuple[np.ndarray, np.ndarray]:
+    """A field tiled by cells (nearest of random seeds), drawn only by their 2 px outlines on a noisy dim
+    background: a membrane-stained epithelium. Returns the uint8 image and the cells' labels."""
+    from scipy import ndimage
+    from skimage.segmentation import find_boundaries
+
+    rng = np.random.default_rng(seed)
+    seeds = np.zeros((size, size), np.int32)
+    count = size * size // cell**2
+    seeds[rng.integers(0, size, count), rng.integers(0, size, count)] = np.arange(1, count + 1)
+    _, (rows, cols) = ndimage.distance_transform_edt(seeds == 0, return_indices=True)
+    labels = seeds[rows, cols]
+    image = 30 + 150 * find_boundaries(labels, mode="thick") + rng.normal(0, 6, labels.shape)
+    return np.clip(image, 0, 255).astype(np.uint8), labels
+
+
+def test_an_image_whose_outlined_cells_were_not_read_is_flagged():
+    image, truth = membrane_tissue()
+    few = np.where(np.isin(truth, [1, 2, 3, 4, 5]), truth, 0)  # 5 of ~64 cells found, as a model blind to outlines
+    empty_map = np.where(few > 0, 0.9, 0.0).astype(np.float32)
+    flags = quality_warnings(empty_map, 0.47, np.zeros(5, bool), None, 60.0, labels=few, fill=0.09, image=image)
+    (warning,) = [w for w in flags if "structure" in w]
+    assert "the 5 cells found cover" in warning and "membrane" in warning
+    all_found = np.where(truth > 0, 0.9, 0.0).astype(np.float32)
+    assert quality_warnings(all_found, 0.47, np.zeros(int(truth.max()), bool), None, 60.0, labels=truth, fill=0.09,
+                            image=image) == []
+
+
+def test_structure_is_the_outlines_and_all_they_close_and_sparse_images_pass():
+    from samcell_rt.runtime.quality import structure
+
+    image, truth = membrane_tissue()
+    edge_cells = np.unique(np.concatenate([truth[0], truth[-1], truth[:, 0], truth[:, -1]]))
+    closed = ~np.isin(truth, edge_cells)  # cells the image border does not cut open
+    assert structure(image)[closed].mean() > 0.99  # every closed outline counts whole, interior included
+    discs, labels = synthetic_cells((400, 400), count=6, radius=12, gap=20, seed=1)
+    discs = np.rint(discs * 255).astype(np.uint8)
+    from scipy import ndimage
+
+    shown = structure(discs)
+    assert shown[labels > 0].all()  # the discs, whole ...
+    assert shown[~ndimage.binary_dilation(labels > 0, iterations=8)].mean() < 1e-3  # ... their blurred rims, not noise
+    half = np.where(labels <= 3, labels, 0)  # half the cells missed: the map-based flag's business, not this one's
+    flat = np.zeros(labels.shape, np.float32)
+    assert not any("structure" in w for w in quality_warnings(flat + 0.9 * (half > 0), 0.47, np.zeros(3, bool),
+                                                              labels=half, fill=0.09, image=discs))
