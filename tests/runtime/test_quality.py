@@ -1,4 +1,5 @@
-"""Quality flags on planted failures: a map under the peak threshold, an unstable count, border cells."""
+"""Quality flags on planted failures: a map under the peak threshold, an unstable count, border cells,
+missed cells and outlined cells not read at all."""
 
 from __future__ import annotations
 
