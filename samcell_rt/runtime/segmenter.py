@@ -264,7 +264,7 @@ class Segmenter:
     def _auto_sized(self, job: _TiledImage, result: Result) -> Result:
         """diameter="auto": step the image's scale towards the model's typical cell size (`scale.next_scale`)
         while each step's map is more confident (`scale.map_misfit`); a result whose cells lie outside
-        the trained range always takes its first step. Returns the last result kept."""
+        the trained range takes its step even so, unless the step finds nothing. Returns the last result kept."""
         low, high = self.info.diameter_range or (0.0, float("inf"))
         largest = float(np.sqrt(MAX_PIXELS / job.image.size))
         misfit = map_misfit(result.distance, result.labels, self.fill)
@@ -280,8 +280,8 @@ class Segmenter:
             candidate = self._result(job.key, job.image, job.image_u8, distance, job.timings, scale)
             candidate_misfit = map_misfit(candidate.distance, candidate.labels, self.fill)
             outside = not low <= result.diameter * result.scale <= high
-            if candidate_misfit > MIN_GAIN * misfit and not outside:
-                break
+            if not np.isfinite(candidate_misfit) or (candidate_misfit > MIN_GAIN * misfit and not outside):
+                break  # a step that found nothing is never kept
             result, misfit = candidate, candidate_misfit
         return result
 

@@ -270,6 +270,23 @@ def test_auto_keeps_the_first_pass_when_a_step_makes_the_map_less_confident(tmp_
     assert engine.tiles == 4 + 1  # the first pass (2 x 2 tiles), then the step (one tile), refused
 
 
+class BlindAfterFirstPass(CountingEngine):
+    """Reads the image as it is, then nothing: every later call returns an empty map."""
+
+    def run(self, batch):
+        first = self.tiles == 0
+        self.tiles += len(batch)
+        return self.inner.run(batch) if first else np.zeros(batch.shape, np.float32)
+
+
+def test_a_step_that_finds_nothing_is_not_kept_even_for_cells_outside_the_range(tmp_path):
+    engine = BlindAfterFirstPass(counting(blob_model(tmp_path / "m.onnx", props=SIZED)))
+    big, truth = synthetic_cells((900, 900), count=12, radius=40, gap=12, seed=1)  # 80 px: outside 10-40
+    result = Segmenter(engine, diameter="auto", batch_size=32).segment(big)
+    assert engine.tiles == 25 + 1  # the step was run ...
+    assert result.scale == 1.0 and result.metrics["cells"] == truth.max()  # ... and the first pass kept
+
+
 def test_next_scale_and_map_misfit_by_hand():
     from samcell_rt.runtime.postprocess import distance_target
     from samcell_rt.runtime.scale import map_misfit, next_scale
