@@ -263,26 +263,29 @@ class Segmenter:
 
     def _auto_sized(self, job: _TiledImage, result: Result) -> Result:
         """diameter="auto": step the image's scale towards the model's typical cell size (`scale.next_scale`)
-        while each step's map is more confident (`scale.map_misfit`); a result whose cells lie outside
-        the trained range takes its step even so, unless the step finds nothing. Returns the last result kept."""
+        while each step's map is more confident (`scale.map_misfit`, on the map as the model made it, before
+        it is resized to the image: tiny cells' ideal maps are too coarse at the image's own size); a result
+        whose cells lie outside the trained range takes its step even so, unless the step finds nothing.
+        Returns the last result kept."""
         low, high = self.info.diameter_range or (0.0, float("inf"))
         largest = float(np.sqrt(MAX_PIXELS / job.image.size))
-        misfit = map_misfit(result.distance, result.labels, self.fill)
+        misfit = None  # of the first pass (scale 1: the model's map is the result's), computed when first needed
         for _ in range(AUTO_PASSES - 1):
             scale = next_scale(result.diameter, result.scale, self.info.diameter, largest)
             if scale is None:
                 break
+            misfit = map_misfit(result.distance, result.labels, self.fill) if misfit is None else misfit
             start = time.perf_counter()
             grid, tiles = self._tiles(job.image_u8, scale)
-            maps = self.run_tiles(tiles)
+            model_map = blend(self.run_tiles(tiles), grid)
             job.timings["engine"] += time.perf_counter() - start
-            distance = resized(blend(maps, grid), job.image.shape)
-            candidate = self._result(job.key, job.image, job.image_u8, distance, job.timings, scale)
-            candidate_misfit = map_misfit(candidate.distance, candidate.labels, self.fill)
+            candidate_misfit = map_misfit(model_map, labels_from_distance(model_map, self.peak, self.fill), self.fill)
             outside = not low <= result.diameter * result.scale <= high
             if not np.isfinite(candidate_misfit) or (candidate_misfit > MIN_GAIN * misfit and not outside):
                 break  # a step that found nothing is never kept
-            result, misfit = candidate, candidate_misfit
+            distance = resized(model_map, job.image.shape)
+            result = self._result(job.key, job.image, job.image_u8, distance, job.timings, scale)
+            misfit = candidate_misfit
         return result
 
     def _result(self, key: Hashable, image: np.ndarray | None, image_u8: np.ndarray, distance: np.ndarray,

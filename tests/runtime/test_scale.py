@@ -257,7 +257,7 @@ def test_auto_finds_a_size_the_model_reads_when_the_first_pass_splits_or_merges_
     result = Segmenter(engine, diameter="auto").segment(image)
     assert 8 <= 2 * radius * result.scale <= 48  # the cells reach the model at a size it reads
     assert result.diameter == pytest.approx(2 * radius, rel=0.2)
-    assert result.metrics["cells"] == truth.max() and matched_iou(result.labels, truth) > 0.7
+    assert result.metrics["cells"] == truth.max() and matched_iou(result.labels, truth) > 0.65  # 6 px discs: rims weigh
 
 
 def test_auto_keeps_the_first_pass_when_a_step_makes_the_map_less_confident(tmp_path):
