@@ -21,20 +21,6 @@ FLAGS = {"missed": "the area the map marks as cells", "unread": "of the image's 
 REAL = ("bacteria-heldout", "bbbc007")
 
 
-def tessellation(size: int, spacing: int, seed: int) -> np.ndarray:
-    """int32 labels of a Voronoi tessellation of `size` x `size` with about one cell per `spacing`^2 pixels."""
-    from scipy import ndimage
-
-    rng = np.random.default_rng(seed)
-    count = int(size * size / spacing**2)
-    seeds = np.zeros((size, size), np.int32)
-    seeds[rng.integers(0, size, count), rng.integers(0, size, count)] = np.arange(1, count + 1)
-    _, (rows, cols) = ndimage.distance_transform_edt(seeds == 0, return_indices=True)
-    labels = seeds[rows, cols]
-    _, consecutive = np.unique(labels, return_inverse=True)  # seeds drawn twice on one pixel leave gaps
-    return (consecutive.reshape(labels.shape) + 1).astype(np.int32)
-
-
 @click.command()
 @click.option("--model", default="samcell-lite", show_default=True)
 @click.option("--cell", "spacings", multiple=True, type=int, default=(25, 40, 60), show_default=True)
@@ -45,6 +31,7 @@ def main(model, spacings, size, real, out) -> None:
     from samcell_rt.evaluate import score_pair
     from samcell_rt.registry import resolve_model
     from samcell_rt.runtime.segmenter import Segmenter
+    from samcell_rt.synthetic import tessellation
     from samcell_rt.train.render import render_appearance
 
     segmenter = Segmenter(str(resolve_model(model)), engine="cpu")
@@ -54,11 +41,11 @@ def main(model, spacings, size, real, out) -> None:
         for look in LOOKS:
             image = render_appearance(labels, np.random.default_rng(spacing), look)
             result = segmenter.segment(image)
-            score = score_pair(labels, result.labels).as_dict()
+            score, fired = score_pair(labels, result.labels).as_dict(), flags(result.warnings)
             cases.append({"spacing_px": spacing, "look": look, "OP_CSB": score["OP_CSB"], "found": score["n_pred"],
-                          "drawn": score["n_ref"], **flags(result.warnings), "warnings": result.warnings})
+                          "drawn": score["n_ref"], **fired, "warnings": result.warnings})
             click.echo(f"{spacing} px {look}: OP_CSB {score['OP_CSB']:.3f}, {score['n_pred']}/{score['n_ref']} cells, "
-                       f"flags {flags(result.warnings)}", err=True)
+                       f"flags {fired}", err=True)
     report = {"machine": machine_info(), "model": model, "size": size, "cases": cases}
     if real:
         report["real"] = false_alarms(segmenter)

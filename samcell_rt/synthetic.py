@@ -130,6 +130,21 @@ def synthetic_cells(shape: tuple[int, int] = (512, 512), count: int = 20, radius
     return np.clip(image, 0, 1).astype(np.float32), labels
 
 
+def tessellation(size: int, spacing: int, seed: int) -> np.ndarray:
+    """int32 labels of a Voronoi tessellation of `size` x `size` with about one cell per `spacing`^2 pixels:
+    cells that tile the whole field, as in an epithelium."""
+    from scipy import ndimage
+
+    rng = np.random.default_rng(seed)
+    count = int(size * size / spacing**2)
+    seeds = np.zeros((size, size), np.int32)
+    seeds[rng.integers(0, size, count), rng.integers(0, size, count)] = np.arange(1, count + 1)
+    _, (rows, cols) = ndimage.distance_transform_edt(seeds == 0, return_indices=True)
+    labels = seeds[rows, cols]
+    _, consecutive = np.unique(labels, return_inverse=True)  # seeds drawn twice on one pixel leave gaps
+    return (consecutive.reshape(labels.shape) + 1).astype(np.int32)
+
+
 def as_dtype(image: np.ndarray, dtype: str) -> np.ndarray:
     """A [0, 1] float image in another storage type: uint8, uint16 (using values far above 255) or float32."""
     if dtype == "uint8":

@@ -107,18 +107,15 @@ def test_a_few_faint_specks_in_a_sparse_image_are_no_missed_cells():
 
 
 def membrane_tissue(size: int = 480, cell: int = 60, seed: int = 3) -> tuple[np.ndarray, np.ndarray]:
-    """A field tiled by cells (nearest of random seeds), drawn only by their 2 px outlines on a noisy dim
-    background: a membrane-stained epithelium. Returns the uint8 image and the cells' labels."""
-    from scipy import ndimage
+    """A field tiled by cells, drawn only by their 2 px outlines on a noisy dim background: a
+    membrane-stained epithelium. Returns the uint8 image and the cells' labels."""
     from skimage.segmentation import find_boundaries
 
-    rng = np.random.default_rng(seed)
-    seeds = np.zeros((size, size), np.int32)
-    count = size * size // cell**2
-    seeds[rng.integers(0, size, count), rng.integers(0, size, count)] = np.arange(1, count + 1)
-    _, (rows, cols) = ndimage.distance_transform_edt(seeds == 0, return_indices=True)
-    labels = seeds[rows, cols]
-    image = 30 + 150 * find_boundaries(labels, mode="thick") + rng.normal(0, 6, labels.shape)
+    from samcell_rt.synthetic import tessellation
+
+    labels = tessellation(size, cell, seed)
+    noise = np.random.default_rng(seed).normal(0, 6, labels.shape)
+    image = 30 + 150 * find_boundaries(labels, mode="thick") + noise
     return np.clip(image, 0, 255).astype(np.uint8), labels
 
 
