@@ -18,7 +18,9 @@ same file at once both succeed (the output is deterministic; the last rename win
 
 from __future__ import annotations
 
+import logging
 import tempfile
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -28,6 +30,7 @@ from .cache import cache_dir
 from .errors import ModelError
 from .runtime.atomic import atomic_path, write_text_atomic
 from .runtime.contract import META_KEYS, file_sha256, read_props
+from .runtime.cpu import int8_saturates
 
 SHIPPED_DIR = Path(__file__).parent / "models"
 GRAPH_SUFFIX = ".graph.onnx"
@@ -55,6 +58,7 @@ VARIANTS = {"samcell-lite-int8": ("samcell-lite", "int8")}
 # Weights get one scale per output channel: with one per tensor, SAMCell-Lite version 3 missed the
 # int8 tolerance (max error 0.073 on the verification tiles, against 0.038 per channel).
 INT8_OPS = ("MatMul", "Gemm")
+REDUCED_RANGE = "rr"  # name tag of an int8 file made with 7-bit weights (for CPUs without VNNI)
 
 
 def shipped_names() -> list[str]:
@@ -98,6 +102,8 @@ def complete_path(name: str) -> Path:
     base, variant = VARIANTS.get(name, (name, None))
     files = SHIPPED[base]
     key = f"{files.weights_sha256[:16]}-{files.graph_sha256[:8]}"
+    if variant == "int8" and int8_saturates():
+        variant += "-" + REDUCED_RANGE  # made for this kind of CPU: a home folder shared with a VNNI machine keeps both
     return cache_dir() / "shipped" / f"{base}{'-' + variant if variant else ''}-{key}.onnx"
 
 
@@ -173,19 +179,29 @@ def fold_constants(model, out: Path) -> None:
 
 
 def quantize_int8(source: Path, out: Path) -> None:
-    """onnxruntime dynamic int8 quantisation of the matrix products, one scale per output channel."""
-    import logging
-
+    """onnxruntime dynamic int8 quantisation of the matrix products, one scale per output channel, with
+    7-bit weights where the CPU's int8 products would otherwise saturate (see `int8_saturates`)."""
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
-    root = logging.getLogger()
-    level = root.level
-    root.setLevel(logging.ERROR)  # its advice to pre-process is for static quantisation; not for users' first run
-    try:
+    with _without_preprocess_advice():
         quantize_dynamic(str(source), str(out), weight_type=QuantType.QInt8, op_types_to_quantize=list(INT8_OPS),
-                         per_channel=True)
+                         per_channel=True, reduce_range=int8_saturates())
+
+
+@contextmanager
+def _without_preprocess_advice():
+    """Drop onnxruntime's root-logger advice to pre-process (it is for static quantisation, not for a
+    user's first run) while quantising; every other record, and every logger's level, is left alone."""
+    root = logging.getLogger()
+
+    def keep(record: logging.LogRecord) -> bool:
+        return "pre-processing before quantization" not in record.getMessage()
+
+    root.addFilter(keep)
+    try:
+        yield
     finally:
-        root.setLevel(level)
+        root.removeFilter(keep)
 
 
 def _finish(made: Path, out: Path, props: dict[str, str]) -> None:
@@ -214,6 +230,19 @@ def _record(path: Path) -> Path:
 def _intact(path: Path) -> bool:
     """The file exists and matches the sha256 recorded when it was written."""
     record = _record(path)
-    if not (path.exists() and record.exists()):
+    try:
+        if not (path.is_file() and record.is_file()):
+            _clear(path)  # a folder in either place would block the rebuilt file
+            _clear(record)
+            return False
+        return record.read_text(encoding="ascii").strip() == file_sha256(path)
+    except (OSError, UnicodeDecodeError):  # unreadable or not text: rebuilt like any damaged record
         return False
-    return record.read_text().strip() == file_sha256(path)
+
+
+def _clear(path: Path) -> None:
+    """Remove whatever non-file sits at `path` (a folder left by a user or another tool)."""
+    import shutil
+
+    if path.is_dir() and not path.is_symlink():
+        shutil.rmtree(path)

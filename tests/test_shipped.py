@@ -98,6 +98,25 @@ def test_a_damaged_cached_file_is_rebuilt(tiny):
     assert shipped.materialise("tiny") == path and path.read_bytes() == whole
 
 
+@pytest.mark.parametrize("damage", ["not utf-8", "a folder"])
+def test_a_damaged_sha256_record_is_rebuilt(tiny, damage):
+    import shutil
+
+    path = shipped.materialise("tiny")
+    whole, record = path.read_bytes(), shipped._record(path)
+    good = record.read_text()
+    if damage == "a folder":
+        record.unlink()
+        (record / "inner").mkdir(parents=True)
+    else:
+        record.write_bytes(b"\xff\xfe\x00garbage")
+    assert shipped.materialise("tiny") == path and path.read_bytes() == whole
+    assert record.is_file() and record.read_text() == good
+    shutil.rmtree(path.parent)  # a folder where the model file belongs is cleared as well
+    path.mkdir(parents=True)
+    assert shipped.materialise("tiny") == path and path.read_bytes() == whole
+
+
 def test_changed_weights_are_refused_with_the_file_named(tiny, tmp_path, monkeypatch):
     tampered = tmp_path / "models"
     tampered.mkdir()
@@ -157,6 +176,31 @@ def test_int8_variant_is_derived_from_the_complete_file(tiny):
     props = read_props(path)
     assert props["samcell.model_name"] == "tiny-int8" and props["samcell.precision"] == "int8"
     assert "samcell.verified_max_abs_error" not in props  # the fp32 file's figure is not this file's
+
+
+@pytest.mark.parametrize("flags", [{"avx2"}, {"avx2", "avx512_vnni"}, {"avx2", "avx_vnni"}, {"amx_int8"}])
+def test_int8_weights_use_7_bits_exactly_where_the_cpu_lacks_vnni(tiny, monkeypatch, flags):
+    """Faked CPU flags, so a machine with VNNI checks the path a CPU without it takes (and back): without
+    VNNI the int8 file gets 7-bit weights (onnxruntime's remedy for u8 x s8 saturation), is named for
+    that, and still meets the int8 tolerance."""
+    import onnx
+    from onnx import numpy_helper
+
+    from samcell_rt.export.onnx import verification_tiles
+    from samcell_rt.runtime import cpu
+
+    monkeypatch.setattr(cpu, "cpu_flags", lambda: frozenset(flags))
+    monkeypatch.setattr("platform.machine", lambda: "x86_64")
+    saturates = not flags & {"avx512_vnni", "avx_vnni", "amx_int8"}
+    assert cpu.int8_saturates() is saturates
+    path = shipped.materialise("tiny-int8")
+    assert ("-int8-rr-" in path.name) is saturates
+    weights = [numpy_helper.to_array(i) for i in onnx.load(str(path)).graph.initializer if i.data_type == onnx.TensorProto.INT8]
+    largest = max(int(np.abs(w.astype(np.int32)).max()) for w in weights)
+    assert largest <= 64 if saturates else largest > 64  # 7-bit weights span [-64, 63]; full range [-127, 127]
+    if saturates:  # the full-range file may exceed the tolerance on a CPU without VNNI (0.32 on a Zen 3)
+        tiles = verification_tiles(256)
+        assert np.abs(maps(path, tiles) - maps(shipped.materialise("tiny"), tiles)).max() < 0.05
 
 
 def test_a_shipped_name_loads_its_weights_for_training(tiny, tiny_files):
