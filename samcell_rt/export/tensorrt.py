@@ -29,6 +29,7 @@ from ..errors import EngineUnavailableError, InputError
 from ..runtime.atomic import check_output_file
 from ..runtime.contract import META_KEYS, file_sha256, read_props
 from ..runtime.engines import tensorrt as trt_engine
+from ..runtime.engines.table import Flavour, Precision
 from ..runtime.engines.trt_header import (
     RUNTIMES,
     EngineHeader,
@@ -78,10 +79,10 @@ def choose_flavour(runtime: str | None) -> str:
                                      "any machine, for RTX GPUs) or the full TensorRT (extra 'tensorrt', on the target GPU)")
     if len(installed) == 1:
         return next(iter(installed))
-    return "tensorrt" if trt_engine.available() else "tensorrt-rtx"
+    return Flavour.TENSORRT if trt_engine.available() else Flavour.RTX
 
 
-def build_engine(model: str | Path, out: str | Path | None = None, *, precision: str = "fp16", max_batch: int = 32,
+def build_engine(model: str | Path, out: str | Path | None = None, *, precision: str = Precision.FP16, max_batch: int = 32,
                  opt_batch: int = 8, runtime: str | None = None, compute_capabilities: tuple[str, ...] = (),
                  checkpoint: str | Path | None = None, config=None, workspace_gb: float = 8.0,
                  calib_dir: str | Path | None = None, log: Callable[[str], None] = lambda line: None) -> BuildReport:
@@ -99,7 +100,6 @@ def build_engine(model: str | Path, out: str | Path | None = None, *, precision:
     props = read_props(onnx_path)
     flavour = choose_flavour(runtime)
     trt = trt_engine.import_library(flavour)
-    props = read_props(onnx_path)
     profile = Profile(1, min(opt_batch, max_batch), max_batch, int(props.get(META_KEYS["tile"], 256)))
     header = _header(flavour, trt, precision, profile, onnx_path, str(model), props, compute_capabilities)
     if out is None and (hit := _cache_hit(header)) is not None:
@@ -107,7 +107,7 @@ def build_engine(model: str | Path, out: str | Path | None = None, *, precision:
         return hit
     start = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="samcell-engine-") as tmp:
-        build = _build_rtx if flavour == "tensorrt-rtx" else _build_full
+        build = _build_rtx if flavour == Flavour.RTX else _build_full
         report = build(trt, onnx_path, header, Path(tmp), log=log, checkpoint=checkpoint, config=config,
                        workspace_gb=workspace_gb, calib_dir=calib_dir)
     path = Path(out) if out else cached_engine_path(report.header)
@@ -134,7 +134,7 @@ def describe_build(report: BuildReport) -> str:
 
 def _header(flavour: str, trt, precision: str, profile: Profile, onnx_path: Path, source: str,
             props: dict[str, str], compute_capabilities: tuple[str, ...]) -> EngineHeader:
-    if flavour == "tensorrt-rtx":
+    if flavour == Flavour.RTX:
         gpu, targets = "", _rtx_targets(trt, compute_capabilities, precision)
     else:
         try:
@@ -152,7 +152,7 @@ def _header(flavour: str, trt, precision: str, profile: Profile, onnx_path: Path
 def _rtx_targets(trt, asked: tuple[str, ...], precision: str) -> tuple[str, ...]:
     """The asked compute capabilities ("8.9"), checked; none asked: all TensorRT-RTX can build this precision for."""
     supported = trt_engine.rtx_capabilities(trt)
-    if precision == "fp32":
+    if precision == Precision.FP32:
         supported = tuple(c for c in supported if c not in RTX_NO_FP32)
     unknown = [c for c in asked if c not in supported]
     if unknown:
@@ -174,18 +174,18 @@ def _cache_hit(header: EngineHeader) -> BuildReport | None:
 
 def _build_rtx(trt, onnx_path: Path, header: EngineHeader, tmp: Path, log, checkpoint, config, **_) -> _Built:
     graph, source_graph, errors = None, onnx_path, {}
-    given = header.model_props.get(META_KEYS["precision"], "fp32")
-    if header.precision == "int8":
+    given = header.model_props.get(META_KEYS["precision"], Precision.FP32)
+    if header.precision == Precision.INT8:
         raise BuildError("TensorRT-RTX engines are built here in fp32 or fp16; int8 needs the full TensorRT "
                          "(--runtime tensorrt --precision int8 --calib DIR)")
-    if header.precision == "fp32" and given != "fp32":
+    if header.precision == Precision.FP32 and given != Precision.FP32:
         raise BuildError(f"{onnx_path} is an {given} graph; an fp32 TensorRT-RTX engine needs the fp32 model")
-    if header.precision == "fp16":
+    if header.precision == Precision.FP16:
         log(f"fp16 graph for {onnx_path.name}: " + ("from the checkpoint" if checkpoint else "converting and checking"))
         graph = fp16_graph_for(onnx_path, tmp, checkpoint, config)
         source_graph = graph.path
         errors["fp16-graph-vs-fp32"] = graph.max_abs_error
-        log(f"fp16 graph ({graph.source}): max abs error {graph.max_abs_error:.3g} (tolerance {TOLERANCE['fp16']})")
+        log(f"fp16 graph ({graph.source}): max abs error {graph.max_abs_error:.3g} (tolerance {TOLERANCE[Precision.FP16]})")
     log(f"building a TensorRT-RTX {trt.__version__} {header.precision} engine for {header.targets()}, "
         f"batch {header.min_batch}..{header.max_batch}")
     profile = Profile(header.min_batch, header.opt_batch, header.max_batch, header.tile)
@@ -225,7 +225,7 @@ def _engine_error(onnx_path: Path, header: EngineHeader, engine: bytes, tmp: Pat
 
 def _build_full(trt, onnx_path: Path, header: EngineHeader, tmp: Path, log, workspace_gb, calib_dir, **_) -> _Built:
     profile = Profile(header.min_batch, header.opt_batch, header.max_batch, header.tile)
-    calib = calibrator(calib_dir, header.tile, header.max_batch) if header.precision == "int8" else None
+    calib = calibrator(calib_dir, header.tile, header.max_batch) if header.precision == Precision.INT8 else None
     timing_cache = engines_dir() / f"timing-{header.cache_key()}.cache"
     errors: dict[str, float] = {}
     for attempt, pin in (("default", False), ("fp32-pinned", True)):
@@ -236,7 +236,7 @@ def _build_full(trt, onnx_path: Path, header: EngineHeader, tmp: Path, log, work
         if errors[attempt] <= TOLERANCE[header.precision]:
             checked = f"engine checked on {header.gpu_name}"
             return _Built(engine, replace(candidate, max_abs_error=errors[attempt], verification=checked), errors)
-        if header.precision == "fp32":
+        if header.precision == Precision.FP32:
             break
     raise BuildError(f"{header.precision} engine for {onnx_path} fails the accuracy guard: max abs error "
                      + ", ".join(f"{k} {v:.3g}" for k, v in errors.items())

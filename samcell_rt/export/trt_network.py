@@ -18,6 +18,7 @@ import numpy as np
 
 from ..errors import InputError, SamcellError
 from ..runtime.contract import INPUT_NAME
+from ..runtime.engines.table import Precision
 
 
 class BuildError(SamcellError):
@@ -111,9 +112,9 @@ def build_full(onnx_path: Path, precision: str, profile: Profile, workspace_gb: 
     builder, network, keep = _parse(trt, onnx_path, 0)
     config = builder.create_builder_config()
     config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, int(workspace_gb * (1 << 30)))
-    if precision in ("fp16", "int8"):
+    if precision in (Precision.FP16, Precision.INT8):
         config.set_flag(trt.BuilderFlag.FP16)
-    if precision == "int8":
+    if precision == Precision.INT8:
         config.set_flag(trt.BuilderFlag.INT8)
         config.int8_calibrator = int8_calibrator
     pinned = pin_fp32(network, trt) if pin else []

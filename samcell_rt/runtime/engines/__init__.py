@@ -1,10 +1,8 @@
-"""The engine table: every inference engine in one import-free place, and how names become engines.
+"""How engine names become engines: `auto`'s choice, refusals, and loading the engine's module.
 
-Each row names the module that loads the engine (imported only when used), the tiles per engine
-call when the caller does not say, whether the segmenter pipelines around it (prepares and
-post-processes on helper threads while a GPU runs), which model files it takes, and what it
-needs. The CLI's choices, `auto`'s order, the README's engine list and resolution all read this
-table, so a new engine is one new row plus its module.
+The table itself (rows, flavours, precisions) is table.py, which imports none of the engines;
+this package loads an engine's module by its row, only when that engine is used, and engine
+modules never import this package back (tests/test_layers.py follows these importlib loads).
 
 `auto` tries the rows flagged for it in table order and takes the first that can serve the model
 here (a cached TensorRT engine built for this model and GPU, then onnxruntime's CUDA provider,
@@ -16,51 +14,13 @@ never silently falling back.
 from __future__ import annotations
 
 import importlib
-from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from .table import AUTO, CHOICES, ROWS, TABLE, EngineRow, Flavour, Precision, engine_row
+
 if TYPE_CHECKING:
     from .base import Engine
-
-AUTO = "auto"
-
-
-@dataclass(frozen=True)
-class EngineRow:
-    """One row of the engine table."""
-
-    name: str
-    module: str  # module under samcell_rt.runtime.engines with `load(name, path, threads)` and `locate(name, model)`
-    default_batch: int  # CPU: 1 (batching gains nothing, a ViT-B batch costs GBs); GPUs want full batches
-    pipelined: bool
-    in_auto: bool
-    suffixes: tuple[str, ...]  # model files it takes
-    needs: str  # what to install, for error messages and docs
-
-
-TABLE: tuple[EngineRow, ...] = (
-    EngineRow("tensorrt", "tensorrt", 8, True, True, (".engine", ".onnx"),
-               "an engine from `samcell-rt build-engine`: extra 'tensorrt-rtx' builds anywhere for RTX GPUs, "
-               "extra 'tensorrt' on the target GPU; cuda-python and an NVIDIA GPU to run it"),
-    EngineRow("cuda", "onnx", 8, True, True, (".onnx",), "onnxruntime-gpu and an NVIDIA GPU (extra 'gpu')"),
-    EngineRow("ort-tensorrt", "onnx", 8, True, False, (".onnx",),
-               "onnxruntime-gpu with its TensorRT provider and an NVIDIA GPU (extra 'gpu')"),
-    EngineRow("openvino", "openvino", 1, False, True, (".onnx",),
-               "OpenVINO (extra 'openvino'); bf16 where the CPU has AMX or AVX512-BF16, else fp32"),
-    EngineRow("cpu", "onnx", 1, False, True, (".onnx",), "onnxruntime (extra 'cpu')"),
-)
-ROWS = {row.name: row for row in TABLE}
-CHOICES = (AUTO, *sorted(ROWS, key=lambda n: n != "cpu"))  # what users may type; cpu first after auto
-
-
-def engine_row(name: str) -> EngineRow:
-    """The table row for a concrete engine name."""
-    from ...errors import EngineUnavailableError
-
-    if name not in ROWS:
-        raise EngineUnavailableError(f"unknown engine {name!r}; choose from {', '.join(CHOICES)}")
-    return ROWS[name]
 
 
 def _module(row: EngineRow):
@@ -93,4 +53,5 @@ def open_engine(model: str | Path, engine: str = "cpu", threads: int | None = No
     return _module(ROWS[name]).load(name, path, threads)
 
 
-__all__ = ["AUTO", "CHOICES", "ROWS", "TABLE", "EngineRow", "engine_row", "open_engine", "resolve_engine"]
+__all__ = ["AUTO", "CHOICES", "ROWS", "TABLE", "EngineRow", "Flavour", "Precision", "engine_row", "open_engine",
+           "resolve_engine"]

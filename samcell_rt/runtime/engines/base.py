@@ -18,8 +18,8 @@ class Engine(Protocol):
     name: str
     info: ModelInfo
     max_batch: int | None
-    default_batch: int
-    pipelined: bool  # prepare and post-process on helper threads while it runs (GPU engines)
-    precision: str  # what it computes in: fp32, bf16, fp16, int8
+    default_batch: int  # tiles per call when the caller does not say (from the engine's table row)
+    pipelined: bool  # prepare and post-process on helper threads while it runs (GPU engines; from the row)
+    precision: str  # what it computes in: a table.Precision value
 
     def run(self, tiles: np.ndarray) -> np.ndarray: ...

@@ -9,7 +9,7 @@ import numpy as np
 
 from ...errors import EngineUnavailableError, ModelError
 from ..contract import INPUT_NAME, META_KEYS, OUTPUT_NAME, ModelInfo, check_io
-from . import engine_row
+from .table import Precision, engine_row
 
 # The one place where engine names map to onnxruntime providers.
 PROVIDERS = {
@@ -74,7 +74,7 @@ class OnnxEngine:
                                          f"{self.session.get_providers()[0]}")
         props = self.session.get_modelmeta().custom_metadata_map
         self.info = ModelInfo.from_props(path, props)
-        self.precision = props.get(META_KEYS["precision"], "fp32")  # onnxruntime runs the graph as exported
+        self.precision = props.get(META_KEYS["precision"], Precision.FP32)  # onnxruntime runs the graph as exported
         self._check_io(path)
 
     def _check_io(self, path: Path) -> None:

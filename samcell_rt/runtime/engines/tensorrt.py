@@ -20,7 +20,7 @@ import numpy as np
 
 from ...errors import EngineUnavailableError
 from ..contract import INPUT_NAME, OUTPUT_NAME, ModelInfo
-from . import engine_row
+from .table import Flavour, engine_row
 from .trt_header import FLAVOURS, read_header, runtime_cache_path
 
 
@@ -135,11 +135,11 @@ class _ThreadState:
 class TensorRTEngine:
     """A deserialised TensorRT or TensorRT-RTX engine behind the engine protocol."""
 
-    name = "tensorrt"
-    pipelined = True
+    name = "tensorrt"  # the engine table's row, whichever flavour built the file
 
     def __init__(self, path: str | Path) -> None:
         path = Path(path)
+        row = engine_row(self.name)
         header, offset = read_header(path)
         trt = import_library(header.flavour)
         try:
@@ -147,12 +147,13 @@ class TensorRTEngine:
         except EngineUnavailableError as exc:
             raise EngineUnavailableError(f"{exc}: run on the CPU with --engine cpu, or with --engine auto, which "
                                          "takes what this machine has") from None
-        rtx = header.flavour == "tensorrt-rtx"
+        rtx = header.flavour == Flavour.RTX
         header.check(gpu, capability, trt.__version__, rtx_capabilities=rtx_capabilities(trt) if rtx else ())
         self.header = header
         self.precision = header.precision
         self.info = ModelInfo.from_props(path, header.model_props)
-        self.max_batch = self.default_batch = header.max_batch
+        self.max_batch = header.max_batch  # the engine was built for batches up to this
+        self.default_batch, self.pipelined = row.default_batch or header.max_batch, row.pipelined
         runtime = trt.Runtime(trt.Logger(trt.Logger.WARNING))
         self.engine = runtime.deserialize_cuda_engine(path.read_bytes()[offset:])
         if self.engine is None:

@@ -20,14 +20,15 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from ...errors import SamcellError
+from .table import Flavour, Precision
 
 MAGIC = b"SAMCELL-TRT\x02"
 OLD_MAGICS = (b"SAMCELL-TRT\x01",)
 
 
 @dataclass(frozen=True)
-class Flavour:
-    """One TensorRT flavour: how headers, users, `build-engine --runtime` and pip name it."""
+class Library:
+    """One TensorRT flavour's library: how users, `build-engine --runtime` and pip name it."""
 
     label: str  # in messages
     option: str  # build-engine --runtime
@@ -36,8 +37,8 @@ class Flavour:
 
 
 FLAVOURS = {  # header flavour -> its names everywhere else (the one table)
-    "tensorrt": Flavour("TensorRT", "tensorrt", "tensorrt", "tensorrt"),
-    "tensorrt-rtx": Flavour("TensorRT-RTX", "rtx", "tensorrt_rtx_bindings", "tensorrt-rtx"),
+    Flavour.TENSORRT: Library("TensorRT", "tensorrt", "tensorrt", "tensorrt"),
+    Flavour.RTX: Library("TensorRT-RTX", "rtx", "tensorrt_rtx_bindings", "tensorrt-rtx"),
 }
 RUNTIMES = {flavour.option: name for name, flavour in FLAVOURS.items()}  # build-engine --runtime -> header flavour
 
@@ -57,11 +58,11 @@ def engines_dir() -> Path:
 class EngineHeader:
     """Facts an engine is only valid under, plus the model contract it carries."""
 
-    flavour: str  # "tensorrt" or "tensorrt-rtx"
+    flavour: str  # a Flavour value
     version: str  # of the library that built it
     gpu_name: str  # tensorrt: the GPU it was built on; tensorrt-rtx: "" (any GPU of a target capability)
     compute_capabilities: tuple[str, ...]  # tensorrt: (the GPU's,); tensorrt-rtx: the build targets
-    precision: str
+    precision: str  # a Precision value
     min_batch: int
     opt_batch: int
     max_batch: int
@@ -87,7 +88,7 @@ class EngineHeader:
         return hashlib.sha256("|".join(fields).encode()).hexdigest()[:16]
 
     def targets(self) -> str:
-        if self.flavour == "tensorrt-rtx":
+        if self.flavour == Flavour.RTX:
             return "compute capability " + ", ".join(self.compute_capabilities)
         return f"{self.gpu_name} (sm {', '.join(self.compute_capabilities)})"
 
@@ -96,7 +97,7 @@ class EngineHeader:
         option = FLAVOURS[flavour].option if flavour in FLAVOURS else flavour
         command = (f"samcell-rt build-engine {self.source or 'MODEL.onnx'} --runtime {option} "
                    f"--precision {self.precision} --max-batch {self.max_batch} --opt-batch {self.opt_batch}")
-        if flavour == "tensorrt-rtx" and compute_capability:
+        if flavour == Flavour.RTX and compute_capability:
             command += f" --compute-capability {compute_capability}"
         return command
 
@@ -110,16 +111,16 @@ class EngineHeader:
         problems = self._problems(gpu_name, compute_capability, version, onnx_sha256)
         if not problems:
             return
-        if self.flavour == "tensorrt-rtx" and rtx_capabilities and compute_capability not in rtx_capabilities:
+        if self.flavour == Flavour.RTX and rtx_capabilities and compute_capability not in rtx_capabilities:
             fix = (f"TensorRT-RTX cannot target sm {compute_capability} (it targets {', '.join(rtx_capabilities)}): "
-                   f"use --engine cuda, or build with the full TensorRT: {self.rebuild_command('tensorrt')}")
+                   f"use --engine cuda, or build with the full TensorRT: {self.rebuild_command(Flavour.TENSORRT)}")
         else:
             fix = f"Rebuild it with: {self.rebuild_command(compute_capability=compute_capability)}"
         raise EngineMismatchError(f"{self.library} engine cannot be used: " + "; ".join(problems) + f". {fix}")
 
     def _problems(self, gpu_name: str, compute_capability: str, version: str, onnx_sha256: str | None) -> list[str]:
         problems = []
-        if self.flavour == "tensorrt-rtx":
+        if self.flavour == Flavour.RTX:
             if compute_capability not in self.compute_capabilities:
                 problems.append(f"built for {self.targets()}, this GPU is {gpu_name} (sm {compute_capability})")
         elif (gpu_name, (compute_capability,)) != (self.gpu_name, self.compute_capabilities):
@@ -166,12 +167,12 @@ def cached_engine_path(header: EngineHeader) -> Path:
     from ..contract import META_KEYS  # numpy comes with it: not at import, the CLI reads this module
 
     name = header.model_props.get(META_KEYS["name"], "model")
-    tag = "rtx" if header.flavour == "tensorrt-rtx" else "trt"
+    tag = "rtx" if header.flavour == Flavour.RTX else "trt"
     return engines_dir() / f"{name}-{tag}-{header.precision}-{header.cache_key()}.engine"
 
 
 def find_cached_engine(onnx_sha256: str, gpu_name: str, compute_capability: str, versions: dict[str, str],
-                       precision: str = "fp16") -> Path | None:
+                       precision: str = Precision.FP16) -> Path | None:
     """A cached engine valid for this ONNX model on this GPU with an installed flavour, if one was built.
 
     `versions` maps each installed flavour to its version; the full TensorRT's engines (built for
@@ -187,7 +188,7 @@ def find_cached_engine(onnx_sha256: str, gpu_name: str, compute_capability: str,
         except (EngineMismatchError, OSError):
             continue
         found.setdefault(header.flavour, path)
-    return found.get("tensorrt") or found.get("tensorrt-rtx")
+    return found.get(Flavour.TENSORRT) or found.get(Flavour.RTX)
 
 
 def runtime_cache_path(header: EngineHeader, gpu_name: str) -> Path:
