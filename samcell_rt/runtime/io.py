@@ -8,15 +8,20 @@ Reading rules (documented for users in the README):
   ome_zarr.py): scenes, positions, tiles, time and Z become frames as for TIFF stacks, channels
   are chosen with `channel`, pixel size and frame interval come from the file's own metadata.
   `scene=N` reads one CZI scene, LIF image or ND2 position only (0 for files without them).
-- Colour: RGB(A) samples become gray by ITU-R BT.601 luma (0.299 R + 0.587 G + 0.114 B), alpha
-  dropped. `channel=N` picks one channel instead. A channel axis that is not 3/4 colour samples
-  needs an explicit `channel`, because averaging fluorescence channels would be a silent guess.
+- Colour: RGB(A) samples (the S axis: photos, photometric-RGB TIFF, RGB container pixels) become
+  gray by ITU-R BT.601 luma (0.299 R + 0.587 G + 0.114 B), alpha dropped, and the reader says so
+  (a warning). `channel=N` picks one channel instead. A channel axis (C: fluorescence channels,
+  whatever their number, three and four included) needs an explicit `channel`, because mixing
+  fluorescence channels by colour weights would be a silent guess.
 - Sizes are read from the header before any pixel is decoded: a file claiming more than
   `max_pixels` pixels (default MAX_PIXELS) is refused, so a lying header cannot exhaust memory.
+  OME-Zarr reads are also bounded by chunks touched and bytes decoded (`max_bytes`, which the
+  service sets to its upload limit), checked from the metadata before anything is inflated.
 - Pixel size: only calibration a microscope program writes counts: OME PhysicalSize, ImageJ
   metadata in microns, or TIFF resolution tags whose pixel size is plausible for a microscope
   (MICROSCOPE_UM). General programs write 72 or 300 dpi by default (352.8 / 84.7 um per
-  pixel): that is no calibration, and physical units are left empty.
+  pixel): that is no calibration, and physical units are left empty. A declared size that is NaN,
+  infinite, not positive or absurd (limits.pixel_size_problem) is unknown too, with a warning.
 - Time: frames are a time series when the only non-spatial axis is T (or a plain page sequence);
   the interval comes from OME `TimeIncrement` (+ unit) or ImageJ `finterval` (+ `tunit`), else
   frames count as time steps (unit "frame"). Z-stacks and positions carry no time.
@@ -35,7 +40,7 @@ import numpy as np
 
 from ..errors import ImageReadError
 from . import MAX_PIXELS
-from .limits import check_pixels
+from .limits import check_pixels, pixel_size_problem
 
 MICROSCOPE_UM = (0.005, 20.0)  # plausible micrometres per pixel, from super-resolution to macro lenses
 TIFF_SUFFIXES = (".tif", ".tiff")
@@ -76,8 +81,9 @@ def is_image_file(path: Path) -> bool:
 
 
 def read_image(path: str | Path, channel: int | None = None, max_pixels: int = MAX_PIXELS,
-               scene: int | None = None) -> ImageStack:
-    """Read an image file as gray frames (of one `scene` where asked); raise ImageReadError on any problem."""
+               scene: int | None = None, max_bytes: int | None = None) -> ImageStack:
+    """Read an image file as gray frames (of one `scene` where asked); raise ImageReadError on any problem.
+    `max_bytes` bounds what a compressed store may inflate to (OME-Zarr; None: only the pixel limit)."""
     from .ome_zarr import is_ome_zarr
 
     path = Path(path)
@@ -85,6 +91,9 @@ def read_image(path: str | Path, channel: int | None = None, max_pixels: int = M
         raise ImageReadError(path, "file does not exist")
     zarr_folder = path.is_dir() and is_ome_zarr(path)
     if path.is_dir() and not zarr_folder:
+        if path.suffix.lower() == ".zarr":
+            raise ImageReadError(path, "is named like an OME-Zarr store but holds no NGFF image metadata (no "
+                                       "multiscales, plate or well in its .zattrs or zarr.json)")
         raise ImageReadError(path, "is a folder, not an image file (nor an OME-Zarr image)")
     if not zarr_folder and path.stat().st_size == 0:
         raise ImageReadError(path, "file is empty")
@@ -94,16 +103,20 @@ def read_image(path: str | Path, channel: int | None = None, max_pixels: int = M
                                    "OME-Zarr)")
     try:
         with tiff_warnings() as warnings:
-            data, axes, pixel_size, source, timing = _read_any(path, suffix, zarr_folder, max_pixels, warnings, scene)
+            data, axes, pixel_size, source, timing = _read_any(path, suffix, zarr_folder, max_pixels, warnings, scene,
+                                                               max_bytes)
     except OSError as exc:  # permissions, vanished files, I/O errors
         raise ImageReadError(path, f"cannot be read ({exc.strerror or exc})") from exc
-    frames = _to_gray_frames(path, data, axes, channel)
+    if pixel_size is not None and (problem := pixel_size_problem(pixel_size)):
+        warnings.append(f"{problem}: taken as unknown (use --pixel-size)")
+        pixel_size, source = None, ""
+    frames = _to_gray_frames(path, data, axes, channel, warnings)
     interval, unit = timing if frames.shape[0] > 1 else (None, "")
     return ImageStack(path, frames, pixel_size, source, list(dict.fromkeys(warnings)), interval, unit)
 
 
 def _read_any(path: Path, suffix: str, zarr_folder: bool, max_pixels: int, warnings: list[str],
-              scene: int | None):
+              scene: int | None, max_bytes: int | None):
     """(data, axes, pixel size, source, timing) by the reader for this kind of file; reader remarks
     go to `warnings`."""
     if suffix in CONTAINER_SUFFIXES and not zarr_folder:
@@ -117,7 +130,7 @@ def _read_any(path: Path, suffix: str, zarr_folder: bool, max_pixels: int, warni
     if zarr_folder or suffix == ".zip":
         from .ome_zarr import read_planes
 
-        data, axes, pixel_size, source, timing, remarks = read_planes(path, max_pixels)
+        data, axes, pixel_size, source, timing, remarks = read_planes(path, max_pixels, max_bytes)
     elif suffix in TIFF_SUFFIXES:
         return _read_tiff(path, max_pixels)
     else:
@@ -252,15 +265,16 @@ def _read_raster(path: Path, max_pixels: int) -> np.ndarray:
     return data
 
 
-def _to_gray_frames(path: Path, data: np.ndarray, axes: str, channel: int | None) -> np.ndarray:
-    """Reduce any axes layout to (N, H, W) gray frames following the module's colour rule."""
+def _to_gray_frames(path: Path, data: np.ndarray, axes: str, channel: int | None, warnings: list[str]) -> np.ndarray:
+    """Reduce any axes layout to (N, H, W) gray frames following the module's colour rule (what it
+    did to colour goes to `warnings`)."""
     if "Y" not in axes or "X" not in axes:
         raise ImageReadError(path, f"no Y/X image axes in layout {axes!r}")
     color_axes = [i for i, a in enumerate(axes) if a in "SC" and data.shape[i] > 1]
     if len(color_axes) > 1:
         raise ImageReadError(path, f"more than one channel axis in layout {axes!r}")
     if color_axes:
-        data, axes = _reduce_channels(path, data, axes, color_axes[0], channel)
+        data, axes = _reduce_channels(path, data, axes, color_axes[0], channel, warnings)
     elif channel not in (None, 0):
         raise ImageReadError(path, f"--channel {channel} asked for, but the image has one channel")
     data = np.squeeze(data, axis=tuple(i for i, a in enumerate(axes) if a in "SC"))
@@ -272,15 +286,18 @@ def _to_gray_frames(path: Path, data: np.ndarray, axes: str, channel: int | None
     return np.ascontiguousarray(data.reshape((-1,) + data.shape[-2:]))
 
 
-def _reduce_channels(path: Path, data: np.ndarray, axes: str, axis: int, channel: int | None):
+def _reduce_channels(path: Path, data: np.ndarray, axes: str, axis: int, channel: int | None, warnings: list[str]):
     count = data.shape[axis]
     if channel is not None:
         if not 0 <= channel < count:
             raise ImageReadError(path, f"--channel {channel} out of range: the image has {count} channels")
         return np.take(data, [channel], axis=axis), axes
-    if count not in (3, 4):
-        raise ImageReadError(path, f"image has {count} channels; choose one, 0..{count - 1} (--channel N on the "
-                                   "command line, channel=N in the service)")
+    if axes[axis] != "S" or count not in (3, 4):
+        raise ImageReadError(path, f"image has {count} {'colour samples' if axes[axis] == 'S' else 'channels'}; "
+                                   f"choose one, 0..{count - 1} (--channel N on the command line, channel=N in the "
+                                   "service): channels are never mixed")
+    warnings.append(f"{'RGBA' if count == 4 else 'RGB'} colour converted to gray by luma (0.299 R + 0.587 G + "
+                    "0.114 B); pass --channel N to segment one colour channel instead")
     return np.expand_dims(rgb_to_gray(np.moveaxis(data, axis, -1)), axis), axes
 
 

@@ -18,3 +18,17 @@ def check_pixels(path: Path, shape: tuple[int, ...], max_pixels: int) -> None:
     if pixels > max_pixels:
         raise ImageReadError(path, f"header claims {' x '.join(map(str, shape))} = {pixels:,} pixels, above the limit "
                                    f"of {max_pixels:,} (raise it with --max-pixels if the image is real)")
+
+
+SANE_PIXEL_UM = (1e-4, 1e4)  # 0.1 nm to 1 cm per pixel: a calibration outside this is damaged, not a microscope's
+
+
+def pixel_size_problem(value: float) -> str:
+    """Why a pixel size a file declares cannot be used ("" when it can): NaN, infinite, zero, negative
+    or absurd values would turn into NaN or overflowing areas downstream, so they count as unknown."""
+    low, high = SANE_PIXEL_UM
+    if not np.isfinite(value) or value <= 0:
+        return f"pixel size {value:g} um is not a positive finite number"
+    if not low <= value <= high:
+        return f"pixel size {value:g} um is outside {low:g}..{high:g} um"
+    return ""

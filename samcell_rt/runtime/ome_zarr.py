@@ -10,6 +10,13 @@ the format is a folder of chunked arrays plus JSON, and zarr already reads both,
 - Time: with a t axis, its scale in its unit is the interval between frames.
 - A plate or well group is no image: callers enumerate its fields (runs/ does, for folder runs).
 - A `.zip` file holding one OME-Zarr image (at its root or in one top folder) reads the same.
+- Metadata is validated once (`_multiscale`, `_axes`, `_scale`): any malformed shape is an
+  ImageReadError naming the file, never a TypeError from deep inside a run.
+- Reads are bounded before anything is inflated (`check_reads`): by the pixels asked for (limits),
+  by the chunks touched (zarr spends about half a millisecond per chunk even on missing ones, so a
+  store of 1x1 chunks is minutes of work for a few kilobytes), by the bytes decoded (chunks far
+  larger than the image, and the caller's `max_bytes`), and in a zip by each member's declared
+  uncompressed size (the zip store inflates whole members).
 """
 
 from __future__ import annotations
@@ -21,13 +28,19 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import ImageReadError
-from .limits import check_pixels
+from .limits import check_pixels, pixel_size_problem
 
 ZARR_SUFFIXES = (".zarr",)  # "x.ome.zarr" too: the last suffix counts
 METADATA_FILES = ("zarr.json", ".zattrs")  # NGFF 0.5 (zarr v3) and 0.1-0.4 (zarr v2)
 SPACE_UM = {"angstrom": 1e-4, "nanometer": 1e-3, "micrometer": 1.0, "millimeter": 1e3, "centimeter": 1e4, "meter": 1e6}
 TIME_UNITS = {"millisecond": "ms", "second": "s", "minute": "min", "hour": "h", "day": "d"}
 _AXIS_LETTERS = {"t": "T", "c": "C", "z": "Z", "y": "Y", "x": "X"}
+ZARR_DOCUMENTS = METADATA_FILES + (".zarray", ".zgroup", ".zmetadata")
+METADATA_BYTES = 16 << 20  # no NGFF metadata document is larger; a zip member claiming more is refused
+FEW_CHUNKS = 4096  # a read touching this many chunks is quick (about two seconds) whatever their size
+MIN_CHUNK_PIXELS = 64 * 64  # beyond FEW_CHUNKS, chunks must be at least this large: else the read is chunk overhead
+CHUNK_WASTE = 4  # chunks may decode this many times the pixels read (edge chunks) ...
+SMALL_READ = 1 << 22  # ... or this many pixels, whichever is more
 
 
 def ngff_attrs(folder: Path) -> dict:
@@ -37,6 +50,8 @@ def ngff_attrs(folder: Path) -> dict:
             data = json.loads((folder / name).read_text(encoding="utf-8"))
         except (OSError, ValueError):
             continue
+        if not isinstance(data, dict):
+            continue  # a document holding a list or a number is no group's metadata
         attrs = data.get("attributes", {}) if name == "zarr.json" else data
         if isinstance(attrs, dict):
             return attrs.get("ome", attrs) if isinstance(attrs.get("ome"), dict) else attrs
@@ -75,14 +90,20 @@ class NgffImage:
     def pixel_size_um(self) -> tuple[float | None, str, str]:
         """(micrometres per pixel, source, warning) from the x axis. A scale without a unit is taken
         in micrometres (OME's default length unit) unless it is exactly 1, the value writers put when
-        there is no calibration; an unknown unit is never guessed."""
+        there is no calibration; an unknown unit is never guessed, nor a NaN, infinite, non-positive
+        or absurd size passed on."""
         index = self.axes.index("X")
         unit, scale = self.units[index], self.scale[index]
         factor = SPACE_UM.get(unit or "micrometer")
-        if factor is None or scale <= 0 or (not unit and scale == 1.0):
+        if factor is None or (not unit and scale == 1.0):
             return None, "", (f"x axis has {'unit ' + repr(unit) if unit else 'no unit'} and scale {scale:g}: "
                               "not taken as a pixel size (use --pixel-size)")
-        return scale * factor, "ome-zarr", ""
+        with np.errstate(over="ignore", invalid="ignore"):
+            size = float(np.float64(scale) * factor)
+        if problem := pixel_size_problem(size):
+            return None, "", f"x axis scale {scale:g} {unit or 'micrometer'}: {problem}; not taken as a pixel size " \
+                             "(use --pixel-size)"
+        return size, "ome-zarr", ""
 
     def frame_interval(self) -> tuple[float | None, str]:
         """(interval, unit) of the t axis when it is the only axis that moves, as for TIFF stacks."""
@@ -90,8 +111,8 @@ class NgffImage:
         if moving != ["T"]:
             return None, ""
         index = self.axes.index("T")
-        unit = TIME_UNITS.get(self.units[index])
-        return (self.scale[index], unit) if unit and self.scale[index] > 0 else (None, "frame")
+        unit, step = TIME_UNITS.get(self.units[index]), self.scale[index]
+        return (step, unit) if unit and 0 < step < float("inf") else (None, "frame")
 
 
 def open_group(path: Path):
@@ -102,25 +123,32 @@ def open_group(path: Path):
         return zarr.open_group(str(path), mode="r")
     from zarr.storage import ZipStore
 
+    members = zip_members(path)
+    for name, size in members.items():
+        if name.rsplit("/", 1)[-1] in ZARR_DOCUMENTS and size > METADATA_BYTES:
+            raise ImageReadError(path, f"zip member {name!r} would inflate to {size:,} bytes: no OME-Zarr metadata "
+                                       "document is that large")
     store = ZipStore(path, mode="r")
-    names = {name.split("/")[0] for name in _zip_names(path) if "/" in name}
-    roots = [""] + sorted(names)
+    roots = [""] + sorted({name.split("/")[0] for name in members if "/" in name})
     for root in roots:
         try:
             group = zarr.open_group(store, mode="r", path=root or None)
         except (FileNotFoundError, ValueError, KeyError, zarr.errors.GroupNotFoundError):
             continue  # no group at this level
         attrs = dict(group.attrs)
-        if "multiscales" in attrs.get("ome", attrs):
+        ome = attrs.get("ome")
+        if "multiscales" in (ome if isinstance(ome, dict) else attrs):
             return group
     raise ImageReadError(path, "zip holds no OME-Zarr image (no multiscales metadata at its root or in a top folder)")
 
 
-def _zip_names(path: Path) -> list[str]:
+def zip_members(path: Path) -> dict[str, int]:
+    """Member name -> declared uncompressed size: what reading that member inflates to at most
+    (Python's zip reader stops at the declared size)."""
     import zipfile
 
     with zipfile.ZipFile(path) as archive:
-        return archive.namelist()
+        return {info.filename: info.file_size for info in archive.infolist()}
 
 
 def open_image(path: Path) -> NgffImage:
@@ -128,55 +156,135 @@ def open_image(path: Path) -> NgffImage:
     try:
         group = open_group(path)
         attrs = dict(group.attrs)
-        attrs = attrs.get("ome", attrs)
     except ImageReadError:
         raise
     except Exception as exc:  # zarr raises many types for damaged stores
         raise ImageReadError(path, f"not a readable OME-Zarr store ({type(exc).__name__}: {exc})") from exc
+    attrs = attrs["ome"] if isinstance(attrs.get("ome"), dict) else attrs
     for kind in ("plate", "well"):
         if kind in attrs:
             raise ImageReadError(path, f"is an OME-Zarr {kind}, not an image: give the plate folder to `segment`, "
                                        "which segments every field")
-    multiscales = attrs.get("multiscales")
-    if not isinstance(multiscales, list) or not multiscales or not multiscales[0].get("datasets"):
-        raise ImageReadError(path, "OME-Zarr group has no multiscales image metadata")
-    meta = multiscales[0]
-    dataset = meta["datasets"][0]
+    meta, dataset = _multiscale(path, attrs)
     try:
         array = group[dataset["path"]]
+        shape = tuple(int(n) for n in array.shape)
     except Exception as exc:
-        raise ImageReadError(path, f"OME-Zarr dataset {dataset.get('path')!r} cannot be opened "
+        raise ImageReadError(path, f"OME-Zarr dataset {dataset['path']!r} cannot be opened "
                                    f"({type(exc).__name__}: {exc})") from exc
-    ndim = len(array.shape)
-    names, units = _axes(meta.get("axes"), ndim, path)
-    scale = _scale(meta.get("coordinateTransformations"), ndim)
-    scale = tuple(a * b for a, b in zip(scale, _scale(dataset.get("coordinateTransformations"), ndim)))
+    if not hasattr(array, "chunks"):
+        raise ImageReadError(path, f"OME-Zarr dataset {dataset['path']!r} is a group, not an array")
+    names, units = _axes(meta.get("axes"), len(shape), path)
+    scale = _scale(meta.get("coordinateTransformations"), len(shape), path)
+    scale = tuple(a * b for a, b in zip(scale, _scale(dataset.get("coordinateTransformations"), len(shape), path)))
     version = str(meta.get("version") or attrs.get("version") or "")
+    if path.suffix.lower() == ".zip":
+        _check_zip_chunks(path, array)
     return NgffImage(array, names, scale, units, version, dataset["path"])
+
+
+def _multiscale(path: Path, attrs: dict) -> tuple[dict, dict]:
+    """The first multiscale and its first dataset, each checked to have the shape NGFF gives it."""
+    multiscales = attrs.get("multiscales")
+    if not isinstance(multiscales, list) or not multiscales:
+        raise ImageReadError(path, "OME-Zarr group has no multiscales image metadata")
+    meta = multiscales[0]
+    if not isinstance(meta, dict):
+        raise ImageReadError(path, f"OME-Zarr metadata: multiscales[0] is {_kind(meta)}, not an object")
+    datasets = meta.get("datasets")
+    if not isinstance(datasets, list) or not datasets:
+        raise ImageReadError(path, f"OME-Zarr metadata: multiscales[0].datasets is {_kind(datasets)}, "
+                                   "not a list of datasets")
+    dataset = datasets[0]
+    if not isinstance(dataset, dict) or not isinstance(dataset.get("path"), str) or not dataset["path"]:
+        raise ImageReadError(path, f"OME-Zarr metadata: datasets[0] is {_kind(dataset)}, not an object with a path")
+    return meta, dataset
+
+
+def _kind(value) -> str:
+    """How a malformed metadata value is named in an error: its JSON type, and short values themselves."""
+    names = {dict: "an object", list: "a list", str: "a string", bool: "a boolean", type(None): "null"}
+    text = repr(value)
+    return names.get(type(value), "a number") + (f" ({text})" if len(text) <= 40 and value is not None else "")
 
 
 def _axes(axes, ndim: int, path: Path) -> tuple[str, tuple[str, ...]]:
     """(letters, units) of the axes; NGFF before 0.3 implies t, c, z, y, x (the last `ndim`)."""
     if axes is None:
-        axes = list("tczyx"[-ndim:])
+        axes = list("tczyx"[-ndim:]) if ndim <= 5 else []
+    if not isinstance(axes, list):
+        raise ImageReadError(path, f"OME-Zarr metadata: axes is {_kind(axes)}, not a list")
     entries = [{"name": a} if isinstance(a, str) else a for a in axes]
-    if len(entries) != ndim or not all(isinstance(a, dict) for a in entries):
-        raise ImageReadError(path, f"OME-Zarr axes {axes!r} do not match the array's {ndim} dimensions")
-    letters = "".join(_AXIS_LETTERS.get(str(a.get("name", "")).lower(), "Q") for a in entries)
+    if len(entries) != ndim or not all(isinstance(a, dict) and isinstance(a.get("name"), str) for a in entries):
+        raise ImageReadError(path, f"OME-Zarr axes {str(axes)[:200]} do not match the array's {ndim} dimensions")
+    letters = "".join(_AXIS_LETTERS.get(a["name"].lower(), "Q") for a in entries)
+    if sorted(letters.replace("Q", "")) != sorted(set(letters.replace("Q", ""))) or "Y" not in letters \
+            or "X" not in letters:
+        raise ImageReadError(path, f"OME-Zarr axes {letters.lower()!r} need one y and one x axis (and no axis twice)")
     return letters, tuple(str(a.get("unit") or "").lower() for a in entries)
 
 
-def _scale(transformations, ndim: int) -> tuple[float, ...]:
-    for item in transformations or []:
-        if isinstance(item, dict) and item.get("type") == "scale" and len(item.get("scale", [])) == ndim:
-            return tuple(float(v) for v in item["scale"])
+def _scale(transformations, ndim: int, path: Path) -> tuple[float, ...]:
+    """The scale of a coordinateTransformations list (1 per axis without one); non-finite values are
+    kept here and refused as pixel sizes (NgffImage.pixel_size_um), malformed entries refused."""
+    if transformations is None:
+        return (1.0,) * ndim
+    if not isinstance(transformations, list):
+        raise ImageReadError(path, f"OME-Zarr metadata: coordinateTransformations is {_kind(transformations)}, "
+                                   "not a list")
+    for item in transformations:
+        if isinstance(item, dict) and item.get("type") == "scale":
+            scale = item.get("scale")
+            if not isinstance(scale, list) or len(scale) != ndim or \
+                    not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in scale):
+                raise ImageReadError(path, f"OME-Zarr metadata: scale {str(scale)[:200]} is not a list of "
+                                           f"{ndim} numbers")
+            return tuple(float(v) for v in scale)
     return (1.0,) * ndim
 
 
-def read_planes(path: Path, max_pixels: int) -> tuple[np.ndarray, str, float | None, str, tuple, list[str]]:
+def _check_zip_chunks(path: Path, array) -> None:
+    """Refuse a zipped array whose members would inflate beyond what its chunks can hold, before
+    the zip store reads (and inflates) any of them whole."""
+    unit = getattr(array, "shards", None) or array.chunks  # what one stored object holds
+    bound = int(np.prod(unit, dtype=np.float64)) * np.dtype(array.dtype).itemsize
+    bound += bound // 8 + (1 << 16)  # codec headers, incompressible data, a shard index
+    prefix = f"{array.path.strip('/')}/"
+    for name, size in zip_members(path).items():
+        if name.startswith(prefix) and name.rsplit("/", 1)[-1] not in ZARR_DOCUMENTS and size > bound:
+            raise ImageReadError(path, f"zip member {name!r} would inflate to {size:,} bytes, more than a chunk of "
+                                       f"{' x '.join(map(str, unit))} {array.dtype} holds ({bound:,} bytes)")
+
+
+def check_reads(path: Path, array, whole: tuple[bool, ...], max_bytes: int | None = None) -> None:
+    """Refuse a read, before it starts, that would touch too many chunks or decode far more than it
+    reads. `whole[i]` says the read spans axis i (else it takes one index of it); `max_bytes`
+    bounds the bytes decoded (the service's upload limit, so a small upload cannot inflate past it)."""
+    chunks = tuple(int(c) for c in array.chunks)
+    touched = int(np.prod([-(-n // c) if w else 1 for n, c, w in zip(array.shape, chunks, whole)], dtype=np.float64))
+    read = int(np.prod([n if w else 1 for n, w in zip(array.shape, whole)], dtype=np.float64))
+    chunk_pixels = int(np.prod(chunks, dtype=np.float64))
+    decoded = touched * chunk_pixels
+    described = f"{touched:,} chunks of {' x '.join(map(str, chunks))}"
+    if touched > FEW_CHUNKS and chunk_pixels < MIN_CHUNK_PIXELS:
+        raise ImageReadError(path, f"reading it touches {described} pixels: chunks this small take minutes to read "
+                                   f"(more than {FEW_CHUNKS:,} chunks need at least {MIN_CHUNK_PIXELS:,} pixels "
+                                   "each; rechunk the store)")
+    if decoded > max(CHUNK_WASTE * read, SMALL_READ):
+        raise ImageReadError(path, f"its chunks are far larger than the image: reading {read:,} pixels decodes "
+                                   f"{described} = {decoded:,} pixels (rechunk the store)")
+    nbytes = decoded * np.dtype(array.dtype).itemsize
+    if max_bytes is not None and nbytes > max_bytes:
+        raise ImageReadError(path, f"reading it decodes {nbytes / 2**20:,.1f} MB ({described}), above the "
+                                   f"{max_bytes / 2**20:g} MB limit on decoded data")
+
+
+def read_planes(path: Path, max_pixels: int, max_bytes: int | None = None) \
+        -> tuple[np.ndarray, str, float | None, str, tuple, list[str]]:
     """(data, axes, pixel size, source, (interval, unit), warnings) of an OME-Zarr image, read whole."""
     image = open_image(path)
     check_pixels(path, tuple(image.array.shape), max_pixels)
+    check_reads(path, image.array, (True,) * len(image.array.shape), max_bytes)
     try:
         data = np.asarray(image.array[...])
     except Exception as exc:  # missing or corrupt chunks
@@ -188,9 +296,9 @@ def read_planes(path: Path, max_pixels: int) -> tuple[np.ndarray, str, float | N
 class Plane:
     """One 2-D plane of an NGFF image as a lazy array: `plane[rows, cols]` reads only those chunks."""
 
-    def __init__(self, image: NgffImage, path: Path, channel: int | None) -> None:
+    def __init__(self, image: NgffImage, path: Path, channel: int | None, max_bytes: int | None = None) -> None:
         shape = dict(zip(image.axes, image.array.shape))
-        extra = {a: n for a, n in shape.items() if a not in "YXC" and n > 1}
+        extra = {a: n for a, n in zip(image.axes, image.array.shape) if a not in "YXC" and n > 1}
         if extra:
             raise ImageReadError(path, f"a single plane is needed here, but axes {extra} have more than one entry")
         count = shape.get("C", 1)
@@ -198,6 +306,7 @@ class Plane:
             raise ImageReadError(path, f"image has {count} channels; choose one, 0..{count - 1} (--channel N)")
         if channel is not None and not 0 <= channel < count:
             raise ImageReadError(path, f"--channel {channel} out of range: the image has {count} channels")
+        check_reads(path, image.array, tuple(a in "YX" for a in image.axes), max_bytes)
         self._array, self._axes, self._channel = image.array, image.axes, channel or 0
         self.shape = (shape["Y"], shape["X"])
         self.dtype = np.dtype(image.array.dtype)
@@ -215,6 +324,6 @@ def plane_pixels(path: Path) -> tuple[int, int] | None:
     except ImageReadError:
         return None
     shape = dict(zip(image.axes, image.array.shape))
-    if any(n > 1 for a, n in shape.items() if a not in "YXC") or "Y" not in shape or "X" not in shape:
+    if any(n > 1 for a, n in zip(image.axes, image.array.shape) if a not in "YXC"):
         return None
     return shape["Y"], shape["X"]
