@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import hashlib
+import os
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -151,3 +153,19 @@ def file_sha256(path: str | Path, chunk: int = 1 << 20) -> str:
         while block := handle.read(chunk):
             digest.update(block)
     return digest.hexdigest()
+
+
+_HASHES: dict[tuple, str] = {}
+_HASH_LOCK = threading.Lock()
+
+
+def model_sha256(path: str | Path) -> str:
+    """file_sha256 of a model file, computed once per process while the file stays the same (same path,
+    size, mtime and inode): a start names the model in several places (the shipped-file check, the
+    engine caches, the run's manifest), and a large model should be read once, not once for each."""
+    stat = os.stat(path)
+    key = (str(Path(path).resolve()), stat.st_size, stat.st_mtime_ns, stat.st_ino)
+    with _HASH_LOCK:
+        if key not in _HASHES:
+            _HASHES[key] = file_sha256(path)
+        return _HASHES[key]
