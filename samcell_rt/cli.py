@@ -103,6 +103,20 @@ class _Diameter(click.ParamType):
         return number
 
 
+class _PixelSize(click.ParamType):
+    """--pixel-size: micrometres per pixel, a finite number in the range any calibration can hold."""
+
+    name = "UM"
+
+    def convert(self, value, param, ctx):
+        from .runtime.measure import pixel_size_problem
+
+        problem = pixel_size_problem(value)
+        if problem:
+            self.fail(problem, param, ctx)
+        return float(value)
+
+
 def diameter_option(f):
     return click.option("--diameter", type=_Diameter(), default="auto", show_default=True,
                         help="Typical cell diameter in pixels: each image is resized so its cells reach the model at "
@@ -171,7 +185,7 @@ def main() -> None:
               help="How 16-bit and float images become 8 bit (never a cast): their full value range, or their "
                    "0.1-99.9 percentiles (better with hot pixels).")
 @click.option("--threads", type=click.IntRange(min=1), default=None, help="CPU threads for the engine (default: all).")
-@click.option("--pixel-size", type=click.FloatRange(min=0, min_open=True), default=None,
+@click.option("--pixel-size", type=_PixelSize(), default=None,
               help="Micrometres per pixel, for areas in um2 (overrides calibration read from OME/ImageJ/TIFF metadata).")
 @click.option("--save-distance", is_flag=True, help="Also write <stem>_distance.tif (for `evaluate --sweep`).")
 @click.option("--rois", is_flag=True, help="Also write <stem>_rois.zip: one polygon ROI per cell for Fiji's ROI Manager.")
@@ -578,7 +592,7 @@ def models_pull(name, precision) -> None:
               help="Where to train (auto: CUDA when present).")
 @click.option("--resume", is_flag=True,
               help="Continue from OUT/last.*; only --epochs, --max-minutes and --patience may differ (more epochs extend it).")
-@click.option("--seed", default=0, show_default=True, help="Random seed for splits and crops.")
+@click.option("--seed", default=0, show_default=True, type=click.IntRange(min=0), help="Random seed for splits and crops.")
 @click.option("--val-fraction", default=0.1, show_default=True, type=click.FloatRange(0, 0.5),
               help="Share of each source's images kept for validation (at least one per source).")
 @click.option("--source-weight", "source_weights", multiple=True, metavar="SOURCE=W",
@@ -624,7 +638,8 @@ def train(data, out, init, config, epochs, batch_size, steps_per_epoch, lr, warm
 @click.option("--model", "-m", default="samcell-lite", show_default=True,
               help="The model to start from and compare against: a model name or .onnx file.")
 @click.option("--minutes", default=10.0, show_default=True, type=click.FloatRange(min=0.1),
-              help="Time budget for the whole command: training, threshold choice, export and verification.")
+              help="Time budget for the whole command: training, threshold choice, export and verification "
+                   "(a finite number, at most a week).")
 @click.option("--val", multiple=True,
               help="Annotated images held back from training to score before/after on (like DATA; repeat for more). "
                    "Without it: cross-validation over the DATA images.")
@@ -634,7 +649,7 @@ def train(data, out, init, config, epochs, batch_size, steps_per_epoch, lr, warm
               help="Starting checkpoint instead of the model's own weights (a .safetensors/.pt checkpoint, or "
                    "`litemedsam`); --model still gives the thresholds and the scores compared against.")
 @click.option("--overwrite", is_flag=True, help="Replace an existing --out file and a registered model of that name.")
-@click.option("--seed", default=0, show_default=True, help="Random seed for crops and folds.")
+@click.option("--seed", default=0, show_default=True, type=click.IntRange(min=0), help="Random seed for crops and folds.")
 def adapt(data, out, model, minutes, val, name, init, overwrite, seed) -> None:
     """Adapt a model to your cells from a few annotated images (needs the `train` extra).
 

@@ -10,16 +10,20 @@ SAMCell-Lite, runs whenever no model is named, so segmentation works offline out
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
 import json
+import re
 import urllib.error
 import urllib.request
-from collections.abc import Callable
+import warnings
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from .cache import cache_dir
-from .errors import DownloadError, InputError, ModelError
-from .runtime.atomic import write_text_atomic
+from .errors import DownloadError, InputError, ModelError, SamcellWarning
+from .runtime.atomic import file_lock, write_text_atomic
 from .runtime.contract import file_sha256
 from .shipped import SHIPPED, SHIPPED_DIR, card_file, complete_path, materialise, shipped_names, weights_file
 
@@ -58,32 +62,127 @@ def exported_path(name: str) -> Path:
 
 
 ADAPTED_FILE = "adapted.json"  # in the cache: models `samcell-rt adapt` made, by name
+HASHES_FILE = "hashes.json"  # in the cache: sha256 of downloads that publish none, by file
+NAME_LIMIT = 100  # characters: names become file names (weights) and must stay typeable
+_NAME = re.compile(r"\w[\w.+ -]*")  # letters and digits of any script, then also . + - _ and inner spaces
+
+
+def _read_records(path: Path) -> dict | None:
+    """The JSON object a cache record file holds; {} when there is none, None (after a warning
+    naming the file) when it is damaged: unreadable, not UTF-8, not JSON, not an object."""
+    if not path.exists():
+        return {}
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:  # UnicodeDecodeError and JSONDecodeError are ValueErrors
+        _warn(f"{path}: damaged record file ({type(exc).__name__}: {exc}); its records are ignored")
+        return None
+    if not isinstance(data, dict):
+        _warn(f"{path}: damaged record file (a JSON {type(data).__name__}, not an object); its records are ignored")
+        return None
+    return data
+
+
+def _warn(message: str) -> None:
+    warnings.warn(message, SamcellWarning, stacklevel=3)
+
+
+def _valid_entries(path: Path, records: dict | None, valid: Callable[[object], bool]) -> dict:
+    """The entries of `records` that pass `valid`; one warning naming the file and the others."""
+    if not records:
+        return {}
+    bad = [str(key) for key, value in records.items() if not valid(value)]
+    if bad:
+        _warn(f"{path}: damaged record(s) {', '.join(map(repr, bad))} ignored")
+    return {key: value for key, value in records.items() if valid(value)}
+
+
+def _is_adapted_record(record: object) -> bool:
+    return isinstance(record, dict) and all(isinstance(record.get(key, ""), str) and "\0" not in record.get(key, "")
+                                            for key in ("onnx", "weights")) and bool(record.get("onnx"))
+
+
+@contextlib.contextmanager
+def _updating(name: str) -> Iterator[dict]:
+    """The records of cache file `name` to change in place, under the file's lock; written back
+    atomically when the block succeeds. A damaged file is kept beside it (`NAME.damaged`), not lost."""
+    path = cache_dir() / name
+    with file_lock(cache_dir() / f".{name}.lock"):
+        records = _read_records(path)
+        if records is None:
+            aside = path.with_name(f"{name}.damaged")
+            path.replace(aside)
+            _warn(f"{path}: the damaged file is kept as {aside}; a new one is written")
+            records = {}
+        yield records
+        write_text_atomic(path, json.dumps(records, indent=2, sort_keys=True))
 
 
 def adapted_models() -> dict[str, dict]:
-    """Models made by `samcell-rt adapt`, by name: path, parent, data hash, thresholds, scores."""
+    """Models made by `samcell-rt adapt`, by name: path, parent, data hash, thresholds, scores
+    (records that are not such a description are left out, with a warning)."""
     path = cache_dir() / ADAPTED_FILE
-    return json.loads(path.read_text()) if path.exists() else {}
+    return _valid_entries(path, _read_records(path), _is_adapted_record)
 
 
 def register_adapted(name: str, record: dict, overwrite: bool = False) -> None:
-    """Record an adapted model under `name`; refuse a shipped or downloadable model's name, and an
-    adapted model's name unless `overwrite`."""
-    check_adapted_name(name, overwrite)
-    registry = adapted_models()
-    registry[name] = record
-    write_text_atomic(cache_dir() / ADAPTED_FILE, json.dumps(registry, indent=2, sort_keys=True))
+    """Record an adapted model under `name`, under the registry's lock (every check repeated
+    there); a replaced record's weights in the cache go with it."""
+    with _updating(ADAPTED_FILE) as registry:
+        check_adapted_name(name, overwrite, Path(record["onnx"]))
+        old = registry.get(name)
+        registry[name] = record
+    if _is_adapted_record(old) and old.get("weights") and old["weights"] != record.get("weights"):
+        _remove_cached_weights(Path(old["weights"]), registry)
 
 
-def check_adapted_name(name: str, overwrite: bool = False) -> None:
-    """InputError when `name` cannot name a new adapted model (checked before any training)."""
-    if not name or "/" in name or "\\" in name:
-        raise InputError(f"model name {name!r}: give a plain name (no path separators)")
+def _remove_cached_weights(weights: Path, registry: dict) -> None:
+    """Delete a replaced model's weights (and their .json) when they lie in the cache and no record uses them."""
+    if not weights.resolve().is_relative_to(cache_dir().resolve()):
+        return
+    if any(isinstance(r, dict) and r.get("weights") == str(weights) for r in registry.values()):
+        return
+    for path in (weights, weights.with_suffix(".json")):
+        path.unlink(missing_ok=True)
+
+
+def check_adapted_name(name: str, overwrite: bool = False, out: Path | None = None) -> None:
+    """InputError when `name` cannot name a new adapted model written to `out` (checked before any
+    training and again when registering): not a plain name, a shipped or downloadable model's name,
+    an adapted model's name without `overwrite`, or `out` is another adapted model's file."""
+    if len(name) > NAME_LIMIT or not _NAME.fullmatch(name) or name != name.strip():
+        raise InputError(f"model name {name[:NAME_LIMIT]!r}{'...' if len(name) > NAME_LIMIT else ''}: give a plain "
+                         f"name of at most {NAME_LIMIT} characters (letters, digits, '.', '_', '+', '-', inner spaces; "
+                         "no path separators)")
     if name in shipped_names() or name in KNOWN:
         raise InputError(f"model name {name!r} is a shipped or downloadable model; choose another --name")
-    if name in adapted_models() and not overwrite:
-        raise InputError(f"an adapted model named {name!r} exists ({adapted_models()[name]['onnx']}); "
+    adapted = adapted_models()
+    if name in adapted and not overwrite:
+        raise InputError(f"an adapted model named {name!r} exists ({adapted[name]['onnx']}); "
                          "pass --overwrite to replace it or choose another --name")
+    if out is not None:
+        for other, record in adapted.items():
+            if other != name and Path(record["onnx"]).resolve() == out.resolve():
+                raise InputError(f"{out} is the file of the adapted model {other!r}; choose another --out, or "
+                                 f"replace that model with --name {other} --overwrite")
+
+
+@contextlib.contextmanager
+def adapting(name: str, out: Path, overwrite: bool = False) -> Iterator[None]:
+    """Claim `name` and the file `out` for one adapt run (the checks of `check_adapted_name` made
+    while both are held): a second run wanting either fails at once, before any work, instead of
+    replacing the first run's model. The claims go when the block ends or the process dies."""
+    locks = cache_dir() / "adapt" / "locks"
+
+    def key(text: str) -> str:
+        return hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()[:24]
+
+    with file_lock(locks / f"name-{key(name)}.lock", busy=f"another adapt run is making the model {name!r} now; "
+                                                           "wait for it or choose another --name"), \
+            file_lock(locks / f"out-{key(str(out.resolve()))}.lock",
+                      busy=f"another adapt run is writing {out} now; wait for it or choose another --out"):
+        check_adapted_name(name, overwrite, out)
+        yield
 
 
 def model_table() -> list[dict]:
@@ -122,15 +221,16 @@ def _known_names() -> list[str]:
 
 
 def recorded_hashes() -> dict[str, str]:
-    """sha256 values recorded on first verified download, for models that publish none."""
-    path = cache_dir() / "hashes.json"
-    return json.loads(path.read_text()) if path.exists() else {}
+    """sha256 values recorded on first verified download, for models that publish none (a damaged
+    record is ignored with a warning: the next download records its hash again)."""
+    path = cache_dir() / HASHES_FILE
+    return _valid_entries(path, _read_records(path),
+                          lambda value: isinstance(value, str) and re.fullmatch(r"[0-9a-f]{64}", value) is not None)
 
 
 def record_hash(file: str, sha256: str) -> None:
-    hashes = recorded_hashes()
-    hashes[file] = sha256
-    write_text_atomic(cache_dir() / "hashes.json", json.dumps(hashes, indent=2, sort_keys=True))
+    with _updating(HASHES_FILE) as hashes:
+        hashes[file] = sha256
 
 
 def resolve_model(model: str | Path | None) -> Path:

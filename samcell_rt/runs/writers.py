@@ -22,7 +22,7 @@ import numpy as np
 from ..errors import InputError, OutputError
 from ..runtime.atomic import atomic_path, write_bytes_atomic, write_text_atomic
 from ..runtime.io import ImageStack
-from ..runtime.measure import image_metrics, with_physical_units
+from ..runtime.measure import image_metrics, known_pixel_size, pixel_size_problem, with_physical_units
 from ..runtime.segmenter import Result
 
 OUTLINE_RGB = (255, 255, 0)
@@ -107,6 +107,7 @@ def _write_tiff(target, data: np.ndarray, pixel_size_um: float | None = None) ->
     imagej = data.dtype in (np.uint8, np.uint16, np.float32) and data.nbytes < 2**32 - 2**25
     kwargs: dict = {"imagej": True, "metadata": {"axes": "TYX" if data.ndim == 3 else "YX"}} if imagej else \
         {"photometric": "minisblack", "bigtiff": data.nbytes > 2**31}
+    pixel_size_um = known_pixel_size(pixel_size_um)  # NaN, inf or 1e300 would break the resolution tags
     if pixel_size_um:
         kwargs["resolution"] = (1 / pixel_size_um, 1 / pixel_size_um)
         if imagej:
@@ -309,7 +310,12 @@ def summary_row(path: Path, frame: int, *, metrics: dict | None = None, seconds:
                 time_unit: str = "", warnings: list[str] | None = None, diameter_px: float | None = None,
                 scale: float | None = None) -> dict:
     """One summary.csv row: a frame's numbers (and its time in a time-lapse stack), or the reason it failed.
-    `diameter_px` is the estimated cell diameter, `scale` the resize the model saw the image at."""
+    `diameter_px` is the estimated cell diameter, `scale` the resize the model saw the image at. A
+    pixel size that is no usable calibration (NaN, inf, 1e300) is left out and said in the row's warning."""
+    problem = None if pixel_size_um is None else pixel_size_problem(pixel_size_um)
+    if problem:
+        warnings = [*(warnings or []), f"pixel size from {pixel_size_source or 'the input'} ignored ({problem})"]
+        pixel_size_um, pixel_size_source = None, ""
     row = {"file": str(path), "frame": frame, "status": "ok" if error is None else "failed", "error": error or "",
            "diameter_px": fmt(diameter_px), "scale": fmt(scale),
            "pixel_size_um": fmt(pixel_size_um) if pixel_size_um else "", "pixel_size_source": pixel_size_source,

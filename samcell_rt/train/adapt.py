@@ -29,8 +29,10 @@ import copy
 import hashlib
 import json
 import math
+import re
 import sys
 import time
+import uuid
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -38,10 +40,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from ..cache import cache_dir
 from ..errors import InputError, ModelError
 from ..evaluate import FILLS, PEAKS, pooled, score_pair, sweep_maps
-from ..registry import DEFAULT_MODEL, adapted_models, check_adapted_name, register_adapted, resolve_model
-from ..runtime.atomic import atomic_path, write_text_atomic
+from ..registry import DEFAULT_MODEL, adapted_models, adapting, register_adapted, resolve_model
+from ..runtime.atomic import atomic_path, check_output_file, remove_stale_parts, write_text_atomic
 from ..runtime.contract import META_KEYS
 from ..runtime.postprocess import labels_from_distance
 from ..runtime.tiling import tile_grid
@@ -55,6 +58,10 @@ SCORES = ("SEG", "DET", "OP_CSB")
 # export's cost beyond its torch and onnxruntime passes (tracing, onnxslim, saving): 15-40 s on the
 # development CPU, the most under a load average of 16 with a tiny model
 EXPORT_FIXED_SECONDS = 30.0
+MAX_MINUTES = 7 * 24 * 60  # a budget beyond a week is a typo, not a plan
+# a temporary file this old whose writer holds no lock was left by a killed run (the lock alone
+# decides on POSIX; the age protects live writers where there are no locks)
+STALE_PART_SECONDS = 300.0
 
 
 @dataclass
@@ -162,16 +169,51 @@ def adapt(data: list[str], out: str | Path, model: str = DEFAULT_MODEL, val: lis
     """Adapt `model` to the annotated images in `data`; write, verify and register the model at `out`."""
     out, settings = Path(out), settings or AdaptSettings()
     name = name or out.stem
+    check_minutes(minutes)
+    check_out(out, overwrite)
+    with adapting(name, out, overwrite):  # the name and the file are this run's until it ends
+        for folder, of in ((weights_dir(), ""), (cache_dir() / "adapt", ""), (out.parent, out.name)):
+            remove_stale_parts(folder, STALE_PART_SECONDS, of)
+        remove_orphan_weights(name)
+        clock = _Clock(minutes * 60, progress)
+        try:
+            return _Run(data, val or [], model, init, settings, clock).finish(out, name, overwrite)
+        finally:
+            clock.close()
+
+
+def check_minutes(minutes: float) -> None:
+    """InputError unless the budget is a finite number of minutes, more than none and at most a week."""
+    if not (isinstance(minutes, (int, float)) and 0 < minutes <= MAX_MINUTES):  # NaN fails every comparison
+        raise InputError(f"--minutes {minutes}: give a time budget of more than 0 and at most {MAX_MINUTES} minutes")
+
+
+def check_out(out: Path, overwrite: bool) -> None:
+    """Every refusal the output file can earn, before any work: it exists (without `overwrite`), it is
+    no .onnx file, it lies in samcell-rt's own cache, or it cannot be written there."""
     if out.exists() and not overwrite:
         raise InputError(f"{out} exists; pass --overwrite to replace it")
     if out.suffix != ".onnx":
         raise InputError(f"{out}: the adapted model is an ONNX file; name it *.onnx")
-    check_adapted_name(name, overwrite)
-    clock = _Clock(minutes * 60, progress)
-    try:
-        return _Run(data, val or [], model, init, settings, clock).finish(out, name, overwrite)
-    finally:
-        clock.close()
+    if out.resolve().is_relative_to(cache_dir().resolve()):
+        raise InputError(f"{out}: inside samcell-rt's own cache ({cache_dir()}); write the adapted model elsewhere")
+    check_output_file(out)
+
+
+def weights_dir() -> Path:
+    """Where adapted models' trainable weights are kept (in the cache; `adapt --model NAME` starts from them)."""
+    return cache_dir() / "adapt" / "weights"
+
+
+def remove_orphan_weights(name: str) -> None:
+    """Delete the weights a killed earlier run for `name` saved but never registered. Called while
+    this run holds `name`, so no live run can own them."""
+    registered = {record.get("weights") for record in adapted_models().values()}
+    pattern = re.compile(re.escape(name) + r"-[0-9a-f]{12}-[0-9a-f]{8}\.safetensors")
+    for path in weights_dir().glob("*.safetensors") if weights_dir().is_dir() else ():
+        if pattern.fullmatch(path.name) and str(path) not in registered:
+            for orphan in (path, path.with_suffix(".json")):
+                orphan.unlink(missing_ok=True)
 
 
 class _Run:
@@ -356,15 +398,25 @@ class _Run:
     # -- result --------------------------------------------------------------------------------
     def _export(self, final: dict, out: Path, name: str, overwrite: bool, peak: float, fill: float, before: dict,
                 after: dict, scored_on: str) -> AdaptResult:
-        from safetensors.torch import save_file
-
-        from ..cache import cache_dir
-        from ..export.onnx import export_onnx
-
         self.clock.tick("exporting and verifying")
         self.wrapper.sam.mask_decoder.load_state_dict(final)
         digest = data_sha256(self.train)
-        weights = cache_dir() / "adapt" / "weights" / f"{name}-{digest[:12]}.safetensors"
+        # one file per run: a failed or killed run never touches the weights a registered model names
+        weights = weights_dir() / f"{name}-{digest[:12]}-{uuid.uuid4().hex[:8]}.safetensors"
+        try:
+            return self._write(weights, digest, out, name, overwrite, peak, fill, before, after, scored_on)
+        except BaseException:
+            for path in (weights, weights.with_suffix(".json")):
+                path.unlink(missing_ok=True)
+            raise
+
+    def _write(self, weights: Path, digest: str, out: Path, name: str, overwrite: bool, peak: float, fill: float,
+               before: dict, after: dict, scored_on: str) -> AdaptResult:
+        """Weights to the cache, the verified ONNX file to `out`, then the registry record."""
+        from safetensors.torch import save_file
+
+        from ..export.onnx import export_onnx
+
         sizes = cell_diameters(self.train, Augment(**self.settings.augment))
         with atomic_path(weights) as tmp:
             save_file({k: v.detach().clone().contiguous() for k, v in self.wrapper.sam.state_dict().items()}, str(tmp))

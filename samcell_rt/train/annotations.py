@@ -48,13 +48,32 @@ def _images(folder: Path) -> list[Path]:
 
 
 def read_labels(path: Path) -> np.ndarray:
-    """A label image, or the masks of a Cellpose GUI `_seg.npy`."""
+    """A label image, or the masks of a Cellpose GUI `_seg.npy`, as int32 ids (see `label_ids`)."""
     if path.name.endswith(CELLPOSE_SEG):
         try:
-            return np.asarray(_cellpose_dict(path)["masks"]).astype(np.int32)
+            masks = np.asarray(_cellpose_dict(path)["masks"])
         except (OSError, ValueError, KeyError, TypeError, pickle.UnpicklingError) as exc:
             raise DataError(f"{path}: not a Cellpose annotation with masks ({exc})") from exc
-    return read_image(path).frames[0].astype(np.int32)
+        return label_ids(masks, path)
+    return label_ids(read_image(path).frames[0], path)
+
+
+def label_ids(raw: np.ndarray, path: str | Path) -> np.ndarray:
+    """Label values as int32 ids, never wrapped by the cast: negative, non-finite or non-numeric
+    values are refused naming the file; ids beyond int32 (uint32/uint64 files) are renumbered
+    1..n in their order, which keeps every cell."""
+    if raw.dtype == bool:
+        return raw.astype(np.int32)
+    if raw.dtype.kind not in "uif":
+        raise DataError(f"{path}: labels of type {raw.dtype} are not integer ids")
+    if raw.dtype.kind == "f" and not np.isfinite(raw).all():
+        raise DataError(f"{path}: labels hold NaN or infinite values; labels are integer ids, 0 for background")
+    if raw.size and raw.min() < 0:
+        raise DataError(f"{path}: negative label id {raw.min()}; labels are 0 for background and a positive id per cell")
+    if raw.size and raw.max() > np.iinfo(np.int32).max:
+        values, ids = np.unique(raw, return_inverse=True)
+        return (ids.reshape(raw.shape) + int(values[0] != 0)).astype(np.int32)
+    return raw.astype(np.int32)
 
 
 class _ArraysOnly(pickle.Unpickler):
@@ -93,6 +112,8 @@ def _cellpose_annotations(root: Path) -> list[tuple[Path, Path]]:
 def find_pairs(root: str | Path) -> list[tuple[Path, Path]]:
     """(image, label image) file pairs in a folder of any supported layout except COCO."""
     root = Path(root)
+    if not root.is_dir():
+        raise DataError(f"{root}: not a folder of annotated images (give a folder, a COCO .json or pkg:NAME)")
     pairs: list[tuple[Path, Path]] = []
     if (root / "images").is_dir() and (root / "labels").is_dir():
         labels = {p.stem: p for p in _images(root / "labels")}
@@ -127,7 +148,9 @@ def load_coco(annotation: Path) -> list[Sample]:
         labels = np.zeros((info["height"], info["width"]), np.int32)
         for index, ann in enumerate(coco.loadAnns(coco.getAnnIds(imgIds=image_id, iscrowd=None)), start=1):
             labels[coco.annToMask(ann) > 0] = index
-        image = read_image(annotation.parent / info["file_name"]).frames[0]
+        image_path = annotation.parent / info["file_name"]
+        image = read_image(image_path).frames[0]
+        check_same_size(image, labels, image_path, f"{annotation} (image id {image_id})")
         samples.append(Sample(info["file_name"], to_uint8(image), labels))
     return samples
 
@@ -143,10 +166,19 @@ def load_pairs(root: Path, min_cell_area: int = 0) -> list[Sample]:
     samples = []
     for image_path, label_path in find_pairs(root):
         labels = read_labels(label_path)
+        image = read_image(image_path).frames[0]
+        check_same_size(image, labels, image_path, label_path)
         if min_cell_area:
             labels = _drop_small(labels, min_cell_area)
-        samples.append(Sample(str(image_path), to_uint8(read_image(image_path).frames[0]), labels))
+        samples.append(Sample(str(image_path), to_uint8(image), labels))
     return samples
+
+
+def check_same_size(image: np.ndarray, labels: np.ndarray, image_name: str | Path, labels_name: str | Path) -> None:
+    """DataError naming both files unless the labels cover the image pixel for pixel."""
+    if image.shape[:2] != labels.shape:
+        raise DataError(f"{labels_name}: labels of shape {labels.shape} for the image {image_name} of "
+                        f"{image.shape[0]}x{image.shape[1]} pixels (height x width); they must match")
 
 
 def _drop_small(labels: np.ndarray, min_area: int) -> np.ndarray:

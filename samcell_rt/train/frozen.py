@@ -7,11 +7,15 @@ exported once per starting model (keyed by its weights' sha256, kept in the user
 embeddings feed a torch decoder. `DecoderEngine` follows the runtime's engine protocol, so the
 runtime's own tiling, blending and post-processing score a decoder on whole images; embeddings
 are cached by tile content, so scoring the starting and the adapted decoder encodes each tile once.
+The cached encoder file is trusted only when it matches the size and sha256 recorded beside it
+when it was made (a truncated or altered file is made again), and made under a lock so two runs
+never pair one's record with the other's file.
 """
 
 from __future__ import annotations
 
 import hashlib
+import json
 from pathlib import Path
 
 import numpy as np
@@ -19,8 +23,8 @@ import torch
 
 from ..cache import cache_dir
 from ..export.onnx import trace_graph
-from ..runtime.atomic import atomic_path
-from ..runtime.contract import INPUT_NAME, PREPROCESS, ModelInfo
+from ..runtime.atomic import atomic_path, file_lock, write_text_atomic
+from ..runtime.contract import INPUT_NAME, PREPROCESS, ModelInfo, file_sha256
 
 ENCODER_BATCH = 4
 ENCODER_OPSET = 17
@@ -44,8 +48,9 @@ class FrozenEncoder:
         import onnxruntime as ort
 
         path = cache_dir() / "adapt" / f"encoder-{weights_sha256[:16]}-{wrapper.tile}.onnx"
-        if not path.exists():
-            _export(wrapper, path)
+        with file_lock(path.with_name(f".{path.name}.lock")):
+            if not _intact(path):
+                _export(wrapper, path)
         options = ort.SessionOptions()
         # idle onnxruntime threads spin by default, stealing the cores torch trains on between calls
         options.add_session_config_entry("session.intra_op.allow_spinning", "0")
@@ -69,9 +74,26 @@ class FrozenEncoder:
         return np.stack([self._cache[key] for key in keys])
 
 
+def _record(path: Path) -> Path:
+    return path.with_name(path.name + ".json")
+
+
+def _intact(path: Path) -> bool:
+    """True when `path` has the size and sha256 its record says (no record, a damaged record: False)."""
+    try:
+        record = json.loads(_record(path).read_text(encoding="utf-8"))
+        return (path.stat().st_size == record["size"]) and file_sha256(path) == record["sha256"]
+    except (OSError, ValueError, TypeError, KeyError):
+        return False
+
+
 def _export(wrapper, path: Path) -> None:
+    """Export the encoder graph to `path`, then record its size and sha256 (the record last: a run
+    killed in between leaves a file without a record, made again next time)."""
+    _record(path).unlink(missing_ok=True)
     with atomic_path(path) as tmp:
         trace_graph(_EncoderGraph(wrapper).eval(), tmp, wrapper.tile, ENCODER_OPSET, output_name="embeddings")
+    write_text_atomic(_record(path), json.dumps({"size": path.stat().st_size, "sha256": file_sha256(path)}))
 
 
 class DecoderEngine:

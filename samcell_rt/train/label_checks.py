@@ -17,7 +17,9 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import InputError
+from ..errors import InputError, SamcellError
+from ..runtime import MAX_PIXELS
+from ..runtime.limits import check_pixels
 
 MANY_VALUES = 64  # more distinct values than this, scattered: an intensity image
 SCATTER = 2.0  # regions per value above which values are scattered
@@ -32,13 +34,20 @@ def read_raw_labels(path: Path) -> np.ndarray:
 
     if path.name.endswith(CELLPOSE_SEG):
         return read_labels(path)
-    if path.suffix.lower() in (".tif", ".tiff"):
-        import tifffile
+    try:
+        if path.suffix.lower() in (".tif", ".tiff"):
+            import tifffile
 
-        return np.squeeze(tifffile.imread(path))
-    import cv2
+            with tifffile.TiffFile(path) as tif:
+                check_pixels(path, tif.series[0].shape, MAX_PIXELS)  # a lying header is refused, not allocated
+                return np.squeeze(tif.asarray())
+        import cv2
 
-    data = cv2.imdecode(np.fromfile(path, dtype=np.uint8), cv2.IMREAD_UNCHANGED)
+        data = cv2.imdecode(np.fromfile(path, dtype=np.uint8), cv2.IMREAD_UNCHANGED)
+    except SamcellError:
+        raise
+    except Exception as exc:  # tifffile and OpenCV raise many types for damaged files
+        raise InputError(f"{path}: not a readable label image ({type(exc).__name__}: {exc})") from exc
     if data is None:
         raise InputError(f"{path}: not a readable label image")
     return data
