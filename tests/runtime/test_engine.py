@@ -114,3 +114,36 @@ def test_requested_gpu_engine_without_gpu_is_an_error(blob_path):
         pytest.skip("this machine has onnxruntime's CUDA provider")
     with pytest.raises(EngineUnavailableError, match="cuda"):
         open_engine(blob_path, "cuda")
+
+
+def test_engines_take_batch_and_pipelining_from_their_table_row(blob_path, monkeypatch):
+    """The row is the one place these live: change it and the engine follows."""
+    import dataclasses
+
+    from samcell_rt.runtime.engines import table
+
+    assert (open_engine(blob_path, "cpu").default_batch, open_engine(blob_path, "cpu").pipelined) == (1, False)
+    monkeypatch.setitem(table.ROWS, "cpu", dataclasses.replace(table.ROWS["cpu"], default_batch=3, pipelined=True))
+    engine = open_engine(blob_path, "cpu")
+    assert (engine.default_batch, engine.pipelined) == (3, True)
+
+
+def test_the_engine_table_imports_none_of_the_engines():
+    """table.py is read by every engine module; importing an engine from it would loop back."""
+    import ast
+
+    from samcell_rt.runtime.engines import table
+
+    tree = ast.parse(open(table.__file__).read())
+    imported = {a.name for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names}
+    imported |= {"." * n.level + (n.module or "") for n in ast.walk(tree) if isinstance(n, ast.ImportFrom)}
+    assert imported == {"__future__", "dataclasses", "enum", "...errors"}
+
+
+def test_flavours_and_precisions_are_the_strings_files_and_options_carry():
+    """StrEnum members equal the plain strings in engine headers, model metadata and command lines."""
+    from samcell_rt.runtime.engines import Flavour, Precision
+
+    assert [str(p) for p in Precision] == ["fp32", "fp16", "bf16", "int8"]
+    assert [str(f) for f in Flavour] == ["tensorrt", "tensorrt-rtx"]
+    assert {"fp16": 1}[Precision.FP16] == 1 and Flavour.RTX == "tensorrt-rtx"

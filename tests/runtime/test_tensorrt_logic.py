@@ -270,3 +270,28 @@ def test_engine_failing_the_guard_is_never_written(fake_tensorrt, blob_path, tmp
     with pytest.raises(BuildError, match=r"default 0.2, fp32-pinned 0.03"):
         builder.build_engine(blob_path, tmp_path / "x.engine", precision="fp16", runtime="tensorrt")
     assert not (tmp_path / "x.engine").exists()
+
+
+def test_tensorrt_engine_batches_by_its_row_or_else_its_profile(tmp_path, blob_path, monkeypatch):
+    """The row says None (the engine's largest batch, which its profile was built for); a number there wins."""
+    import sys
+    import types
+
+    from samcell_rt.runtime.contract import read_props
+    from samcell_rt.runtime.engines import table
+
+    class Logger:
+        WARNING = 2
+
+        def __init__(self, level) -> None:
+            self.level = level
+
+    fake = types.SimpleNamespace(__version__="10.9.0", Logger=Logger,
+                                 Runtime=lambda log: types.SimpleNamespace(deserialize_cuda_engine=lambda blob: object()))
+    monkeypatch.setitem(sys.modules, "tensorrt", fake)
+    monkeypatch.setattr(trt_engine, "device_facts", lambda: ("NVIDIA H100 80GB HBM3", "9.0"))
+    write_engine(tmp_path / "m.engine", header(model_props=read_props(blob_path)), b"engine")
+    engine = trt_engine.TensorRTEngine(tmp_path / "m.engine")
+    assert (engine.max_batch, engine.default_batch, engine.pipelined) == (32, 32, True)
+    monkeypatch.setitem(table.ROWS, "tensorrt", dataclasses.replace(table.ROWS["tensorrt"], default_batch=4))
+    assert trt_engine.TensorRTEngine(tmp_path / "m.engine").default_batch == 4
