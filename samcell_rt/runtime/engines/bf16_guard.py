@@ -104,6 +104,25 @@ def _finite(value: object) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 
 
+def segmented(run: Callable[[np.ndarray], np.ndarray], info, image: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(labels, distance map) of one image through the runtime's own steps at the model's scale: range
+    scaling to uint8, tiles, the contrast step, `run` (an engine's, one tile per call), the output check,
+    the blend, the model's thresholds and the watershed. Not the Segmenter: it opens engines, so an
+    engine module may not import it (tests/test_layers.py forbids the loop)."""
+    from ..contract import check_output
+    from ..postprocess import labels_from_distance
+    from ..preprocess import enhance_tiles, to_uint8
+    from ..tiling import blend, extract_tiles, tile_grid
+
+    image_u8 = to_uint8(image)
+    grid = tile_grid(*image_u8.shape, tile=info.tile)
+    tiles = enhance_tiles(extract_tiles(image_u8, grid))[:, None]
+    maps = np.concatenate([run(tile[None]) for tile in tiles])
+    check_output(info.path, tiles, maps)
+    distance = blend(maps[:, 0], grid)
+    return labels_from_distance(distance, info.peak_threshold, info.fill_threshold), distance
+
+
 def agreement(fp32: Sequence, bf16: Sequence) -> Agreement:
     """Compare two runs of the guard images: each a sequence of (labels, distance map) per image."""
     counts = sum((match_counts(ref[0], got[0]) for ref, got in zip(fp32, bf16, strict=True)), Counts())

@@ -23,8 +23,9 @@ from ...cache import cache_dir
 from ...errors import EngineUnavailableError, ModelError
 from ..contract import INPUT_NAME, META_KEYS, ModelInfo, check_io, model_sha256, read_props
 from ..cpu import native_bf16
-from . import bf16_guard, engine_row
+from . import bf16_guard
 from .onnx import default_threads
+from .table import engine_row
 
 HINTS = {"bf16": "bf16", "fp32": "f32"}  # our precision names -> OpenVINO's INFERENCE_PRECISION_HINT
 
@@ -82,15 +83,12 @@ def _check_io(path: Path, compiled, tile: int) -> None:
 
 
 def bf16_agreement(path: Path) -> bf16_guard.Agreement:
-    """The guard images segmented through the whole runtime in fp32 and in bf16, here, compared."""
-    from ..segmenter import Segmenter  # here, not at the top: the segmenter imports the engine table, which loads us
-
+    """The guard images segmented through the runtime in fp32 and in bf16, here, compared."""
     runs = {}
-    for precision in HINTS:  # at the model's own scale: a scale step would compare two different resizes
+    for precision in HINTS:
         engine = OpenVinoEngine(path, precision=precision, cache=precision == "bf16")  # fp32 is needed only now
-        segmenter = Segmenter(engine, diameter="off")
-        runs[precision] = [(r.labels, r.distance) for r in map(segmenter.segment, bf16_guard.guard_images(
-            segmenter.info.tile))]
+        runs[precision] = [bf16_guard.segmented(engine.run, engine.info, image)
+                           for image in bf16_guard.guard_images(engine.info.tile)]
     return bf16_guard.agreement(runs["fp32"], runs["bf16"])
 
 
