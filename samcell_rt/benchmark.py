@@ -4,6 +4,12 @@ peer run of the reference PyPI `samcell` pipeline on the same weights and images
 Per configuration: median seconds per stage (read, preprocess, engine, blend, watershed, measure),
 tiles/s through the engine, images/s end to end, the share of wall time spent outside the engine,
 the engine's idle share when several images run pipelined, and the peak resident memory.
+
+The configurations' repeats are interleaved (A B A B ...: round after round, each configuration
+once per round), and every configuration's speed-up over the first one (and over the peer) is given
+round by round with the 1-minute load average after each round: on a shared machine whose load
+changes, rows measured one after the other compare different machines (two engines run one after
+the other while the load fell read 1.86x; interleaved, the same pair read 0.93x).
 """
 
 from __future__ import annotations
@@ -21,6 +27,7 @@ from .machine import machine_info
 
 STAGE_NAMES = {"preprocess": "preprocess", "engine": "engine", "blend": "blend", "postprocess": "watershed",
                "measure": "measure"}
+PEER = "reference samcell 1.2.0"  # the label of the reference pipeline's runs
 
 
 def parse_size(text: str) -> tuple[int, int]:
@@ -97,32 +104,89 @@ def bench_engine(model: str, engine: str, batch_size: int, images: dict[str, Pat
 
 def bench_segmenter(segmenter, images: dict[str, Path], repeats: int) -> list[dict]:
     """Rows for one loaded segmenter over every image size (any engine object, e.g. a benchmark adapter)."""
+    return bench_interleaved({segmenter.engine_name: segmenter}, images, repeats)[0]
+
+
+def _segment_run(segmenter, path: Path):
+    """One timed read + segment of `path`: seconds per stage and in all, and the cells found."""
+    from .runtime.io import read_image
+
+    def run() -> dict:
+        start = time.perf_counter()
+        frame = read_image(path).frames[0]
+        read = time.perf_counter() - start
+        result = segmenter.segment(frame)
+        total = time.perf_counter() - start
+        return {"read": read, **{STAGE_NAMES[k]: v for k, v in result.timings.items()}, "total": total,
+                "cells": result.metrics["cells"]}
+
+    return run
+
+
+def _peer_run(pipeline, path: Path):
+    """One timed run of the reference pipeline on `path` (uint8 input: it casts)."""
+    from .export.reference import reference_run
+    from .runtime.io import read_image
+    from .runtime.preprocess import to_uint8
+
+    image = to_uint8(read_image(path).frames[0])
+
+    def run() -> dict:
+        start = time.perf_counter()
+        reference_run(pipeline, image)
+        return {"total": time.perf_counter() - start}
+
+    return run
+
+
+def bench_interleaved(segmenters: dict[str, object], images: dict[str, Path], repeats: int,
+                      peer=None) -> tuple[list[dict], list[dict]]:
+    """(rows, pairs): each labelled segmenter (and the reference `peer` pipeline, if given) run on every
+    image `repeats` times, interleaved round by round after one warm-up run each (compilation,
+    allocations). A row per segmenter and size (its peak memory is the process's, every configuration
+    loaded); a pair per size for each segmenter against the first one and against the peer, with the
+    speed-up of every round."""
     from .runtime.io import read_image
     from .runtime.tiling import tile_grid
 
-    rows = []
+    rows, pairs = [], []
     for size, path in images.items():
-        frame = read_image(path).frames[0]
-        segmenter.segment(frame)  # warm-up: compilation, allocations
-        runs = []
+        runners = {label: _segment_run(segmenter, path) for label, segmenter in segmenters.items()}
+        if peer is not None:
+            runners[PEER] = _peer_run(peer, path)
+        for run in runners.values():
+            run()
+        runs: dict[str, list[dict]] = {label: [] for label in runners}
+        loads = []
         with PeakRSS() as memory:
             for _ in range(repeats):
-                start = time.perf_counter()
-                frame = read_image(path).frames[0]
-                read = time.perf_counter() - start
-                result = segmenter.segment(frame)
-                total = time.perf_counter() - start
-                runs.append({"read": read, **{STAGE_NAMES[k]: v for k, v in result.timings.items()}, "total": total})
-        stages = _median(runs)
-        stream = _pipelined(segmenter, frame, count=4)
-        tiles = len(tile_grid(*frame.shape, tile=segmenter.info.tile))
-        rows.append({"engine": segmenter.engine_name, "precision": segmenter.engine_precision,
-                     "batch_size": segmenter.batch_size, "size": size,
-                     "tiles": tiles, "cells": result.metrics["cells"], "seconds": stages,
-                     "tiles_per_second": tiles / stages["engine"], "images_per_second": 1 / stages["total"],
-                     "outside_engine_share": 1 - stages["engine"] / stages["total"], "peak_rss_mib": memory.peak,
-                     **stream})
-    return rows
+                for label, run in runners.items():
+                    runs[label].append(run())
+                loads.append(os.getloadavg()[0])
+        frame = read_image(path).frames[0]
+        for label, segmenter in segmenters.items():
+            stages = _median([{k: v for k, v in run.items() if k != "cells"} for run in runs[label]])
+            tiles = len(tile_grid(*frame.shape, tile=segmenter.info.tile))
+            rows.append({"engine": segmenter.engine_name, "precision": segmenter.engine_precision, "label": label,
+                         "batch_size": segmenter.batch_size, "size": size, "tiles": tiles,
+                         "cells": runs[label][-1]["cells"], "seconds": stages,
+                         "tiles_per_second": tiles / stages["engine"], "images_per_second": 1 / stages["total"],
+                         "outside_engine_share": 1 - stages["engine"] / stages["total"],
+                         "peak_rss_mib": memory.peak, **_pipelined(segmenter, frame, count=4)})
+        pairs += round_pairs(size, {label: [run["total"] for run in found] for label, found in runs.items()}, loads)
+    return rows, pairs
+
+
+def round_pairs(size: str, seconds: dict[str, list[float]], loads: list[float]) -> list[dict]:
+    """Each configuration against the first one and against the peer: its speed-up (baseline seconds /
+    its seconds) round by round, their median, and the 1-minute load average after each round."""
+    baselines = [next(iter(seconds)), *([PEER] if PEER in seconds else [])]
+    return [{"size": size, "label": label, "versus": base, "seconds": statistics.median(times),
+             "versus_seconds": statistics.median(seconds[base]),
+             "speedups": [b / t for b, t in zip(seconds[base], times)],
+             "median_speedup": statistics.median(b / t for b, t in zip(seconds[base], times)),
+             "load_average_1min": loads}
+            for base in baselines for label, times in seconds.items() if label not in (base, PEER)]
 
 
 def _pipelined(segmenter, frame: np.ndarray, count: int) -> dict[str, float]:
@@ -135,42 +199,31 @@ def _pipelined(segmenter, frame: np.ndarray, count: int) -> dict[str, float]:
     return {"pipelined_images_per_second": count / wall, "pipelined_engine_idle_share": max(0.0, 1 - engine / wall)}
 
 
-def bench_peer(checkpoint: str, images: dict[str, Path], repeats: int) -> dict[str, float]:
-    """Seconds per image of the reference pipeline on the same weights (uint8 input: it casts)."""
-    from .export.checkpoints import load_checkpoint
-    from .export.reference import reference_pipeline, reference_run
-    from .runtime.io import read_image
-    from .runtime.preprocess import to_uint8
-
-    pipeline = reference_pipeline(load_checkpoint(checkpoint).model)
-    seconds = {}
-    for size, path in images.items():
-        image = to_uint8(read_image(path).frames[0])
-        times = []
-        for _ in range(repeats):
-            start = time.perf_counter()
-            reference_run(pipeline, image)
-            times.append(time.perf_counter() - start)
-        seconds[size] = statistics.median(times)
-    return seconds
-
-
 def run_bench(model: str, engines: list[str], sizes: list[str], batch_sizes: list[int | None], repeats: int = 3,
-              peer_checkpoint: str | None = None, peer_repeats: int = 1) -> dict:
-    """The whole benchmark; JSON-ready."""
+              peer_checkpoint: str | None = None) -> dict:
+    """The whole benchmark, every configuration (and the peer) interleaved; JSON-ready."""
     load_before = list(os.getloadavg())
+    segmenters = {}
+    for engine in engines:
+        for batch in batch_sizes:
+            segmenter = open_segmenter(model, engine, batch)
+            segmenters[f"{engine} b{segmenter.batch_size}"] = segmenter
+    peer = None
+    if peer_checkpoint:
+        from .export.checkpoints import load_checkpoint
+        from .export.reference import reference_pipeline
+
+        peer = reference_pipeline(load_checkpoint(peer_checkpoint).model)
     with tempfile.TemporaryDirectory() as tmp:
-        images = bench_images(sizes, Path(tmp))
-        rows = [row for engine in engines for batch in batch_sizes
-                for row in bench_engine(model, engine, batch, images, repeats)]
-        peer = bench_peer(peer_checkpoint, images, peer_repeats) if peer_checkpoint else None
-    if peer:
-        for row in rows:
-            row["peer_seconds"] = peer[row["size"]]
-            row["speedup_vs_peer"] = peer[row["size"]] / row["seconds"]["total"]
-    return {"benchmark": "samcell-rt bench", "model": str(model), "repeats": repeats,
-            "peer": {"package": "samcell 1.2.0", "checkpoint": peer_checkpoint, "seconds": peer} if peer else None,
-            "rows": rows, "machine": bench_machine(load_before)}
+        rows, pairs = bench_interleaved(segmenters, bench_images(sizes, Path(tmp)), repeats, peer)
+    peer_seconds = {p["size"]: p["versus_seconds"] for p in pairs if p["versus"] == PEER}
+    for row in rows if peer else ():
+        versus = next(p for p in pairs if (p["size"], p["label"], p["versus"]) == (row["size"], row["label"], PEER))
+        row["peer_seconds"], row["speedup_vs_peer"] = versus["versus_seconds"], versus["median_speedup"]
+    return {"benchmark": "samcell-rt bench", "model": str(model), "repeats": repeats, "interleaved": True,
+            "peer": {"package": "samcell 1.2.0", "checkpoint": peer_checkpoint, "seconds": peer_seconds}
+            if peer else None,
+            "rows": rows, "pairs": pairs, "machine": bench_machine(load_before)}
 
 
 def bench_machine(load_before: list[float]) -> dict:
@@ -180,11 +233,10 @@ def bench_machine(load_before: list[float]) -> dict:
 
 
 def markdown_table(report: dict) -> str:
-    """A short table for the README."""
+    """Short tables for the README: the rows, then the round-by-round speed-ups."""
     peer = report.get("peer") is not None
     head = ("| engine | precision | batch | image | tiles | s/image | tiles/s | outside engine | engine idle (pipelined) "
-            "| peak RSS MiB |") + \
-        (" peer s/image | speed-up |" if peer else "")
+            "| peak RSS MiB |") + (" speed-up vs peer |" if peer else "")
     lines = [head, "|" + "---|" * (head.count("|") - 1)]
     for row in report["rows"]:
         line = (f"| {row['engine']} | {row.get('precision', '')} | {row['batch_size']} | {row['size']} | {row['tiles']} | "
@@ -193,6 +245,12 @@ def markdown_table(report: dict) -> str:
         if peer:
             line += f" {row['peer_seconds']:.2f} | {row['speedup_vs_peer']:.1f}x |"
         lines.append(line)
+    if report.get("pairs"):
+        lines += ["", "| image | configuration | versus | speed-up per round (interleaved) | median | load (1 min) |",
+                  "|---|---|---|---|---|---|"]
+        lines += [f"| {p['size']} | {p['label']} | {p['versus']} | {', '.join(f'{x:.2f}x' for x in p['speedups'])} | "
+                  f"{p['median_speedup']:.2f}x | {', '.join(f'{x:.2f}' for x in p['load_average_1min'])} |"
+                  for p in report["pairs"]]
     return "\n".join(lines) + "\n"
 
 
@@ -213,7 +271,7 @@ def plot(report: dict, path: str | Path) -> None:
         label = f"samcell-rt {row['engine']} {row.get('precision', '')} b{row['batch_size']}"
         series.setdefault(label, []).append(row["seconds"]["total"])
     if report.get("peer"):
-        series["reference samcell 1.2.0"] = [report["peer"]["seconds"][s] for s in sizes]
+        series[PEER] = [report["peer"]["seconds"][s] for s in sizes]
     figure, axis = plt.subplots(figsize=(7, 4))
     width = 0.8 / len(series)
     for i, (name, values) in enumerate(series.items()):

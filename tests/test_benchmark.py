@@ -63,3 +63,41 @@ def test_bench_rows_say_the_precision_and_the_machine_its_load_and_cpu_flags(blo
 def test_only_openvino_takes_a_fixed_precision(blob_path):
     with pytest.raises(ValueError, match="only openvino"):
         run_bench(str(blob_path), ["cpu@bf16"], ["256"], [None], repeats=1)
+
+
+def test_configurations_run_interleaved_round_by_round(blob_path, tmp_path):
+    from samcell_rt.benchmark import bench_images, bench_interleaved
+    from samcell_rt.runtime.segmenter import Segmenter
+
+    calls = []
+    segmenters = {}
+    for label in ("first", "second"):
+        segmenter = Segmenter(blob_path, engine="cpu")
+        segment = segmenter.segment
+        segmenter.segment = lambda image, label=label, segment=segment: calls.append(label) or segment(image)
+        segmenters[label] = segmenter
+    rows, pairs = bench_interleaved(segmenters, bench_images(["256"], tmp_path), repeats=3)
+    assert calls == ["first", "second"] * 4  # a warm-up round, then A B A B A B
+    assert [r["label"] for r in rows] == ["first", "second"]
+    (pair,) = pairs
+    assert (pair["label"], pair["versus"], len(pair["speedups"]), len(pair["load_average_1min"])) == \
+        ("second", "first", 3, 3)
+
+
+def test_round_pairs_give_each_rounds_speed_up_against_the_first_and_the_peer():
+    from samcell_rt.benchmark import PEER, round_pairs
+
+    pairs = round_pairs("512", {"cpu b1": [2.0, 4.0, 3.0], "openvino b1": [1.0, 1.0, 2.0], PEER: [30.0, 20.0, 30.0]},
+                        [1.5, 1.2, 0.9])
+    found = {(p["label"], p["versus"]): (p["speedups"], p["median_speedup"]) for p in pairs}
+    assert found == {("openvino b1", "cpu b1"): ([2.0, 4.0, 1.5], 2.0),
+                     ("cpu b1", PEER): ([15.0, 5.0, 10.0], 10.0),
+                     ("openvino b1", PEER): ([30.0, 20.0, 15.0], 20.0)}
+    assert all(p["load_average_1min"] == [1.5, 1.2, 0.9] and p["size"] == "512" for p in pairs)
+
+
+def test_the_table_shows_the_pairs_with_their_load(blob_path):
+    report = run_bench(str(blob_path), ["cpu"], ["256"], [1, 2], repeats=2)
+    table = markdown_table(report)
+    assert "| 256 | cpu b2 | cpu b1 |" in table and "speed-up per round" in table
+    assert report["interleaved"] and len(report["pairs"][0]["speedups"]) == 2
