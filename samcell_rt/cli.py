@@ -396,7 +396,7 @@ def build_engine_command(model, runtime, precision, max_batch, opt_batch, comput
 
 @main.command()
 @model_option()
-@engine_option
+@engine_option(default=AUTO)
 @server_options(SERVICE.port)
 @click.option("--max-mb", default=SERVICE.max_mb, show_default=True, type=click.FloatRange(min=1), help="Request size limit, MB.")
 @click.option("--batch-size", default=None, type=click.IntRange(min=1), help="Tiles per engine call.")
@@ -425,7 +425,7 @@ def serve(model, engine, host, port, max_mb, batch_size, max_pixels, diameter, d
 
 @main.command()
 @model_option()
-@engine_option
+@engine_option(default=AUTO)
 @server_options(GUI.port)
 @click.option("--max-upload-mb", default=GUI.max_mb, show_default=True, type=click.FloatRange(min=1),
               help="Upload size limit, MB.")
