@@ -54,7 +54,7 @@ async def info(request: Request) -> Response:
     segmenter = request.app.state.segmenter
     model = segmenter.info
     return JSONResponse({"model": model.name, "version": model.version, "engine": segmenter.engine_name,
-                         "peak": segmenter.peak, "fill": segmenter.fill, "max_upload_mb": request.app.state.max_upload_mb})
+                         "precision": segmenter.engine_precision, "peak": segmenter.peak, "fill": segmenter.fill, "max_upload_mb": request.app.state.max_upload_mb})
 
 
 @guarded

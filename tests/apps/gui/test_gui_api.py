@@ -225,3 +225,8 @@ def test_test_artifacts_go_where_git_ignores_them():
     tracked = subprocess.run(["git", "-C", str(root), "ls-files", str(ARTIFACTS)], capture_output=True, text=True,
                              timeout=30)
     assert tracked.stdout == ""
+
+
+def test_info_says_which_engine_and_precision_the_model_runs_on(client):
+    info = client.get("/api/info").json()
+    assert (info["model"], info["engine"], info["precision"]) == ("blob-test", "cpu", "fp32")

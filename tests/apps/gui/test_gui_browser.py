@@ -47,7 +47,7 @@ def test_upload_two_images_compare_with_cli_and_move_slider(gui_url, blob_path, 
             "--disable-sync", "--no-first-run"])
         page = browser.new_page(viewport={"width": 1400, "height": 1000})
         page.goto(gui_url)
-        page.wait_for_selector("#engine:has-text('engine cpu')")
+        page.wait_for_selector("#engine:has-text('engine cpu (fp32)')")
         page.set_input_files("#files", [str(first), str(second)])
         page.wait_for_function("document.querySelectorAll('#jobs li.done').length === 2", timeout=60_000)
         page.wait_for_selector("#summary-plot:not([hidden])", timeout=30_000)  # cells and confluency per image

@@ -238,7 +238,7 @@ async function start() {
   setupDrop();
   setupViewer();
   const info = await api("/api/info");
-  $("engine").textContent = `model ${info.model} ${info.version} · engine ${info.engine}`;
+  $("engine").textContent = `model ${info.model} ${info.version} · engine ${info.engine} (${info.precision})`;
   $("peak").value = info.peak;
   $("fill").value = info.fill;
   refreshJobs();
