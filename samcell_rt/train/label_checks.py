@@ -19,7 +19,6 @@ import numpy as np
 
 from ..errors import InputError, SamcellError
 from ..runtime import MAX_PIXELS
-from ..runtime.limits import check_pixels
 
 MANY_VALUES = 64  # more distinct values than this, scattered: an intensity image
 SCATTER = 2.0  # regions per value above which values are scattered
@@ -39,7 +38,10 @@ def read_raw_labels(path: Path) -> np.ndarray:
             import tifffile
 
             with tifffile.TiffFile(path) as tif:
-                check_pixels(path, tif.series[0].shape, MAX_PIXELS)  # a lying header is refused, not allocated
+                shape = tif.series[0].shape
+                if np.prod(shape, dtype=np.float64) > MAX_PIXELS:  # a lying header is refused, not allocated
+                    raise InputError(f"{path}: header claims {' x '.join(map(str, shape))} pixels, more than the "
+                                     f"{MAX_PIXELS:,} a label image may have")
                 return np.squeeze(tif.asarray())
         import cv2
 
