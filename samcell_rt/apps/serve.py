@@ -11,10 +11,12 @@ Endpoints:
   `timeline` (stacks) a PNG of cell count and confluency over the frames, times from the stack's
   metadata, with the doubling time fit as JSON in `X-Samcell-Growth`.
   `channel` picks one channel of multi-channel images. Microscope containers (CZI, ND2, LIF; extra
-  `formats`) and OME-Zarr stores sent as `.zip` are read as files are.
+  `formats`) and OME-Zarr stores sent as `.zip` are read as files are; what a zipped store decodes
+  to counts against the upload limit (`--max-mb`), checked before anything is inflated.
 - POST /v1/segment?path=REL[&...] (no body) -> the same for an image or OME-Zarr store already on the
   server's storage, under the folder the service was started with (`--data-root`), for stores too
-  large to upload; paths that leave that folder (.., symlinks) are refused.
+  large to upload; paths that leave that folder (.., symlinks at any level inside a store) are
+  refused, and no answer names the data root itself.
 Errors: 400 bad query, 413 too large, 415 not an image type, 422 unreadable image or bad values,
 500 a model failure; every error is JSON {"error": message}.
 
@@ -28,6 +30,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import os
 import queue
 import tempfile
 import threading
@@ -113,38 +116,103 @@ class BatchingWorker:
         self._thread.join(timeout=10)
 
 
-def decode_image(data: bytes, name: str, channel: int | None = None, max_pixels: int = MAX_PIXELS) -> ImageStack:
-    """An uploaded image as read (frames, calibration, frame times); RequestError for anything a client got wrong."""
+def decode_image(data: bytes, name: str, channel: int | None = None, max_pixels: int = MAX_PIXELS,
+                 max_bytes: int | None = None) -> ImageStack:
+    """An uploaded image as read (frames, calibration, frame times); RequestError for anything a client got wrong.
+    `max_bytes` bounds what a compressed store may decode to, so a small upload cannot inflate past it."""
     suffix = Path(name).suffix.lower()
     if suffix not in UPLOAD_SUFFIXES:
-        raise RequestError(415, f"{name!r}: not an accepted image type ({', '.join(UPLOAD_SUFFIXES)}); "
+        raise RequestError(415, f"{_shown(name)!r}: not an accepted image type ({', '.join(UPLOAD_SUFFIXES)}); "
                                 "pass ?name=FILE.tif")
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / f"upload{suffix}"
         path.write_bytes(data)
         try:
-            return read_image(path, channel, max_pixels)
+            return read_image(path, channel, max_pixels, max_bytes=max_bytes)
         except ImageReadError as exc:
-            raise RequestError(422, f"{name}: {exc.cause}") from exc
+            raise RequestError(422, f"{_shown(name)}: {exc.cause.replace(str(path), _shown(name))}") from exc
+
+
+MAX_PATH = 4096  # characters of a path= query; longer is no path on any file system
+MAX_WALK = 1_000_000  # entries of a store checked for symlinks before a path= read; more is refused
 
 
 def served_path(root: Path | None, relative: str) -> Path:
-    """`relative` under the service's data root; RequestError unless there is one and the path stays in it."""
+    """`relative` under the service's data root; RequestError unless there is one and the path, and
+    every file and folder below it (a store's arrays and chunks), stays in it. Messages name the
+    path as the client gave it, never the data root."""
     if root is None:
         raise RequestError(400, "path= needs the service started with --data-root DIR")
+    if "\x00" in relative:
+        raise RequestError(400, "path= contains a NUL byte")
+    if len(relative) > MAX_PATH or any(len(part.encode()) > 255 for part in Path(relative).parts):
+        raise RequestError(400, f"path= is too long ({len(relative):,} characters; at most {MAX_PATH} and 255 bytes "
+                                "per name)")
     base = Path(root).resolve()
-    target = (base / relative).resolve()
+    try:
+        target = (base / relative).resolve()
+    except (OSError, RuntimeError) as exc:  # symlink loops, names the file system refuses
+        raise RequestError(400, f"path {_shown(relative)!r} cannot be resolved ({_reason(exc)})") from None
     if not target.is_relative_to(base):
-        raise RequestError(403, f"path {relative!r} is outside the service's data root")
+        raise RequestError(403, f"path {_shown(relative)!r} is outside the service's data root")
+    escape = _escaping_link(base, target)
+    if escape is not None:
+        raise RequestError(403, f"path {_shown(relative)!r} holds {escape}, a link outside the service's data root")
     return target
 
 
-def read_served(path: Path, channel: int | None, max_pixels: int) -> ImageStack:
-    """An image or OME-Zarr store on the server's storage; RequestError 422 naming it when unreadable."""
+def _escaping_link(base: Path, target: Path) -> str | None:
+    """The first entry under `target` (relative to `base`) that is a symlink resolving outside `base`,
+    following links that stay inside; None when there is none. Checked before a store is read, so an
+    array or chunk linked in from elsewhere is never served."""
+    if not target.is_dir():
+        return None
+    pending, seen, walked = [target], {target}, 0
+    while pending:
+        folder = pending.pop()
+        try:
+            entries = list(os.scandir(folder))
+        except OSError:
+            continue  # the read reports what cannot be listed
+        for entry in entries:
+            walked += 1
+            if walked > MAX_WALK:
+                return f"more than {MAX_WALK:,} entries (too many to check)"
+            path = Path(entry.path)
+            if not entry.is_symlink():
+                if entry.is_dir(follow_symlinks=False):
+                    pending.append(path)
+                continue
+            try:
+                resolved = path.resolve(strict=True)
+            except (OSError, RuntimeError):
+                continue  # a dangling link reads as a missing chunk
+            if not resolved.is_relative_to(base):
+                return str(path.relative_to(base))
+            if resolved.is_dir() and resolved not in seen:
+                seen.add(resolved)
+                pending.append(resolved)
+    return None
+
+
+def _shown(text: str, limit: int = 200) -> str:
+    """Client-given text as echoed in an answer: at most `limit` characters."""
+    return text if len(text) <= limit else f"{text[:limit]}... ({len(text):,} characters)"
+
+
+def _reason(exc: BaseException) -> str:
+    return getattr(exc, "strerror", None) or type(exc).__name__
+
+
+def read_served(path: Path, channel: int | None, max_pixels: int, root: Path | None = None) -> ImageStack:
+    """An image or OME-Zarr store on the server's storage; RequestError 422 naming it (relative to
+    the data root, which is never shown) when unreadable."""
+    shown = str(path.relative_to(root)) if root is not None and path.is_relative_to(root) else path.name
     try:
         return read_image(path, channel, max_pixels)
     except ImageReadError as exc:
-        raise RequestError(422, f"{path.name}: {exc.cause}") from exc
+        cause = exc.cause.replace(str(root), "<data-root>") if root is not None else exc.cause
+        raise RequestError(422, f"{shown}: {cause}") from exc
 
 
 def metrics_body(results: list[Result], include_cells: bool, pixel_size_um: float | None = None) -> dict:
@@ -183,11 +251,12 @@ def create_service(segmenter: Segmenter, max_mb: float = SERVICE.max_mb, max_pix
             raise RequestError(400, f"format={wants!r} is not offered; choose one of {', '.join(FORMATS)}")
         channel = query_int(request, "channel")
         if "path" in request.query_params:
-            target = served_path(data_root, request.query_params["path"])
-            name, stack = target.name, await asyncio.to_thread(read_served, target, channel, max_pixels)
+            target = await asyncio.to_thread(served_path, data_root, request.query_params["path"])
+            name, stack = target.name, await asyncio.to_thread(read_served, target, channel, max_pixels,
+                                                                Path(data_root).resolve())
         else:
             data, name = await _upload(request, max_bytes)
-            stack = await asyncio.to_thread(decode_image, data, name, channel, max_pixels)
+            stack = await asyncio.to_thread(decode_image, data, name, channel, max_pixels, max_bytes)
         if wants == "timeline" and not stack.is_stack:
             raise RequestError(400, "format=timeline needs a stack of two or more frames")
         results = await asyncio.wrap_future(worker.submit(stack.frames))

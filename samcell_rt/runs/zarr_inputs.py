@@ -5,6 +5,9 @@ plate's own well order; a well group to its fields. Each field's well comes from
 layout (its rows and columns lists), never from a name, and its output stem is
 `<plate>_<well>_f<field>` (plate folder name without `.ome.zarr`), unique across fields and plates.
 Fields are read lazily by chunk by the runtime; this module reads only metadata.
+Nothing listed is left out silently: a plate or well whose list is malformed stays one input, and
+a listed well whose folder is gone or holds no well metadata is an input too (stem
+`<plate>_<well>`), so the run reports each as a failed row when it reads them.
 """
 
 from __future__ import annotations
@@ -23,19 +26,25 @@ def expand_store(path: Path) -> list[Path]:
     """The inputs in an OME-Zarr folder: the image itself, or every field of a plate or well."""
     kind = group_kind(path)
     if kind == "plate":
-        return [field for well in _plate_wells(path) for field in well_fields(well)]
+        wells = _listed(path, "plate", "wells")
+        return [field for well in wells for field in (well_fields(well) if group_kind(well) == "well" else [well])] \
+            if wells else [path]
     if kind == "well":
-        return well_fields(path)
+        return well_fields(path) or [path]
     return [path]
 
 
-def _plate_wells(plate: Path) -> list[Path]:
-    return _inside(plate, (ngff_attrs(plate)["plate"].get("wells") or []))
+def _listed(group: Path, kind: str, key: str) -> list[Path]:
+    """The member paths a plate's `wells` or a well's `images` list ([] when it is no list or empty:
+    the group then stays an input, and its read says what is wrong)."""
+    meta = ngff_attrs(group).get(kind)
+    entries = meta.get(key) if isinstance(meta, dict) else None
+    return _inside(group, entries) if isinstance(entries, list) else []
 
 
 def well_fields(well: Path) -> list[Path]:
     """The field images a well lists (a listed field that is missing fails when it is read)."""
-    return _inside(well, (ngff_attrs(well).get("well") or {}).get("images") or [])
+    return _listed(well, "well", "images")
 
 
 def _inside(group: Path, entries: list) -> list[Path]:
@@ -47,32 +56,42 @@ def _inside(group: Path, entries: list) -> list[Path]:
 
 @functools.lru_cache(maxsize=4096)
 def field_of(path: str) -> tuple[str, tuple[int, int], str] | None:
-    """(plate name, (row index, column number), field name) of an HCS field path, else None.
-    The well's place comes from the plate's rows/columns metadata (rowIndex, columnIndex)."""
+    """(plate name, (row index, column number), field name) of an HCS field path, ("" as the field
+    name for a well path), else None. The well's place comes from the plate's rows/columns metadata
+    (rowIndex, columnIndex)."""
     field = Path(path)
-    plate = field.parent.parent.parent
-    if not field.is_dir() or group_kind(plate) != "plate":
+    if group_kind(field.parent.parent.parent) == "plate":  # a field, present or not
+        plate, well_path, name = field.parent.parent.parent, f"{field.parent.parent.name}/{field.parent.name}", field.name
+    elif group_kind(field.parent.parent) == "plate":  # a well listed without fields
+        plate, well_path, name = field.parent.parent, f"{field.parent.name}/{field.name}", ""
+    else:
         return None
     meta = ngff_attrs(plate)["plate"]
-    well_path = f"{field.parent.parent.name}/{field.parent.name}"
-    for well in meta.get("wells") or []:
+    wells = meta.get("wells")
+    for well in wells if isinstance(wells, list) else []:
         if isinstance(well, dict) and well.get("path") == well_path:
             position = _position(meta, well)
-            return (store_name(plate), position, field.name) if position else None
+            return (store_name(plate), position, name) if position else None
     return None
 
 
 def _position(meta: dict, well: dict) -> tuple[int, int] | None:
     """(row index, 1-based column) from the plate layout: row letters and column numbers by name,
-    else by index."""
-    try:
-        row_name = str(meta["rows"][well["rowIndex"]]["name"])
-        column_name = str(meta["columns"][well["columnIndex"]]["name"])
-    except (KeyError, IndexError, TypeError):
+    else by index; None when the layout does not place the well."""
+    indices = well.get("rowIndex"), well.get("columnIndex")
+    rows, columns = meta.get("rows"), meta.get("columns")
+    if not all(isinstance(i, int) and not isinstance(i, bool) and i >= 0 for i in indices) or \
+            not isinstance(rows, list) or not isinstance(columns, list) or \
+            indices[0] >= len(rows) or indices[1] >= len(columns):
         return None
+    row_name, column_name = (str(entry.get("name", "")) if isinstance(entry, dict) else ""
+                             for entry in (rows[indices[0]], columns[indices[1]]))
     row = ROW_LETTERS.index(row_name.upper()) if len(row_name) == 1 and row_name.upper() in ROW_LETTERS \
-        else int(well["rowIndex"])
-    column = int(column_name) if column_name.isdigit() else int(well["columnIndex"]) + 1
+        else indices[0]
+    try:
+        column = int(column_name) if column_name.isdecimal() else indices[1] + 1
+    except ValueError:  # decimal digits int() refuses
+        column = indices[1] + 1
     return row, column
 
 
@@ -88,13 +107,15 @@ def store_name(path: Path) -> str:
 
 
 def input_stem(path: Path | str) -> str:
-    """The output stem of an input: `<plate>_<well>_f<field>` for plate fields, the store name for
-    OME-Zarr images, the file stem otherwise."""
+    """The output stem of an input: `<plate>_<well>_f<field>` for plate fields (`<plate>_<well>` for
+    a listed well that holds no fields), the store name for OME-Zarr images, the file stem otherwise."""
     path = Path(path)
     if _STORE_SUFFIX.search(path.name):
         return store_name(path)
     field = field_of(str(path))
-    return f"{field[0]}_{well_id(field[1])}_f{field[2]}" if field else path.stem
+    if not field:
+        return path.stem
+    return f"{field[0]}_{well_id(field[1])}" + (f"_f{field[2]}" if field[2] else "")
 
 
 def layout_well(path: Path | str) -> tuple[int, int] | None:
@@ -114,5 +135,6 @@ def source_signature(path: Path) -> dict:
 
 
 def is_store(path: Path) -> bool:
-    """An OME-Zarr folder (image, plate or well) among a folder's entries."""
-    return path.is_dir() and is_ome_zarr(path)
+    """An OME-Zarr folder (image, plate or well), or a folder named like one (`x.zarr`): one without
+    NGFF metadata becomes an input that fails with a row saying so, never silently left out."""
+    return path.is_dir() and (is_ome_zarr(path) or path.suffix.lower() == ".zarr")

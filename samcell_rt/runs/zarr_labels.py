@@ -44,6 +44,22 @@ def check_targets(files: list[Path], name: str, replace: bool) -> None:
     zipped = [f for f in files if f.name.lower().endswith(".zip")]
     if zipped:
         raise InputError(f"{zipped[0]} is a zipped OME-Zarr store: --zarr-labels writes into folders only")
+    for file in files:
+        if is_zarr_input(file):
+            _check_writable(file)
+
+
+def _check_writable(image_path: Path) -> None:
+    """Prove the labels can go where `write_labels` puts them (its `labels` group, or the image folder
+    that will hold one) by writing a probe file there, as the user running the tool."""
+    folder = image_path / "labels" if (image_path / "labels").exists() else image_path
+    try:
+        handle, probe = tempfile.mkstemp(prefix=".samcell-rt-probe-", dir=folder)
+        os.close(handle)
+        os.unlink(probe)
+    except OSError as exc:
+        raise InputError(f"{image_path}: --zarr-labels cannot write into this OME-Zarr store ({folder}: "
+                         f"{exc.strerror or exc})") from None
 
 
 def write_labels(image_path: Path, labels, name: str = LABELS_NAME, replace: bool = False) -> Path:

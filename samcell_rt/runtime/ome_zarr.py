@@ -161,8 +161,12 @@ def open_image(path: Path) -> NgffImage:
     except Exception as exc:  # zarr raises many types for damaged stores
         raise ImageReadError(path, f"not a readable OME-Zarr store ({type(exc).__name__}: {exc})") from exc
     attrs = attrs["ome"] if isinstance(attrs.get("ome"), dict) else attrs
-    for kind in ("plate", "well"):
+    for kind, listing in (("plate", "wells"), ("well", "images")):
         if kind in attrs:
+            entries = attrs[kind].get(listing) if isinstance(attrs[kind], dict) else None
+            if not isinstance(entries, list) or not entries:
+                raise ImageReadError(path, f"OME-Zarr {kind} metadata lists no {listing} ({kind}.{listing} is "
+                                           f"{_kind(entries)}, not a list of {listing})")
             raise ImageReadError(path, f"is an OME-Zarr {kind}, not an image: give the plate folder to `segment`, "
                                        "which segments every field")
     meta, dataset = _multiscale(path, attrs)
