@@ -25,7 +25,7 @@ def main(model: str, rounds: int, out) -> None:
 
     from samcell_rt.benchmark import bench_images, bench_machine
     from samcell_rt.machine import emit_report
-    from samcell_rt.models import resolve_model
+    from samcell_rt.registry import resolve_model
     from samcell_rt.runtime.engines import open_engine
     from samcell_rt.runtime.engines.openvino import OpenVinoEngine
     from samcell_rt.runtime.io import read_image
