@@ -55,10 +55,10 @@ def _inside(group: Path, entries: list) -> list[Path]:
 
 
 @functools.lru_cache(maxsize=4096)
-def field_of(path: str) -> tuple[str, tuple[int, int], str] | None:
-    """(plate name, (row index, column number), field name) of an HCS field path, ("" as the field
-    name for a well path), else None. The well's place comes from the plate's rows/columns metadata
-    (rowIndex, columnIndex)."""
+def field_of(path: str) -> tuple[str, tuple[int, int] | None, str, str] | None:
+    """(plate name, (row index, column number), field name, well path) of an HCS field path ("" as
+    the field name for a well path), else None. The well's place comes from the plate's rows/columns
+    metadata (rowIndex, columnIndex); None when that layout cannot place it."""
     field = Path(path)
     if group_kind(field.parent.parent.parent) == "plate":  # a field, present or not
         plate, well_path, name = field.parent.parent.parent, f"{field.parent.parent.name}/{field.parent.name}", field.name
@@ -70,8 +70,7 @@ def field_of(path: str) -> tuple[str, tuple[int, int], str] | None:
     wells = meta.get("wells")
     for well in wells if isinstance(wells, list) else []:
         if isinstance(well, dict) and well.get("path") == well_path:
-            position = _position(meta, well)
-            return (store_name(plate), position, name) if position else None
+            return store_name(plate), _position(meta, well), name, well_path
     return None
 
 
@@ -115,7 +114,9 @@ def input_stem(path: Path | str) -> str:
     field = field_of(str(path))
     if not field:
         return path.stem
-    return f"{field[0]}_{well_id(field[1])}" + (f"_f{field[2]}" if field[2] else "")
+    plate, position, name, well_path = field
+    well = well_id(position) if position else well_path.replace("/", "")  # unplaced: its folder names
+    return f"{plate}_{well}" + (f"_f{name}" if name else "")
 
 
 def layout_well(path: Path | str) -> tuple[int, int] | None:
