@@ -7,7 +7,7 @@ import onnx
 import pytest
 from onnx import TensorProto, helper
 
-from samcell_rt.errors import EngineUnavailableError, ModelError
+from samcell_rt.errors import EngineUnavailableError, ModelError, SamcellWarning
 from samcell_rt.runtime.contract import PROPS
 from samcell_rt.runtime.engines import open_engine, resolve_engine
 from samcell_rt.synthetic import blob_model
@@ -91,7 +91,8 @@ def test_auto_takes_the_first_engine_that_can_serve_the_model(monkeypatch, tmp_p
 
     monkeypatch.setenv("SAMCELL_RT_HOME", str(tmp_path))
     monkeypatch.setattr(bf16_guard, "_SEEN", {})
-    monkeypatch.setattr(ov_engine, "bf16_error", lambda path, tile: 0.001)
+    agrees = bf16_guard.Agreement(seg=1.0, det=1.0, cells_fp32=10, cells_bf16=10, max_map_difference=0.001)
+    monkeypatch.setattr(ov_engine, "bf16_agreement", lambda path: agrees)  # the guard passes without segmenting
     monkeypatch.setattr(ov_engine, "available", lambda: True)
     built = tmp_path / "built.engine"
     gpu = {"cuda": False, "trt": False}
@@ -100,7 +101,8 @@ def test_auto_takes_the_first_engine_that_can_serve_the_model(monkeypatch, tmp_p
     monkeypatch.setattr(cpu, "_cpuinfo", lambda: {"flags": "avx2 avx512f"})
     assert resolve_engine("auto", blob_path) == ("cpu", blob_path)  # no GPU, no native bf16
     monkeypatch.setattr(cpu, "_cpuinfo", lambda: {"flags": "avx2 avx512f avx512_bf16"})
-    assert resolve_engine("auto", blob_path) == ("openvino", blob_path)
+    with pytest.warns(SamcellWarning, match="guard .* passes"):  # the verdict is said once, where it was measured
+        assert resolve_engine("auto", blob_path) == ("openvino", blob_path)
     gpu["cuda"] = True
     assert resolve_engine("auto", blob_path) == ("cuda", blob_path)
     gpu["trt"] = True
