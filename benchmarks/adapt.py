@@ -65,11 +65,12 @@ def write_pairs(samples: list, folder: Path) -> None:
         tifffile.imwrite(folder / f"train{i}_labels.tif", sample.labels.astype(np.uint16))
 
 
-def score(model: Path, samples: list) -> dict:
+def score(model: Path, samples: list, **options) -> dict:
+    """Runtime scores of `model` on `samples`; `options` go to the Segmenter (e.g. peak, fill)."""
     from samcell_rt import load_model
     from samcell_rt.evaluate import pooled, score_pair
 
-    segmenter = load_model(str(model), "cpu")
+    segmenter = load_model(str(model), "cpu", **options)
     start = time.perf_counter()
     scores = [score_pair(s.labels, r.labels, s.name) for s, r in zip(samples, segmenter.segment_many(s.image for s in samples))]
     summary = pooled(scores)
