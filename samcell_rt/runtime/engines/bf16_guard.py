@@ -31,6 +31,7 @@ import numpy as np
 from ...cache import cache_dir
 from ...errors import SamcellWarning
 from ..atomic import write_text_atomic
+from ..contract import ModelInfo, check_output
 from ..cpu import cpu_model, reported_flags
 from ..matching import Counts, match_counts
 
@@ -104,12 +105,11 @@ def _finite(value: object) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 
 
-def segmented(run: Callable[[np.ndarray], np.ndarray], info, image: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def segmented(run: Callable[[np.ndarray], np.ndarray], info: ModelInfo, image: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """(labels, distance map) of one image through the runtime's own steps at the model's scale: range
     scaling to uint8, tiles, the contrast step, `run` (an engine's, one tile per call), the output check,
     the blend, the model's thresholds and the watershed. Not the Segmenter: it opens engines, so an
     engine module may not import it (tests/test_layers.py forbids the loop)."""
-    from ..contract import check_output
     from ..postprocess import labels_from_distance
     from ..preprocess import enhance_tiles, to_uint8
     from ..tiling import blend, extract_tiles, tile_grid
