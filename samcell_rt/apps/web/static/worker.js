@@ -80,6 +80,7 @@ async function segment({ id, image, options }) {
   timings.decode = performance.now() - started;
   timings.preprocess = 0; timings.engine = 0; timings.blend = 0;
   for (let first = 0; first < total; first += batch) {
+    await new Promise((resolve) => setTimeout(resolve, 0)); // let a "cancel" message in: onnxruntime's wasm run never yields
     if (cancelled.has(id)) throw new Failure("cancelled", "cancelled");
     let t = performance.now();
     const origins = grid.origins.slice(first, first + batch);
