@@ -165,10 +165,10 @@ def test_zip_member_inflating_beyond_its_chunk_is_refused_before_inflating(tmp_p
 
 
 def test_decoded_bytes_limit_holds_memory_under_it(tmp_path):
-    """A 4096 x 4096 uint8 store of zeros zips to a few KB but decodes to 16 MB: with a 2 MB limit on
+    """A 4096 x 4096 uint8 store of ones zips to a few KB but decodes to 16 MB: with a 2 MB limit on
     decoded data (the service's upload limit) it is refused before any chunk is inflated, and the read's
     peak memory stays far below what decoding would take; without the limit the same read decodes it."""
-    store = v2_store(tmp_path / "big.ome.zarr", np.zeros((4096, 4096), np.uint8), shape=(4096, 4096),
+    store = v2_store(tmp_path / "big.ome.zarr", np.ones((4096, 4096), np.uint8), shape=(4096, 4096),
                      chunks=(4096, 4096), dtype="u1", compressor=None)
     archive = zipped(store, tmp_path / "big.zarr.zip")
     assert archive.stat().st_size < 1 << 20
