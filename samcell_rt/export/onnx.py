@@ -1,7 +1,7 @@
 """Checkpoint -> one verified ONNX model following the samcell-rt contract.
 
-The graph is exported from the `SamCellTiles` wrapper (TorchScript exporter: on this CPU its
-graphs run ~10 % faster than the dynamo exporter's, see DESIGN), simplified with onnxslim,
+The graph is exported from the `SamCellTiles` wrapper (TorchScript exporter: its graphs ran about
+10 % faster than the dynamo exporter's in an early, unrecorded CPU comparison), simplified with onnxslim,
 optionally converted (fp16 keeps LayerNorm, Softmax and the sigmoid in fp32; int8 is onnxruntime
 dynamic quantisation for CPUs), and checked against torch on random and synthetic tiles before the
 file is written. A graph over tolerance is never written.
