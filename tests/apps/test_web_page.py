@@ -115,8 +115,8 @@ def test_page_segments_like_the_runtime(browser, blob_site, blob_path):
     folder, url, image = blob_site
     browser.requests.clear()
     browser.goto(url)
-    status = browser.wait_for("document.getElementById('model-status').dataset.state !== 'loading' && "
-                              "[document.getElementById('model-status').dataset.state, document.getElementById('model-status').textContent]")
+    status = browser.wait_for("(s => s.dataset.state !== 'loading' && [s.dataset.state, s.textContent])"
+                              "(document.getElementById('model-status'))")
     assert status[0] == "ready", status
     assert browser.evaluate("crossOriginIsolated") is True
     found = browser.evaluate(SEGMENT.format(model="model.onnx", url="cells16.tif"))
@@ -180,8 +180,10 @@ def test_cancel_too_large_and_bad_model(browser, blob_site):
       const cancelled = await model.segment(blank, { signal: controller.signal, onProgress: () => controller.abort() })
         .then(() => 'finished', (e) => e.name + ' ' + e.kind);
       const after = await model.segment(bytes.slice(0)).then((r) => r.count);
-      const large = await model.segment(bytes.slice(0), { maxPixels: 1000 }).then(() => 'finished', (e) => e.kind + ': ' + e.message);
-      const raw = await model.segment({ pixels: new Uint16Array(300 * 457), width: 300, height: 457, bitDepth: 16 }).then((r) => r.count);
+      const large = await model.segment(bytes.slice(0), { maxPixels: 1000 })
+        .then(() => 'finished', (e) => e.kind + ': ' + e.message);
+      const flat = { pixels: new Uint16Array(300 * 457), width: 300, height: 457, bitDepth: 16 };
+      const raw = await model.segment(flat).then((r) => r.count);
       const missing = await api.loadModel('missing.onnx').then(() => 'loaded', (e) => e.kind + ': ' + e.message);
       const notOnnx = await api.loadModel('index.html').then(() => 'loaded', (e) => e.kind + ': ' + e.message);
       return { cancelled, after, large, raw, missing, notOnnx };

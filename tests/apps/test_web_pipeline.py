@@ -140,20 +140,13 @@ def test_tiff_reader_reads_what_tifffile_writes(tmp_path):
         "imagej_um.tif": (stack[2], dict(imagej=True, resolution=(1 / 0.65, 1 / 0.65), metadata={"unit": "um"})),
         "centimetre.tif": (stack[2], dict(resolution=(10000 / 0.5, 10000 / 0.5), resolutionunit="CENTIMETER")),
     }
-    script = ["import { tiffPages, readTiffPage, writeTiff } from " + json.dumps((STATIC / "tiff.js").as_uri()) + ";",
-              "import { readFileSync, writeFileSync } from 'node:fs';", "const out = {};"]
     for name, (data, options) in cases.items():
         tifffile.imwrite(tmp_path / name, data, **options)
-        script.append(f"""{{ const b = readFileSync({json.dumps(str(tmp_path / name))}); const pages = tiffPages(b.buffer.slice(b.byteOffset, b.byteOffset + b.length));
-  const last = await readTiffPage(pages[pages.length - 1]);
-  writeFileSync({json.dumps(str(tmp_path / (name + '.bin')))}, Buffer.from(last.pixels.buffer, last.pixels.byteOffset, last.pixels.byteLength));
-  out[{json.dumps(name)}] = {{ pages: pages.length, width: last.width, height: last.height, samples: last.samples, um: last.pixelSizeUm }}; }}""")
-    script.append(f"writeFileSync({json.dumps(str(tmp_path / 'labels.tif'))}, writeTiff(new Uint16Array([0, 1, 2, 3, 4, 65535]), 3, 2));")
-    script.append(f"writeFileSync({json.dumps(str(tmp_path / 'labels32.tif'))}, writeTiff(new Uint32Array([0, 70000]), 1, 2));")
-    script.append("console.log(JSON.stringify(out));")
-    (tmp_path / "t.mjs").write_text("\n".join(script))
-    found = json.loads(subprocess.run([NODE, str(tmp_path / "t.mjs")], check=True, capture_output=True, text=True,
-                                      timeout=60).stdout)
+    job = {"op": "tiff", "files": [str(tmp_path / name) for name in cases], "output": str(tmp_path / "found.json"),
+           "labels16": str(tmp_path / "labels.tif"), "labels32": str(tmp_path / "labels32.tif")}
+    (tmp_path / "job.json").write_text(json.dumps(job))
+    subprocess.run([NODE, str(HARNESS), str(STATIC / "pipeline.js"), str(tmp_path / "job.json")], check=True, timeout=120)
+    found = {Path(k).name: v for k, v in json.loads((tmp_path / "found.json").read_text()).items()}
     for name, (data, _) in cases.items():
         last = data[-1] if data.ndim == 3 and data.shape[-1] != 3 else data
         meta = found[name]

@@ -5,6 +5,7 @@ import { pathToFileURL } from "node:url";
 
 const [pipelinePath, jobPath] = process.argv.slice(2);
 const p = await import(pathToFileURL(pipelinePath).href);
+const tiff = await import(new URL("tiff.js", pathToFileURL(pipelinePath)).href);
 const job = JSON.parse(readFileSync(jobPath, "utf8"));
 const load = (file, Type) => {
   const buffer = readFileSync(file);
@@ -36,4 +37,16 @@ if (job.op === "enhance") {
   save(job.output, Int32Array.from(labels));
   const rings = Object.fromEntries(p.outlines(labels, width, height, count));
   writeFileSync(job.table, JSON.stringify({ cells: p.cellTable(labels, width, height, count), rings }));
+} else if (job.op === "tiff") {
+  const found = {};
+  for (const file of job.files) {
+    const bytes = readFileSync(file);
+    const pages = tiff.tiffPages(bytes.buffer.slice(bytes.byteOffset, bytes.byteOffset + bytes.byteLength));
+    const last = await tiff.readTiffPage(pages[pages.length - 1]);
+    save(`${file}.bin`, last.pixels);
+    found[file] = { pages: pages.length, width: last.width, height: last.height, samples: last.samples, um: last.pixelSizeUm };
+  }
+  writeFileSync(job.output, JSON.stringify(found));
+  writeFileSync(job.labels16, tiff.writeTiff(new Uint16Array([0, 1, 2, 3, 4, 65535]), 3, 2));
+  writeFileSync(job.labels32, tiff.writeTiff(new Uint32Array([0, 70000]), 1, 2));
 }

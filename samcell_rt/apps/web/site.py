@@ -14,7 +14,7 @@ from pathlib import Path
 from ...errors import ModelError, OutputError
 from ...runtime.atomic import atomic_path, check_output_file, write_text_atomic
 from ...runtime.contract import ModelInfo, file_sha256, read_props
-from .runtime_files import ORT_WEB, runtime_files
+from .npm import ORT_WEB, runtime_files
 
 STATIC = Path(__file__).parent / "static"
 MODEL_FILE = "model.onnx"
