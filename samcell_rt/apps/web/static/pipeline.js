@@ -43,6 +43,7 @@ function percentile(sorted, q) {
 export function toUint8(pixels, scaling = "range") {
   if (pixels instanceof Uint8Array || pixels instanceof Uint8ClampedArray) return Uint8Array.from(pixels);
   const values = pixels instanceof Float32Array ? pixels : Float32Array.from(pixels);
+  if (pixels instanceof Float32Array && !values.every(Number.isFinite)) throw new Error("image contains NaN or infinite values");
   let lo, hi;
   if (scaling === "percentile") {
     const sorted = Float32Array.from(values).sort();
@@ -51,7 +52,6 @@ export function toUint8(pixels, scaling = "range") {
   } else {
     lo = Infinity; hi = -Infinity;
     for (const v of values) {
-      if (!Number.isFinite(v)) throw new Error("image contains NaN or infinite values");
       if (v < lo) lo = v;
       if (v > hi) hi = v;
     }

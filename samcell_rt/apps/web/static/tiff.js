@@ -73,14 +73,17 @@ function readValues(view, at, type, n, little) {
 
 const one = (tags, tag, fallback) => (tags[tag] === undefined ? fallback : tags[tag][0]);
 
-/** Decode one page to { pixels (Uint8Array, Uint16Array or Float32Array), width, height, samples, pixelSizeUm }. */
-export async function readTiffPage(page, maxPixels = Infinity) {
-  const { tags, view, little } = page;
+/** A page's [width, height] from its tags (nothing decoded: size limits are checked before decoding). */
+export function pageSize({ tags }) {
   const width = one(tags, TAG.width), height = one(tags, TAG.height);
   if (!width || !height) throw new TiffError("a page has no width or height");
-  if (width * height > maxPixels) {
-    throw new TiffError(`image is ${width} x ${height} = ${(width * height).toLocaleString("en")} pixels, above the page's limit of ${maxPixels.toLocaleString("en")}`);
-  }
+  return [width, height];
+}
+
+/** Decode one page to { pixels (Uint8Array, Uint16Array or Float32Array), width, height, samples, pixelSizeUm }. */
+export async function readTiffPage(page) {
+  const { tags, view, little } = page;
+  const [width, height] = pageSize(page);
   const samples = one(tags, TAG.samples, 1), bits = one(tags, TAG.bits, 8), format = one(tags, TAG.sampleFormat, 1);
   const compression = one(tags, TAG.compression, 1), predictor = one(tags, TAG.predictor, 1);
   const kind = format === 3 && bits === 32 ? Float32Array : format === 1 && bits === 8 ? Uint8Array

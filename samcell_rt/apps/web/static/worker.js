@@ -3,7 +3,7 @@
 // request is answered with {id, type: "done", result} or {id, type: "error", kind, message}.
 import { Blender, cellTable, enhanceTile, extractTile, labelsFromDistance, rgbToGray, tileGrid, toUint8 } from "./pipeline.js";
 import { INPUT_NAME, OUTPUT_NAME, OUTPUT_SLACK, modelInfo } from "./onnx.js";
-import { isTiff, readTiffPage, tiffPages } from "./tiff.js";
+import { isTiff, pageSize, readTiffPage, tiffPages } from "./tiff.js";
 
 const MODEL_CACHE = "samcell-models";
 let ort = null, session = null, info = null;
@@ -73,7 +73,12 @@ async function segment({ id, image, options }) {
   const timings = {};
   const gray = await decode(image, options);
   const { width, height } = gray;
-  const u8 = toUint8(gray.pixels, options.scaling);
+  let u8;
+  try {
+    u8 = toUint8(gray.pixels, options.scaling);
+  } catch (error) {
+    throw new Failure("image", `${image.name || "image"}: ${error.message}`);
+  }
   const grid = tileGrid(height, width, info.tile);
   const blender = new Blender(grid);
   const tile = info.tile, total = grid.origins.length, batch = Math.max(1, options.batchSize || 1);
@@ -138,10 +143,9 @@ async function decode(image, options) {
       const pages = tiffPages(image.buffer);
       const frame = options.frame || 0;
       if (frame < 0 || frame >= pages.length) throw new Failure("image", `frame ${frame} asked for, but the file has ${pages.length} (0..${pages.length - 1})`);
-      const page = await readTiffPage(pages[frame], Infinity).then((p) => {
-        if (p.width * p.height > maxPixels) throw tooLarge(p.width, p.height);
-        return p;
-      });
+      const [w, h] = pageSize(pages[frame]);
+      if (w * h > maxPixels) throw tooLarge(w, h);
+      const page = await readTiffPage(pages[frame]);
       return { ...gray(page), frame, frames: pages.length, pixelSizeUm: page.pixelSizeUm };
     } catch (error) {
       throw error instanceof Failure ? error : new Failure("image", `${image.name}: not a readable TIFF (${error.message})`);
