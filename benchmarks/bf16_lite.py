@@ -7,7 +7,12 @@ Where the CPU has no native bf16, `auto` never takes bf16 and OpenVINO compiles 
 asked, so the guard is measured here directly (its numbers are then fp32 against fp32: they show what
 the guard costs, not what bf16 does) and no bf16 row is run.
 
-    python benchmarks/bf16_lite.py --model samcell-lite --peer samcell-lite --sizes 704x520 --repeats 3 \
+The peer is the paper's pipeline (PyPI `samcell`, ViT-B): give it a SAMCell ViT-B checkpoint. It cannot
+run samcell-lite's own weights (its mask decoder expects ViT-B's 64x64 embeddings, TinyViT gives
+16x16: a RuntimeError), so "the default model against the reference pipeline" is samcell-lite here
+against ViT-B there, per image.
+
+    python benchmarks/bf16_lite.py --model samcell-lite --peer samcell-vitb.pt --sizes 704x520 --repeats 3 \
         --out benchmarks/results/bf16_lite_cpu.json
 """
 
@@ -55,7 +60,7 @@ def acceptance(report: dict) -> dict:
 
 @click.command()
 @click.option("--model", default="samcell-lite", show_default=True)
-@click.option("--peer", default=None, help="Checkpoint (or shipped name) for the reference pipeline.")
+@click.option("--peer", default=None, help="A SAMCell ViT-B checkpoint for the reference pipeline.")
 @click.option("--sizes", default="704x520", show_default=True)
 @click.option("--repeats", default=3, show_default=True)
 @click.option("--out", type=click.Path(dir_okay=False), default=None)
