@@ -8,8 +8,8 @@ asked, so the guard is measured here directly (its numbers are then fp32 against
 the guard costs, not what bf16 does) and no bf16 row is run.
 
 The peer is the paper's pipeline (PyPI `samcell`, ViT-B): give it a SAMCell ViT-B checkpoint. It cannot
-run samcell-lite's own weights (its mask decoder expects ViT-B's 64x64 embeddings, TinyViT gives
-16x16: a RuntimeError), so "the default model against the reference pipeline" is samcell-lite here
+run samcell-lite's own weights (a RuntimeError in its mask decoder: image embeddings 256 wide against
+dense prompt embeddings 64 wide), so "the default model against the reference pipeline" is samcell-lite here
 against ViT-B there, per image.
 
     python benchmarks/bf16_lite.py --model samcell-lite --peer samcell-vitb.pt --sizes 704x520 --repeats 3 \
