@@ -17,6 +17,13 @@ confident map looks like the map its own cells would have, a cone from every bor
 (`benchmarks/diameter_auto.py`), the misfit of split or merged results was 1.3-1.8x that at the
 true size; near the true size it is flat (a few per cent), so steps smaller than `MIN_STEP` are not
 taken and a step must lower the misfit by `MIN_GAIN`.
+
+The steps are bounded in time as well: every tile costs the model the same, so the extra passes
+may run at most as many tiles as the first pass did (`AUTO_MIN_TILES` for small images, whose
+first pass is one padded tile), which keeps `auto` within twice the one-pass time; a step that
+does not fit is not taken, and said. A first pass with fewer than `AUTO_MIN_CELLS` whole cells
+measures nothing: `auto` then keeps it and says it cannot tell (a demo frame shrunk 4x, 9 px
+cells, comes out as one 45 px clump, which "stepped" to 0.73x and made things worse).
 """
 
 from __future__ import annotations
@@ -29,11 +36,19 @@ SCALE_LIMITS = (1 / 8, 8.0)  # beyond these a resized image has lost or invented
 MIN_STEP = 1.25  # `auto` takes no step smaller than this factor: the misfit cannot tell such scales apart
 MIN_GAIN = 0.97  # a step is kept only when it lowers the misfit to this share of the last kept one, or less
 AUTO_PASSES = 4  # at most this many passes per image under `auto` (the first, then up to three steps)
+AUTO_MIN_TILES = 16  # the extra passes' tile budget is the first pass's tiles, or this many for small images
+AUTO_MIN_CELLS = 5  # fewer cells in the first pass give no size to step towards
 
 
 def equivalent_diameters(areas: np.ndarray) -> np.ndarray:
     """Diameters of the discs with these areas (pixels): 2 * sqrt(area / pi)."""
     return 2.0 * np.sqrt(np.asarray(areas, dtype=np.float64) / np.pi)
+
+
+def estimate_basis(touches_border: np.ndarray) -> int:
+    """How many cells `estimate_diameter` rests on: the whole ones, or all when every one touches the border."""
+    touches = np.asarray(touches_border, dtype=bool)
+    return int(np.count_nonzero(~touches)) or touches.size
 
 
 def estimate_diameter(areas: np.ndarray, touches_border: np.ndarray) -> float | None:

@@ -28,7 +28,8 @@ from .measure import cell_table, image_metrics
 from .postprocess import labels_from_distance
 from .preprocess import Scaling, enhance_tiles, to_uint8
 from .quality import quality_warnings
-from .scale import AUTO_PASSES, MIN_GAIN, estimate_diameter, map_misfit, next_scale, resized, scale_for, scaled_shape
+from .scale import (AUTO_MIN_CELLS, AUTO_MIN_TILES, AUTO_PASSES, MIN_GAIN, estimate_basis, estimate_diameter,
+                    map_misfit, next_scale, resized, scale_for, scaled_shape)
 from .tiling import TileGrid, blend, extract_tiles, tile_grid, whole_in_a_tile
 
 STAGES = ("preprocess", "engine", "blend", "postprocess", "measure")
@@ -266,14 +267,28 @@ class Segmenter:
         while each step's map is more confident (`scale.map_misfit`, on the map as the model made it, before
         it is resized to the image: tiny cells' ideal maps are too coarse at the image's own size); a result
         whose cells lie outside the trained range takes its step even so, unless the step finds nothing.
-        Returns the last result kept."""
+        Steps run at most the first pass's tiles in all (AUTO_MIN_TILES for small images), and a first
+        pass with too few cells is kept: both are said in the result's warnings. Returns the last result kept."""
         low, high = self.info.diameter_range or (0.0, float("inf"))
         largest = float(np.sqrt(MAX_PIXELS / job.image.size))
+        if result.diameter and (basis := estimate_basis(result.cells["touches_border"])) < AUTO_MIN_CELLS:
+            result.warnings.append(f"--diameter auto cannot tell the cell size from {basis} cell(s) found at the "
+                                   "image's own size; kept that size (pass --diameter with the cells' diameter in "
+                                   "pixels)")
+            return result
+        budget = max(len(job.grid), AUTO_MIN_TILES)  # tiles the extra passes may run: twice the one-pass time
         misfit = None  # of the first pass (scale 1: the model's map is the result's), computed when first needed
         for _ in range(AUTO_PASSES - 1):
             scale = next_scale(result.diameter, result.scale, self.info.diameter, largest)
             if scale is None:
                 break
+            needed = len(tile_grid(*scaled_shape(job.image.shape, scale), tile=self.info.tile))
+            if needed > budget:
+                result.warnings.append(f"--diameter auto did not try {scale:.2g}x: its {needed} tiles exceed the "
+                                       f"{budget} left of its time bound (twice one pass); pass --diameter with the "
+                                       "cells' diameter in pixels to segment at that size")
+                break
+            budget -= needed
             misfit = map_misfit(result.distance, result.labels, self.fill) if misfit is None else misfit
             start = time.perf_counter()
             grid, tiles = self._tiles(job.image_u8, scale)

@@ -302,3 +302,31 @@ def test_next_scale_and_map_misfit_by_hand():
     region = labels > 0  # at half height every cell pixel is off by half its ideal value; no pixel beyond
     assert map_misfit(ideal / 2, labels, 0.1) == pytest.approx(float(ideal[region].mean()) / 2, rel=1e-6)
     assert map_misfit(np.zeros((40, 40), np.float32), np.zeros((40, 40), np.int32), 0.1) == float("inf")
+
+
+def test_auto_steps_stay_within_twice_the_first_pass_on_a_strip(tmp_path):
+    """A 24 x 6000 strip of 6 px cells: the first pass runs one row of tiles; the step up to the model's
+    20 px (about 3.3x) would run far more tiles than that, so it is not tried, and the result says so.
+    The same cells in a small square field still step (their step fits the small-image budget)."""
+    from samcell_rt.runtime.tiling import tile_grid
+
+    engine = SizeLimitedEngine(counting(blob_model(tmp_path / "m.onnx", props=SIZED)))
+    field, _ = _field(radius=3, size=160, gap=2, seed=4, count=60)
+    strip = np.concatenate([field[68:92]] * 38, axis=1)  # 24 x 6080: the field's middle rows, repeated
+    first = len(tile_grid(*strip.shape, tile=engine.info.tile))
+    result = Segmenter(engine, diameter="auto").segment(strip)
+    assert engine.tiles <= 2 * first and result.scale == 1.0
+    assert any("did not try" in w and "time bound" in w for w in result.warnings), result.warnings
+    engine.tiles = 0
+    control = Segmenter(engine, diameter="auto").segment(field)  # a step that fits is taken
+    assert control.scale >= 1.25 and not any("did not try" in w for w in control.warnings)
+
+
+def test_auto_says_it_cannot_tell_from_too_few_cells(tmp_path):
+    """One cell measures no size: auto keeps the first pass instead of stepping on it, and says so."""
+    engine = counting(blob_model(tmp_path / "m.onnx", props=SIZED))
+    image, truth = synthetic_cells((200, 200), count=2, radius=30, gap=10, seed=3)  # 60 px: outside 10-40
+    result = Segmenter(engine, diameter="auto").segment(image)
+    assert result.metrics["cells"] == truth.max() == 2
+    assert result.scale == 1.0 and engine.tiles == 1  # no step was run
+    assert any("cannot tell the cell size from 2 cell(s)" in w for w in result.warnings), result.warnings
