@@ -50,6 +50,7 @@ IMAGE_SUFFIXES = TIFF_SUFFIXES + RASTER_SUFFIXES + CONTAINER_SUFFIXES
 ZIPPED_ZARR_SUFFIXES = (".zarr.zip",)  # a zipped OME-Zarr store is recognised by its name in folders
 UPLOAD_SUFFIXES = IMAGE_SUFFIXES + (".zip",)  # GUI and service uploads: any .zip is taken as a zipped OME-Zarr
 _LUMA = np.array([0.299, 0.587, 0.114])
+PIXEL_KINDS = "buif"  # bool, unsigned, signed, float: complex, text, dates and records are no intensities
 
 
 @dataclass
@@ -107,6 +108,9 @@ def read_image(path: str | Path, channel: int | None = None, max_pixels: int = M
                                                                max_bytes)
     except OSError as exc:  # permissions, vanished files, I/O errors
         raise ImageReadError(path, f"cannot be read ({exc.strerror or exc})") from exc
+    if data.dtype.kind not in PIXEL_KINDS:
+        raise ImageReadError(path, f"pixels of type {data.dtype} (not numbers a microscope records) cannot be "
+                                   "segmented")
     if pixel_size is not None and (problem := pixel_size_problem(pixel_size)):
         warnings.append(f"{problem}: taken as unknown (use --pixel-size)")
         pixel_size, source = None, ""

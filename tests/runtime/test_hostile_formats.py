@@ -21,11 +21,12 @@ from samcell_rt.runtime.ome_zarr import group_kind
 zarr = pytest.importorskip("zarr")
 
 
-def v2_store(path, data=None, attrs=None, shape=(32, 40), chunks=(16, 20), dtype="u2", compressor="default"):
+def v2_store(path, data=None, attrs=None, shape=(32, 40), chunks=(16, 20), dtype="u2", compressor="default",
+             fill_value=0):
     """An NGFF 0.4 (zarr v2) image whose .zattrs is exactly `attrs` (written by hand, so it can be any JSON)."""
     group = zarr.open_group(str(path), mode="w", zarr_format=2)
     options = {} if compressor == "default" else {"compressors": None}
-    array = group.create_array("0", shape=shape, chunks=chunks, dtype=dtype, fill_value=0, **options)
+    array = group.create_array("0", shape=shape, chunks=chunks, dtype=dtype, fill_value=fill_value, **options)
     if data is not None:
         array[...] = data
     meta = {"multiscales": [{"version": "0.4", "axes": [{"name": "y", "type": "space", "unit": "micrometer"},
@@ -243,3 +244,12 @@ def test_true_rgb_keeps_working_and_says_it_used_luma(tmp_path):
         assert stack.frames[0, 0, 0] == expected
         assert any("luma" in w and "--channel" in w for w in stack.warnings), (name, stack.warnings)
     assert not read_image(tmp_path / "photo.tif", channel=0).warnings  # a chosen channel mixes nothing
+
+
+@pytest.mark.parametrize("dtype", ["<U4", "V8", "M8[s]", "c8"])
+def test_pixels_that_are_no_numbers_are_a_read_error(tmp_path, dtype):
+    """Text, records, dates or complex values in a store would fail deep in preprocessing with a bare
+    ValueError, which stops a whole batch; the reader refuses them by name instead."""
+    store = v2_store(tmp_path / "odd.ome.zarr", dtype=dtype, fill_value=None if dtype == "V8" else 0)
+    with pytest.raises(ImageReadError, match=r"odd\.ome\.zarr: pixels of type"):
+        read_image(store)
