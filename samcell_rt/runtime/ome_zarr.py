@@ -37,6 +37,7 @@ TIME_UNITS = {"millisecond": "ms", "second": "s", "minute": "min", "hour": "h", 
 _AXIS_LETTERS = {"t": "T", "c": "C", "z": "Z", "y": "Y", "x": "X"}
 ZARR_DOCUMENTS = METADATA_FILES + (".zarray", ".zgroup", ".zmetadata")
 METADATA_BYTES = 16 << 20  # no NGFF metadata document is larger; a zip member claiming more is refused
+MAX_ZIP_MEMBERS = 100_000  # a zipped image (1 Gpx in 128 x 128 chunks is 65,536) never has more; parsing more costs GBs
 FEW_CHUNKS = 4096  # a read touching this many chunks is quick (about two seconds) whatever their size
 MIN_CHUNK_PIXELS = 64 * 64  # beyond FEW_CHUNKS, chunks must be at least this large: else the read is chunk overhead
 CHUNK_WASTE = 4  # chunks may decode this many times the pixels read (edge chunks) ...
@@ -144,11 +145,36 @@ def open_group(path: Path):
 
 def zip_members(path: Path) -> dict[str, int]:
     """Member name -> declared uncompressed size: what reading that member inflates to at most
-    (Python's zip reader stops at the declared size)."""
+    (Python's zip reader stops at the declared size). The member count is read from the zip's end
+    record first: a directory of millions of tiny entries fits in an upload but not in memory."""
     import zipfile
 
+    if (count := _zip_count(path)) > MAX_ZIP_MEMBERS:
+        raise ImageReadError(path, f"zip holds {count:,} members, more than the {MAX_ZIP_MEMBERS:,} a zipped "
+                                   "OME-Zarr image can need")
     with zipfile.ZipFile(path) as archive:
         return {info.filename: info.file_size for info in archive.infolist()}
+
+
+def _zip_count(path: Path) -> int:
+    """The member count a zip's end-of-central-directory record (or its zip64 record) declares; 0
+    when there is none (the zip reader then says what is wrong)."""
+    import struct
+
+    with open(path, "rb") as handle:
+        size = handle.seek(0, 2)
+        handle.seek(max(0, size - (1 << 16) - 22))
+        tail = handle.read()
+        end = tail.rfind(b"PK\x05\x06")
+        if end < 0 or end + 22 > len(tail):
+            return 0
+        count = struct.unpack_from("<H", tail, end + 10)[0]
+        locator = end - 20
+        if count != 0xFFFF or locator < 0 or tail[locator:locator + 4] != b"PK\x06\x07":
+            return count
+        handle.seek(struct.unpack_from("<Q", tail, locator + 8)[0])
+        record = handle.read(56)
+        return struct.unpack_from("<Q", record, 32)[0] if record[:4] == b"PK\x06\x06" and len(record) == 56 else count
 
 
 def open_image(path: Path) -> NgffImage:

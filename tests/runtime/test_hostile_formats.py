@@ -253,3 +253,20 @@ def test_pixels_that_are_no_numbers_are_a_read_error(tmp_path, dtype):
     store = v2_store(tmp_path / "odd.ome.zarr", dtype=dtype, fill_value=None if dtype == "V8" else 0)
     with pytest.raises(ImageReadError, match=r"odd\.ome\.zarr: pixels of type"):
         read_image(store)
+
+
+def test_zip_of_too_many_members_is_refused_from_its_end_record(tmp_path, monkeypatch):
+    """Millions of empty entries fit in an upload but their parsed directory would not fit in memory:
+    the count comes from the end record, before the directory is parsed (a small limit stands in here)."""
+    from samcell_rt.runtime import ome_zarr
+
+    store = v2_store(tmp_path / "many.ome.zarr")
+    archive = zipped(store, tmp_path / "many.zarr.zip")
+    with zipfile.ZipFile(archive, "a") as handle:
+        for i in range(300):
+            handle.writestr(f"junk/{i}", b"")
+    assert ome_zarr._zip_count(archive) == len(zipfile.ZipFile(archive).namelist())
+    monkeypatch.setattr(ome_zarr, "MAX_ZIP_MEMBERS", 200)
+    monkeypatch.setattr(zipfile.ZipFile, "__init__", None)  # parsing the directory would fail the test
+    with pytest.raises(ImageReadError, match=r"many\.zarr\.zip: zip holds 30\d members, more than the 200"):
+        read_image(archive)
