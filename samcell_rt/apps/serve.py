@@ -11,8 +11,9 @@ Endpoints:
   `timeline` (stacks) a PNG of cell count and confluency over the frames, times from the stack's
   metadata, with the doubling time fit as JSON in `X-Samcell-Growth`.
   `channel` picks one channel of multi-channel images. Microscope containers (CZI, ND2, LIF; extra
-  `formats`) and OME-Zarr stores sent as `.zip` are read as files are; what a zipped store decodes
-  to counts against the upload limit (`--max-mb`), checked before anything is inflated.
+  `formats`) and OME-Zarr stores sent as `.zip` are read as files are. What an upload decodes to
+  counts against the upload limit (`--max-mb`) too, checked from its header or metadata before
+  anything is inflated: a small compressed upload cannot take the service's memory.
 - POST /v1/segment?path=REL[&...] (no body) -> the same for an image or OME-Zarr store already on the
   server's storage, under the folder the service was started with (`--data-root`), for stores too
   large to upload; paths that leave that folder (.., symlinks at any level inside a store) are

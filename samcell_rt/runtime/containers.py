@@ -17,15 +17,16 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import ImageReadError
-from .limits import check_pixels
+from .limits import check_bytes, check_pixels
 
 CONTAINER_SUFFIXES = {".czi": ("pylibCZIrw", "czi"), ".nd2": ("nd2", "nd2"), ".lif": ("liffile", "lif")}
 Planes = tuple[np.ndarray, str, "float | None", str, "tuple[float | None, str]", list]
 _METRE_UM = {"m": 1e6, "mm": 1e3, "um": 1.0, "\u00b5m": 1.0, "\u03bcm": 1.0, "nm": 1e-3}
 
 
-def read_container(path: Path, max_pixels: int, scene: int | None = None) -> Planes:
-    """(data, axes, pixel size, source, (interval, unit), warnings) of a CZI, ND2 or LIF file."""
+def read_container(path: Path, max_pixels: int, scene: int | None = None, max_bytes: int | None = None) -> Planes:
+    """(data, axes, pixel size, source, (interval, unit), warnings) of a CZI, ND2 or LIF file; the
+    header's sizes are checked against `max_pixels` and (one byte a sample at least) `max_bytes`."""
     module, name = CONTAINER_SUFFIXES[path.suffix.lower()]
     try:
         __import__(module)
@@ -34,7 +35,11 @@ def read_container(path: Path, max_pixels: int, scene: int | None = None) -> Pla
                                    f"pip install \"samcell-rt[formats]\" ({exc.name} missing)") from exc
     reader = {"czi": _read_czi, "nd2": _read_nd2, "lif": _read_lif}[name]
     try:
-        return reader(path, lambda shape: check_pixels(path, shape, max_pixels), scene)
+        def check(shape: tuple[int, ...]) -> None:
+            check_pixels(path, shape, max_pixels)
+            check_bytes(path, int(np.prod(shape, dtype=np.float64)), max_bytes)
+
+        return reader(path, check, scene)
     except ImageReadError:
         raise
     except Exception as exc:  # each reader raises its own types for corrupt or truncated input

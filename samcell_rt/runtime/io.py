@@ -15,8 +15,9 @@ Reading rules (documented for users in the README):
   fluorescence channels by colour weights would be a silent guess.
 - Sizes are read from the header before any pixel is decoded: a file claiming more than
   `max_pixels` pixels (default MAX_PIXELS) is refused, so a lying header cannot exhaust memory.
-  OME-Zarr reads are also bounded by chunks touched and bytes decoded (`max_bytes`, which the
-  service sets to its upload limit), checked from the metadata before anything is inflated.
+  Reads are also bounded by bytes decoded (`max_bytes`, which the service sets to its upload
+  limit, so a small compressed upload cannot inflate past it), and OME-Zarr reads by chunks
+  touched, all checked from headers and metadata before anything is inflated.
 - Pixel size: only calibration a microscope program writes counts: OME PhysicalSize, ImageJ
   metadata in microns, or TIFF resolution tags whose pixel size is plausible for a microscope
   (MICROSCOPE_UM). General programs write 72 or 300 dpi by default (352.8 / 84.7 um per
@@ -40,7 +41,7 @@ import numpy as np
 
 from ..errors import ImageReadError
 from . import MAX_PIXELS
-from .limits import check_pixels, pixel_size_problem
+from .limits import check_bytes, check_pixels, pixel_size_problem
 
 MICROSCOPE_UM = (0.005, 20.0)  # plausible micrometres per pixel, from super-resolution to macro lenses
 TIFF_SUFFIXES = (".tif", ".tiff")
@@ -84,7 +85,7 @@ def is_image_file(path: Path) -> bool:
 def read_image(path: str | Path, channel: int | None = None, max_pixels: int = MAX_PIXELS,
                scene: int | None = None, max_bytes: int | None = None) -> ImageStack:
     """Read an image file as gray frames (of one `scene` where asked); raise ImageReadError on any problem.
-    `max_bytes` bounds what a compressed store may inflate to (OME-Zarr; None: only the pixel limit)."""
+    `max_bytes` bounds the bytes decoded (None: only the pixel limit), from the header's sizes."""
     from .ome_zarr import is_ome_zarr
 
     path = Path(path)
@@ -126,7 +127,7 @@ def _read_any(path: Path, suffix: str, zarr_folder: bool, max_pixels: int, warni
     if suffix in CONTAINER_SUFFIXES and not zarr_folder:
         from .containers import read_container
 
-        data, axes, pixel_size, source, timing, remarks = read_container(path, max_pixels, scene)
+        data, axes, pixel_size, source, timing, remarks = read_container(path, max_pixels, scene, max_bytes)
         warnings.extend(remarks)
         return data, axes, pixel_size, source, timing
     if scene not in (None, 0):
@@ -136,9 +137,9 @@ def _read_any(path: Path, suffix: str, zarr_folder: bool, max_pixels: int, warni
 
         data, axes, pixel_size, source, timing, remarks = read_planes(path, max_pixels, max_bytes)
     elif suffix in TIFF_SUFFIXES:
-        return _read_tiff(path, max_pixels)
+        return _read_tiff(path, max_pixels, max_bytes)
     else:
-        return _read_raster(path, max_pixels), "YXS", None, "", (None, "")
+        return _read_raster(path, max_pixels, max_bytes), "YXS", None, "", (None, "")
     warnings.extend(remarks)
     return data, axes, pixel_size, source, timing
 
@@ -168,7 +169,8 @@ def tiff_warnings() -> Iterator[list[str]]:
         logger.propagate = propagate
 
 
-def _read_tiff(path: Path, max_pixels: int) -> tuple[np.ndarray, str, float | None, str, tuple[float | None, str]]:
+def _read_tiff(path: Path, max_pixels: int, max_bytes: int | None = None) \
+        -> tuple[np.ndarray, str, float | None, str, tuple[float | None, str]]:
     import tifffile
 
     try:
@@ -177,6 +179,7 @@ def _read_tiff(path: Path, max_pixels: int) -> tuple[np.ndarray, str, float | No
                 raise ImageReadError(path, "TIFF holds no image data")
             series = tif.series[0]
             check_pixels(path, series.shape, max_pixels)
+            check_bytes(path, int(np.prod(series.shape, dtype=np.float64)) * series.dtype.itemsize, max_bytes)
             data = series.asarray()
             expected = int(np.prod(series.shape))
             pixel_size, source = tiff_pixel_size_um(tif)
@@ -247,7 +250,7 @@ def _plausible(pixel_um: float, source: str) -> tuple[float | None, str]:
     return (pixel_um, source) if low <= pixel_um <= high else (None, "")
 
 
-def _read_raster(path: Path, max_pixels: int) -> np.ndarray:
+def _read_raster(path: Path, max_pixels: int, max_bytes: int | None = None) -> np.ndarray:
     import cv2
     import imagesize
 
@@ -255,6 +258,7 @@ def _read_raster(path: Path, max_pixels: int) -> np.ndarray:
     if width < 0 or height < 0:
         raise ImageReadError(path, f"not a readable {path.suffix.lstrip('.').upper()} image (no size in its header)")
     check_pixels(path, (height, width), max_pixels)
+    check_bytes(path, height * width, max_bytes)  # one byte a pixel at least: the header gives no depth here
     buffer = np.fromfile(path, dtype=np.uint8)
     try:
         data = cv2.imdecode(buffer, cv2.IMREAD_UNCHANGED)

@@ -28,7 +28,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import ImageReadError
-from .limits import check_pixels, pixel_size_problem
+from .limits import check_bytes, check_pixels, pixel_size_problem
 
 ZARR_SUFFIXES = (".zarr",)  # "x.ome.zarr" too: the last suffix counts
 METADATA_FILES = ("zarr.json", ".zattrs")  # NGFF 0.5 (zarr v3) and 0.1-0.4 (zarr v2)
@@ -303,10 +303,7 @@ def check_reads(path: Path, array, whole: tuple[bool, ...], max_bytes: int | Non
     if decoded > max(CHUNK_WASTE * read, SMALL_READ):
         raise ImageReadError(path, f"its chunks are far larger than the image: reading {read:,} pixels decodes "
                                    f"{described} = {decoded:,} pixels (rechunk the store)")
-    nbytes = decoded * np.dtype(array.dtype).itemsize
-    if max_bytes is not None and nbytes > max_bytes:
-        raise ImageReadError(path, f"reading it decodes {nbytes / 2**20:,.1f} MB ({described}), above the "
-                                   f"{max_bytes / 2**20:g} MB limit on decoded data")
+    check_bytes(path, decoded * np.dtype(array.dtype).itemsize, max_bytes, described)
 
 
 def read_planes(path: Path, max_pixels: int, max_bytes: int | None = None) \

@@ -148,6 +148,19 @@ def test_service_read_of_a_bomb_stays_within_its_memory(tmp_path):
     assert status == "200" and grown_kb > 60 * 1024, (status, grown_kb)
 
 
+def test_compressed_tiff_upload_cannot_inflate_past_the_upload_limit(storage):
+    """The same bound for a TIFF: 2048 x 2048 uint16 zeros deflate to a few KB but decode to 8 MB."""
+    import io
+
+    import tifffile
+
+    buffer = io.BytesIO()
+    tifffile.imwrite(buffer, np.zeros((2048, 2048), np.uint16), compression="zlib")
+    assert len(buffer.getvalue()) < 1 << 20
+    status, body, _ = post(storage[0], buffer.getvalue(), "name=flat.tif")
+    assert status == 422 and b"flat.tif" in body and b"decodes 8.0 MB" in body, body
+
+
 def test_uploaded_three_channel_store_needs_a_channel(storage, tmp_path):
     url, _ = storage
     data = np.stack([as_dtype(synthetic_cells((64, 64), count=2, radius=8, seed=s)[0], "uint16") for s in (1, 2, 3)])

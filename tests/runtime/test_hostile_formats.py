@@ -199,7 +199,7 @@ def test_unusable_pixel_size_from_any_reader_is_unknown(tmp_path, monkeypatch):
     path = tmp_path / "c.tif"
     tifffile.imwrite(path, np.zeros((8, 8), np.uint8))
     for value in (float("nan"), float("inf"), 1e300):
-        monkeypatch.setattr(io, "_read_tiff", lambda p, m, v=value: (np.zeros((8, 8), np.uint8), "YX", v, "ome",
+        monkeypatch.setattr(io, "_read_tiff", lambda p, m, b, v=value: (np.zeros((8, 8), np.uint8), "YX", v, "ome",
                                                                      (None, "")))
         stack = read_image(path)
         assert stack.pixel_size_um is None and any("taken as unknown" in w for w in stack.warnings)
