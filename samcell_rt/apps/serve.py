@@ -46,6 +46,7 @@ from ..runs.timeline import series_fit, stack_series
 from ..runs.writers import KINDS, OUTPUTS
 from ..runtime.io import MAX_PIXELS, UPLOAD_SUFFIXES, ImageStack, read_image
 from ..runtime.measure import image_metrics, json_columns, with_physical_units
+from ..runtime.ome_zarr import is_ome_zarr
 from ..runtime.segmenter import Result, Segmenter
 from .http import SERVICE, RequestError, guarded, plot_png, query_int, read_body, read_form
 
@@ -165,8 +166,9 @@ def served_path(root: Path | None, relative: str) -> Path:
 def _escaping_link(base: Path, target: Path) -> str | None:
     """The first entry under `target` (relative to `base`) that is a symlink resolving outside `base`,
     following links that stay inside; None when there is none. Checked before a store is read, so an
-    array or chunk linked in from elsewhere is never served."""
-    if not target.is_dir():
+    array or chunk linked in from elsewhere is never served; other folders are not read at all (the
+    reader refuses them), so they are not walked either (`path=.` would walk the whole root)."""
+    if not (target.is_dir() and is_ome_zarr(target)):
         return None
     pending, seen, walked = [target], {target}, 0
     while pending:

@@ -170,3 +170,16 @@ def test_uploaded_three_channel_store_needs_a_channel(storage, tmp_path):
     status, body, _ = post(url, upload, "name=c.ome.zarr.zip")
     assert status == 422 and b"3 channels" in body and b"channel=N" in body
     assert post(url, upload, "name=c.ome.zarr.zip&channel=1")[0] == 200
+
+
+def test_only_stores_are_walked_for_links(storage, monkeypatch):
+    """`path=.` names the root itself: a folder the reader refuses, so it is not walked (with a walk
+    limit of 2 entries, walking it would answer 403 'too many entries'); a store still is."""
+    from samcell_rt.apps import serve
+
+    url, _ = storage
+    monkeypatch.setattr(serve, "MAX_WALK", 2)
+    status, body, _ = post(url, b"", "path=.")
+    assert status == 422 and b"is a folder" in body and b"data-root-secret-name" not in body, body
+    status, body, _ = post(url, b"", "path=good.ome.zarr")
+    assert status == 403 and b"too many to check" in body, body
