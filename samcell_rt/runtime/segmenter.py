@@ -28,8 +28,19 @@ from .measure import cell_table, image_metrics
 from .postprocess import labels_from_distance
 from .preprocess import Scaling, enhance_tiles, to_uint8
 from .quality import quality_warnings
-from .scale import (AUTO_MIN_CELLS, AUTO_MIN_TILES, AUTO_PASSES, MIN_GAIN, estimate_basis, estimate_diameter,
-                    map_misfit, next_scale, resized, scale_for, scaled_shape)
+from .scale import (
+    AUTO_MIN_CELLS,
+    AUTO_MIN_TILES,
+    AUTO_PASSES,
+    MIN_GAIN,
+    estimate_basis,
+    estimate_diameter,
+    map_misfit,
+    next_scale,
+    resized,
+    scale_for,
+    scaled_shape,
+)
 from .tiling import TileGrid, blend, extract_tiles, tile_grid, whole_in_a_tile
 
 STAGES = ("preprocess", "engine", "blend", "postprocess", "measure")
