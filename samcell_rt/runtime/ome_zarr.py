@@ -269,8 +269,17 @@ def _scale(transformations, ndim: int, path: Path) -> tuple[float, ...]:
                     not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in scale):
                 raise ImageReadError(path, f"OME-Zarr metadata: scale {str(scale)[:200]} is not a list of "
                                            f"{ndim} numbers")
-            return tuple(float(v) for v in scale)
+            return tuple(_float(v) for v in scale)
     return (1.0,) * ndim
+
+
+def _float(value: int | float) -> float:
+    """A JSON number as a float: an integer too large for one (JSON allows 400 digits) is infinite,
+    and so refused as a pixel size like any other infinite scale."""
+    try:
+        return float(value)
+    except OverflowError:
+        return float("inf") if value > 0 else float("-inf")
 
 
 def _check_zip_chunks(path: Path, array) -> None:

@@ -182,7 +182,7 @@ def test_decoded_bytes_limit_holds_memory_under_it(tmp_path):
     assert peak_bytes(lambda: read_image(archive)) > 16 << 20  # the bound above is a real difference
 
 
-@pytest.mark.parametrize("scale", [float("nan"), float("inf"), 0.0, -0.5, 1e300, 1e-300])
+@pytest.mark.parametrize("scale", [float("nan"), float("inf"), 0.0, -0.5, 1e300, 1e-300, 10 ** 400])
 def test_unusable_pixel_size_in_a_store_is_unknown_with_a_warning(tmp_path, scale):
     meta = good_meta()
     meta["multiscales"][0]["axes"] = [{"name": "y", "unit": "micrometer"}, {"name": "x", "unit": "micrometer"}]
