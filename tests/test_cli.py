@@ -112,6 +112,15 @@ def test_cells_csv_and_pixel_size(tmp_path, blob_path):
     assert summary["mean_neighbours"] == "0" and float(summary["mean_area_um2"]) > 0
 
 
+@pytest.mark.parametrize("size", ["nan", "inf", "1e300", "-0.5", "0"])
+def test_a_pixel_size_that_is_no_calibration_is_refused(tmp_path, size):
+    """NaN used to kill the label TIFF writer and 1e300 to overflow the areas, after segmenting."""
+    tifffile.imwrite(tmp_path / "x.tif", np.zeros((8, 8), np.uint8))
+    proc = run_cli("segment", str(tmp_path / "x.tif"), "-o", str(tmp_path / "o"), "--pixel-size", size)
+    assert proc.returncode == 2 and "Invalid value for '--pixel-size'" in proc.stderr, proc.stderr
+    assert "Traceback" not in proc.stderr and not (tmp_path / "o").exists()
+
+
 def test_every_command_has_an_example_and_every_option_a_description():
     import click
 

@@ -117,8 +117,11 @@ def file_lock(path: str | Path, busy: str | None = None) -> Iterator[None]:
     at once; without, it waits. Released when the block ends or the process dies; a no-op where the
     platform has no advisory locks."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o666)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o666)
+    except OSError as exc:  # a read-only cache, a file where a folder should be
+        raise OutputError(f"cannot write {path} ({exc.strerror or exc})") from None
     try:
         if not _lock(fd, blocking=busy is None) and busy is not None and _lock_supported():
             raise OutputError(busy)

@@ -170,8 +170,8 @@ def adapt(data: list[str], out: str | Path, model: str = DEFAULT_MODEL, val: lis
     out, settings = Path(out), settings or AdaptSettings()
     name = name or out.stem
     check_minutes(minutes)
-    check_out(out, overwrite)
     with adapting(name, out, overwrite):  # the name and the file are this run's until it ends
+        check_out(out, overwrite)  # under the claim: no other adapt run can make `out` meanwhile
         for folder, of in ((weights_dir(), ""), (cache_dir() / "adapt", ""), (out.parent, out.name)):
             remove_stale_parts(folder, STALE_PART_SECONDS, of)
         remove_orphan_weights(name)

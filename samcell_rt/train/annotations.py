@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import DataError
+from ..errors import DataError, SamcellError
 from ..runtime.io import IMAGE_SUFFIXES, read_image
 from ..runtime.preprocess import to_uint8
 
@@ -138,7 +138,17 @@ def find_pairs(root: str | Path) -> list[tuple[Path, Path]]:
 
 
 def load_coco(annotation: Path) -> list[Sample]:
-    """LIVECell-style COCO polygons -> label images (one id per annotation)."""
+    """LIVECell-style COCO polygons -> label images (one id per annotation); a file that is no such
+    annotation (not JSON, a list, records without sizes or polygons) is a DataError naming it."""
+    try:
+        return _load_coco(annotation)
+    except SamcellError:
+        raise
+    except (AssertionError, KeyError, TypeError, ValueError, IndexError) as exc:  # pycocotools asserts on format
+        raise DataError(f"{annotation}: not a COCO annotation file ({type(exc).__name__}: {exc})") from exc
+
+
+def _load_coco(annotation: Path) -> list[Sample]:
     from pycocotools.coco import COCO
 
     coco = COCO(str(annotation))

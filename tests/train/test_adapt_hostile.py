@@ -129,6 +129,22 @@ def test_a_single_file_as_data_is_a_clear_error(tmp_path, home):
             "not a folder")
 
 
+@pytest.mark.parametrize("text, cause", [('{"images": [', "JSONDecodeError"), ("[1, 2]", "format"),
+                                         ('{"images": [{"id": 1}], "annotations": []}', "height")])
+def test_a_json_that_is_no_coco_annotation_is_named(tmp_path, home, text, cause):
+    pytest.importorskip("pycocotools", reason="COCO annotations need pycocotools")
+    (tmp_path / "a.json").write_text(text)
+    refused(run_cli("adapt", str(tmp_path / "a.json"), "--out", str(tmp_path / "m.onnx")), str(tmp_path / "a.json"),
+            "not a COCO annotation file", cause)
+
+
+def test_a_cache_that_cannot_be_written_is_refused_before_any_work(tmp_path, monkeypatch):
+    (tmp_path / "home").write_text("a file where the cache folder should be")
+    monkeypatch.setenv("SAMCELL_RT_HOME", str(tmp_path / "home"))
+    refused(run_cli("adapt", str(write_pairs(tmp_path / "pairs")), "--out", str(tmp_path / "m.onnx")),
+            "cannot write", str(tmp_path / "home"))
+
+
 @pytest.mark.parametrize("value", ["inf", "nan", "-inf", "1e300"])
 def test_minutes_must_be_a_finite_budget(tmp_path, home, value):
     folder = write_pairs(tmp_path / "pairs")

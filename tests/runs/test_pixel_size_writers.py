@@ -1,0 +1,40 @@
+"""Label TIFFs and summary rows with a pixel size that is no calibration (NaN, inf, 1e300 from a
+broken header): written without one, said in the row, never a crash."""
+
+from __future__ import annotations
+
+import io
+
+import numpy as np
+import pytest
+import tifffile
+
+from samcell_rt.runs.writers import labels_tiff_bytes, summary_row
+
+
+@pytest.mark.parametrize("size", [float("nan"), float("inf"), 1e300, -1.0])
+@pytest.mark.parametrize("dtype", [np.uint16, np.uint32])  # ImageJ layout, and the plain TIFF beyond 65535 cells
+def test_labels_tiff_without_a_usable_pixel_size_has_no_resolution(size, dtype):
+    labels = np.arange(12, dtype=dtype).reshape(3, 4) + (70000 if dtype == np.uint32 else 0)
+    with tifffile.TiffFile(io.BytesIO(labels_tiff_bytes(labels, size))) as tif:
+        np.testing.assert_array_equal(tif.asarray(), labels)
+        assert tif.pages[0].tags["XResolution"].value == (1, 1)  # tifffile's default: no calibration
+
+
+@pytest.mark.parametrize("dtype", [np.uint16, np.uint32])
+def test_the_smallest_and_largest_usable_pixel_sizes_are_written(dtype):
+    from samcell_rt.runtime.measure import PIXEL_SIZE_RANGE_UM
+
+    labels = np.ones((3, 4), dtype)
+    for size in PIXEL_SIZE_RANGE_UM:
+        with tifffile.TiffFile(io.BytesIO(labels_tiff_bytes(labels, size))) as tif:
+            numerator, denominator = tif.pages[0].tags["XResolution"].value
+            per_um = numerator / denominator / (1e4 if tif.pages[0].tags["ResolutionUnit"].value == 3 else 1)
+            assert per_um == pytest.approx(1 / size, rel=1e-3)
+
+
+def test_a_summary_row_names_an_ignored_pixel_size():
+    row = summary_row("a.zarr", 0, metrics={"cells": 3}, pixel_size_um=float("nan"), pixel_size_source="ome-zarr")
+    assert row["pixel_size_um"] == "" and row["pixel_size_source"] == ""
+    assert "pixel size from ome-zarr ignored (nan is not a finite number)" in row["warning"]
+    assert summary_row("a.tif", 0, pixel_size_um=0.5, pixel_size_source="ome")["warning"] == ""
