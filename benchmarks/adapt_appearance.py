@@ -64,7 +64,7 @@ def adapt_row(train: list, recipe: str, minutes: float, work: Path, seed: int) -
     from samcell_rt import load_model
     from samcell_rt.evaluate import FILLS, PEAKS, sweep_maps
     from samcell_rt.export.model import SamCellTiles
-    from samcell_rt.export.onnx import export_onnx
+    from samcell_rt.export.onnx import ModelProps, export_model
     from samcell_rt.registry import DEFAULT_MODEL
     from samcell_rt.train.adapt import starting_model
     from samcell_rt.train.data import Augment, cell_diameters
@@ -82,7 +82,7 @@ def adapt_row(train: list, recipe: str, minutes: float, work: Path, seed: int) -
     weights.with_suffix(".json").write_text(json.dumps({"sam_config": wrapper.sam.config.to_dict(),
                                                          "data": {"cell_diameter_px": sizes}}, default=str))
     diameter = (sizes["typical"], tuple(sizes["range"])) if sizes else None
-    export_onnx(weights, model, name=model.stem, tile=256, diameter=diameter)
+    export_model(weights, model, ModelProps(name=model.stem, tile=256, diameter=diameter))
     segmenter = load_model(str(model), "cpu")
     triples = [(s.name, r.distance, s.labels) for s, r in zip(train, segmenter.segment_many(s.image for s in train))]
     best = max(sweep_maps(triples, PEAKS, FILLS), key=lambda row: row["OP_CSB"])

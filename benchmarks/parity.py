@@ -61,7 +61,7 @@ def main(checkpoint, random_config, precisions, size, image_count, out) -> None:
     from samcell_rt import load_model
     from samcell_rt.export.checkpoints import load_checkpoint
     from samcell_rt.export.model import config_by_name, random_sam
-    from samcell_rt.export.onnx import export_onnx
+    from samcell_rt.export.onnx import export_model
     from samcell_rt.export.reference import reference_pipeline, reference_run
     from samcell_rt.runtime.postprocess import labels_from_distance
 
@@ -101,7 +101,7 @@ def main(checkpoint, random_config, precisions, size, image_count, out) -> None:
     for precision in precisions.split(","):
         start = time.perf_counter()
         onnx_path = tmp / f"model-{precision}.onnx"
-        export = export_onnx(checkpoint, onnx_path, precision=precision, config=config)
+        export = export_model(checkpoint, onnx_path, precision=precision, config=config)
         export_seconds = time.perf_counter() - start
         segmenter = load_model(str(onnx_path), batch_size=1, peak=peak, fill=fill)  # CPU: batching does not help
         segmenter.segment(images[0][:256, :256])  # warm-up

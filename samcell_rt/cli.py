@@ -349,11 +349,13 @@ def export_command(checkpoint, out, precision, opset, name, model_version, confi
     """
     requires_extra("export", "torch", "transformers", "onnxslim")
     from .export.model import config_by_name
-    from .export.onnx import export_onnx
+    from .export.onnx import ModelProps, export_model
+    from .runtime.engines.table import Precision
 
     diameter = (cell_diameter[0], (cell_diameter[1], cell_diameter[2])) if cell_diameter else None
-    report = export_onnx(checkpoint, out, precision=precision, opset=opset, name=name, version=model_version,
-                         config=config_by_name(config) if config else None, peak=peak, fill=fill, diameter=diameter)
+    props = ModelProps(name=name, version=model_version, peak=peak, fill=fill, diameter=diameter)
+    report = export_model(checkpoint, out, props, precision=Precision(precision), opset=opset,
+                          config=config_by_name(config) if config else None)
     click.echo(f"wrote {report.path} ({precision}); max abs error vs torch {report.max_abs_error:.3g} "
                f"on {report.tiles_checked} tiles (tolerance {report.tolerance})")
 
@@ -385,12 +387,14 @@ def build_engine_command(model, runtime, precision, max_batch, opt_batch, comput
     Example:
       samcell-rt build-engine samcell-lite --runtime rtx --precision fp16 --out lite16.engine
     """
-    from .export.tensorrt import build_engine, describe_build
+    from .export.tensorrt import BuildSettings, build_engine, describe_build
     from .registry import resolve_model
+    from .runtime.engines.table import Precision
 
-    report = build_engine(resolve_model(model), out, precision=precision, max_batch=max_batch, opt_batch=opt_batch,
-                          runtime=runtime, compute_capabilities=compute_capabilities, checkpoint=checkpoint,
-                          workspace_gb=workspace, calib_dir=calib, log=lambda line: click.echo(line, err=True))
+    settings = BuildSettings(precision=Precision(precision), max_batch=max_batch, opt_batch=opt_batch, runtime=runtime,
+                             compute_capabilities=compute_capabilities, checkpoint=checkpoint, workspace_gb=workspace,
+                             calib_dir=calib)
+    report = build_engine(resolve_model(model), out, settings, log=lambda line: click.echo(line, err=True))
     click.echo(describe_build(report))
 
 

@@ -24,15 +24,15 @@ def tiny_files(tmp_path_factory):
     import torch
 
     from samcell_rt.export.model import random_sam, tiny_config
-    from samcell_rt.export.onnx import export_onnx
+    from samcell_rt.export.onnx import ModelProps, export_model
     from samcell_rt.export.weightfree import export_weight_free
 
     root = tmp_path_factory.mktemp("shipped")
     checkpoint = root / "tiny.pt"
     torch.save(random_sam(tiny_config(256), seed=3).state_dict(), checkpoint)
-    made = export_weight_free(checkpoint, root / "models", "tiny", version="7", peak=0.45, fill=0.1,
+    made = export_weight_free(checkpoint, root / "models", ModelProps(name="tiny", version="7", peak=0.45, fill=0.1),
                               config=tiny_config(256))
-    export_onnx(checkpoint, root / "folded.onnx", config=tiny_config(256), name="tiny", version="7")
+    export_model(checkpoint, root / "folded.onnx", ModelProps(name="tiny", version="7"), config=tiny_config(256))
     return root, made, checkpoint
 
 

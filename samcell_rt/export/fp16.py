@@ -20,8 +20,9 @@ from pathlib import Path
 import numpy as np
 
 from ..runtime.contract import META_KEYS, read_props
+from ..runtime.engines.table import Precision
 from . import TOLERANCE
-from .onnx import FP32_OPS_IN_FP16, ExportError, graph_maps, verification_tiles
+from .onnx import FP32_OPS_IN_FP16, ExportError, ModelProps, export_model, graph_maps, verification_tiles
 
 # Initializers smaller than this stay fp32: scalars and shape-like constants gain nothing from fp16.
 HALF_MIN_ELEMENTS = 64
@@ -97,20 +98,19 @@ def derive_fp16(onnx_path: str | Path, out: str | Path, checkpoint: str | Path |
 
     onnx_path, out = Path(onnx_path), Path(out)
     if checkpoint is not None:
-        from .onnx import export_onnx
-
         props = read_props(onnx_path)
-        export_onnx(checkpoint, out, precision="fp16", config=config, name=props.get(META_KEYS["name"]),
-                    version=props.get(META_KEYS["version"], "1"), tile=int(props.get(META_KEYS["tile"], 256)))
+        stored = ModelProps(name=props.get(META_KEYS["name"]), version=props.get(META_KEYS["version"], "1"),
+                            tile=int(props.get(META_KEYS["tile"], 256)))
+        export_model(checkpoint, out, stored, precision=Precision.FP16, config=config)
         source = "checkpoint"
     else:
         onnx.save(convert_to_fp16(onnx.load(str(onnx_path))), str(out))
         source = "converted"
     error = graph_error(out, onnx_path)
-    if not error <= TOLERANCE["fp16"]:
+    if not error <= TOLERANCE[Precision.FP16]:
         raise ExportError(f"fp16 graph derived from {onnx_path} differs from the fp32 graph by {error:.3g} "
-                          f"(tolerance {TOLERANCE['fp16']}); no fp16 engine built")
-    _set_props(out, {META_KEYS["precision"]: "fp16", META_KEYS["fp16_source"]: source,
+                          f"(tolerance {TOLERANCE[Precision.FP16]}); no fp16 engine built")
+    _set_props(out, {META_KEYS["precision"]: Precision.FP16, META_KEYS["fp16_source"]: source,
                      META_KEYS["fp16_max_abs_error_vs_fp32"]: f"{error:.3g}"})
     return Fp16Graph(out, source, error)
 
@@ -136,7 +136,7 @@ def _set_props(path: Path, changes: dict[str, str]) -> None:
 def fp16_graph_for(onnx_path: Path, tmp: str | Path | None = None, checkpoint=None, config=None) -> Fp16Graph:
     """`onnx_path` itself when it already is an fp16 graph, else a derived one written under `tmp`."""
     props = read_props(onnx_path)
-    if props.get(META_KEYS["precision"]) == "fp16":  # exported as fp16: verified against torch then
+    if props.get(META_KEYS["precision"]) == Precision.FP16:  # exported as fp16: verified against torch then
         return Fp16Graph(onnx_path, "given", float(props.get(META_KEYS["verified_max_abs_error"], "nan")))
     folder = Path(tmp or tempfile.mkdtemp(prefix="samcell-fp16-"))
     return derive_fp16(onnx_path, folder / f"{onnx_path.stem}-fp16.onnx", checkpoint, config)

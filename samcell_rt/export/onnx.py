@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import tempfile
 import warnings
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -20,6 +20,7 @@ from ..errors import SamcellError
 from ..runtime import DEFAULT_FILL, DEFAULT_PEAK
 from ..runtime.atomic import atomic_path
 from ..runtime.contract import DIAMETER_PROPS, INPUT_NAME, META_KEYS, OUTPUT_NAME, PREPROCESS, PROPS
+from ..runtime.engines.table import Precision
 from ..version import __version__
 from . import TOLERANCE
 
@@ -32,10 +33,10 @@ class ExportError(SamcellError):
 
 @dataclass
 class ExportReport:
-    """What `export_onnx` did, for the CLI and the model card."""
+    """What `export_model` did, for the CLI and the model card."""
 
     path: Path
-    precision: str
+    precision: Precision
     max_abs_error: float
     tolerance: float
     tiles_checked: int
@@ -59,17 +60,33 @@ def verification_tiles(tile: int = 256, seed: int = 0) -> np.ndarray:
 FOLD_LIMIT_BYTES = 4_000_000
 
 
-def export_onnx(checkpoint: str | Path, out: str | Path, precision: str = "fp32", opset: int = 17,
-                name: str | None = None, version: str = "1", tile: int = 256, config=None,
-                peak: float = DEFAULT_PEAK, fill: float = DEFAULT_FILL,
-                diameter: tuple[float, tuple[float, float]] | None = None,
-                extra: dict[str, str] | None = None) -> ExportReport:
+@dataclass(frozen=True)
+class ModelProps:
+    """What an export stores in the model for the runtime besides what it measures: the contract's
+    name, version, tile, thresholds and trained cell diameters, the same for the ONNX and the
+    weight-free export."""
+
+    name: str | None = None  # None: the checkpoint's file stem
+    version: str = "1"
+    tile: int = 256
+    peak: float = DEFAULT_PEAK
+    fill: float = DEFAULT_FILL
+    # (typical, (low, high)) px, for --diameter rescaling; None: the trainer's record beside the
+    # checkpoint, and models without one are never rescaled automatically
+    diameter: tuple[float, tuple[float, float]] | None = None
+
+    def named(self, checkpoint: str | Path) -> ModelProps:
+        """These props with the name filled in from the checkpoint when none was given."""
+        return replace(self, name=self.name or Path(checkpoint).stem)
+
+
+def export_model(checkpoint: str | Path, out: str | Path, props: ModelProps = ModelProps(), *,
+                 precision: Precision = Precision.FP32, opset: int = 17, config=None,
+                 extra: dict[str, str] | None = None) -> ExportReport:
     """Export, convert, verify and (only if verified) write the model; return the report.
 
-    `diameter` (typical cell diameter, (low, high) trained range; pixels) is stored so the runtime
-    can rescale images; by default it comes from the trainer's record beside the checkpoint, and
-    models without one are never rescaled automatically. `extra` adds metadata props (an adapted
-    model's parent, data hash and scores).
+    `config` is the SAM configuration for checkpoints that carry none; `extra` adds metadata props
+    (an adapted model's parent, data hash and scores).
     """
     import torch
 
@@ -79,14 +96,14 @@ def export_onnx(checkpoint: str | Path, out: str | Path, precision: str = "fp32"
     if precision not in TOLERANCE:
         raise ValueError(f"unknown precision {precision!r}; choose from {', '.join(TOLERANCE)}")
     loaded = load_checkpoint(checkpoint, config)
-    wrapper = SamCellTiles(loaded.model, tile).eval()
-    tiles = verification_tiles(tile)
+    wrapper = SamCellTiles(loaded.model, props.tile).eval()
+    tiles = verification_tiles(props.tile)
     with torch.no_grad():  # one tile at a time: a ViT-B batch at 1024 px needs GBs of attention maps
         expected = np.concatenate([wrapper(torch.from_numpy(tile[None])).numpy() for tile in tiles])
-    metadata = model_metadata(loaded, name or Path(checkpoint).stem, version, tile, peak, fill, precision, diameter)
+    metadata = model_metadata(loaded, props.named(checkpoint), precision)
     metadata |= extra or {}
     with tempfile.TemporaryDirectory() as tmp:
-        model = _trace(wrapper, Path(tmp), tile, opset)
+        model = _trace(wrapper, Path(tmp), props.tile, opset)
         model = _convert(model, precision, Path(tmp))
         error = _max_error(model, tiles, expected)
         metadata[META_KEYS["verified_max_abs_error"]] = f"{error:.3g}"
@@ -97,16 +114,26 @@ def export_onnx(checkpoint: str | Path, out: str | Path, precision: str = "fp32"
     return ExportReport(Path(out), precision, error, TOLERANCE[precision], len(tiles), metadata)
 
 
-def model_metadata(loaded, name: str, version: str, tile: int, peak: float, fill: float, precision: str,
-                   diameter: tuple[float, tuple[float, float]] | None) -> dict[str, str]:
-    """The contract's metadata for a graph exported from this loaded checkpoint."""
+def export_onnx(checkpoint: str | Path, out: str | Path, precision: str = Precision.FP32, opset: int = 17,
+                name: str | None = None, version: str = "1", tile: int = 256, config=None,
+                peak: float = DEFAULT_PEAK, fill: float = DEFAULT_FILL,
+                diameter: tuple[float, tuple[float, float]] | None = None,
+                extra: dict[str, str] | None = None) -> ExportReport:
+    """`export_model` under its former keyword signature, kept only for train/adapt.py and registry.py
+    until they pass a `ModelProps`; then this goes."""
+    props = ModelProps(name=name, version=version, tile=tile, peak=peak, fill=fill, diameter=diameter)
+    return export_model(checkpoint, out, props, precision=precision, opset=opset, config=config, extra=extra)
+
+
+def model_metadata(loaded, props: ModelProps, precision: Precision) -> dict[str, str]:
+    """The contract's metadata for a graph exported from this loaded checkpoint (`props` named)."""
     return {
-        PROPS["name"]: name, PROPS["version"]: version, PROPS["tile"]: str(tile),
-        PROPS["peak_threshold"]: str(peak), PROPS["fill_threshold"]: str(fill),
+        PROPS["name"]: props.name, PROPS["version"]: props.version, PROPS["tile"]: str(props.tile),
+        PROPS["peak_threshold"]: str(props.peak), PROPS["fill_threshold"]: str(props.fill),
         PROPS["source_sha256"]: loaded.sha256, PROPS["preprocess"]: PREPROCESS,
         META_KEYS["precision"]: precision, META_KEYS["checkpoint_layout"]: loaded.layout,
         META_KEYS["exporter"]: f"samcell-rt {__version__}",
-        **_diameter_props(diameter or _trained_diameter(loaded.recipe)),
+        **_diameter_props(props.diameter or _trained_diameter(loaded.recipe)),
     }
 
 
@@ -150,14 +177,14 @@ def trace_graph(wrapper, path: Path, tile: int, opset: int, fold: bool = True, o
                           opset_version=opset, dynamo=False, do_constant_folding=fold, training=mode)
 
 
-def _convert(model, precision: str, tmp: Path):
+def _convert(model, precision: Precision, tmp: Path):
     import onnx
 
-    if precision == "fp16":
+    if precision == Precision.FP16:
         from onnxruntime.transformers.float16 import convert_float_to_float16
 
         return convert_float_to_float16(model, keep_io_types=True, op_block_list=FP32_OPS_IN_FP16)
-    if precision == "int8":
+    if precision == Precision.INT8:
         from ..shipped import quantize_int8
 
         src, dst = tmp / "fp32.onnx", tmp / "int8.onnx"

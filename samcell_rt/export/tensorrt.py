@@ -47,7 +47,7 @@ from .trt_network import BuildError, Profile, build_full, build_rtx, calibrator
 # Measured with TensorRT-RTX 1.7.1: "Cannot compile ... for Turing (SM75): FP32 GEMM is not supported".
 RTX_NO_FP32 = ("7.5",)
 
-__all__ = ["BuildError", "BuildReport", "RUNTIMES", "build_engine", "choose_flavour", "describe_build"]
+__all__ = ["BuildError", "BuildReport", "BuildSettings", "RUNTIMES", "build_engine", "choose_flavour", "describe_build"]
 
 
 @dataclass
@@ -82,34 +82,48 @@ def choose_flavour(runtime: str | None) -> str:
     return Flavour.TENSORRT if trt_engine.available() else Flavour.RTX
 
 
-def build_engine(model: str | Path, out: str | Path | None = None, *, precision: str = Precision.FP16, max_batch: int = 32,
-                 opt_batch: int = 8, runtime: str | None = None, compute_capabilities: tuple[str, ...] = (),
-                 checkpoint: str | Path | None = None, config=None, workspace_gb: float = 8.0,
-                 calib_dir: str | Path | None = None, log: Callable[[str], None] = lambda line: None) -> BuildReport:
+@dataclass(frozen=True)
+class BuildSettings:
+    """How to build an engine: precision, batch profile, library and targets, and the builders' inputs."""
+
+    precision: Precision = Precision.FP16
+    max_batch: int = 32
+    opt_batch: int = 8  # the batch the engine is tuned for (at most max_batch)
+    runtime: str | None = None  # a key of RUNTIMES; None: the installed flavour (choose_flavour)
+    compute_capabilities: tuple[str, ...] = ()  # TensorRT-RTX targets; none: every one it supports
+    checkpoint: str | Path | None = None  # TensorRT-RTX fp16: derive the fp16 graph from the checkpoint
+    config: object = None  # ... with this SAM configuration when the checkpoint carries none
+    workspace_gb: float = 8.0  # full TensorRT: builder memory
+    calib_dir: str | Path | None = None  # full TensorRT int8: calibration images
+
+    def profile(self, tile: int) -> Profile:
+        return Profile(1, min(self.opt_batch, self.max_batch), self.max_batch, tile)
+
+
+def build_engine(model: str | Path, out: str | Path | None = None, settings: BuildSettings = BuildSettings(),
+                 log: Callable[[str], None] = lambda line: None) -> BuildReport:
     """Build, guard and write an engine for the ONNX `model` (names are resolved by the caller); default
     destination: the engine cache.
 
     An identical engine already in the cache (same flavour, version, targets, precision, profile
     and source sha256) is reused, not rebuilt.
     """
-    if precision not in TOLERANCE:
-        raise InputError(f"unknown precision {precision!r}; choose from {', '.join(TOLERANCE)}")
+    if settings.precision not in TOLERANCE:
+        raise InputError(f"unknown precision {settings.precision!r}; choose from {', '.join(TOLERANCE)}")
     onnx_path = Path(model)
     if out is not None:
         check_output_file(Path(out))  # before a build that can take minutes
     props = read_props(onnx_path)
-    flavour = choose_flavour(runtime)
+    flavour = choose_flavour(settings.runtime)
     trt = trt_engine.import_library(flavour)
-    profile = Profile(1, min(opt_batch, max_batch), max_batch, int(props.get(META_KEYS["tile"], 256)))
-    header = _header(flavour, trt, precision, profile, onnx_path, str(model), props, compute_capabilities)
+    header = _header(flavour, trt, settings, model, props)
     if out is None and (hit := _cache_hit(header)) is not None:
         log(f"engine already built: {hit.path}")
         return hit
     start = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="samcell-engine-") as tmp:
         build = _build_rtx if flavour == Flavour.RTX else _build_full
-        report = build(trt, onnx_path, header, Path(tmp), log=log, checkpoint=checkpoint, config=config,
-                       workspace_gb=workspace_gb, calib_dir=calib_dir)
+        report = build(trt, onnx_path, header, Path(tmp), log, settings)
     path = Path(out) if out else cached_engine_path(report.header)
     write_engine(path, report.header, report.engine)
     return BuildReport(path, report.header, report.errors, time.perf_counter() - start, graph=report.graph)
@@ -132,10 +146,12 @@ def describe_build(report: BuildReport) -> str:
             f"batch {h.min_batch}..{h.max_batch} (opt {h.opt_batch}), for {h.targets()}{errors}. {h.verification}")
 
 
-def _header(flavour: str, trt, precision: str, profile: Profile, onnx_path: Path, source: str,
-            props: dict[str, str], compute_capabilities: tuple[str, ...]) -> EngineHeader:
+def _header(flavour: str, trt, settings: BuildSettings, model: str | Path, props: dict[str, str]) -> EngineHeader:
+    """The new engine's header before the build; `model` as the caller named it (the header's source)."""
+    profile = settings.profile(int(props.get(META_KEYS["tile"], 256)))
+    precision = settings.precision
     if flavour == Flavour.RTX:
-        gpu, targets = "", _rtx_targets(trt, compute_capabilities, precision)
+        gpu, targets = "", _rtx_targets(trt, settings.compute_capabilities, precision)
     else:
         try:
             gpu, capability = trt_engine.device_facts()
@@ -145,7 +161,7 @@ def _header(flavour: str, trt, precision: str, profile: Profile, onnx_path: Path
         targets = (capability,)
     return EngineHeader(flavour=flavour, version=str(trt.__version__), gpu_name=gpu, compute_capabilities=targets,
                         precision=precision, min_batch=profile.min_batch, opt_batch=profile.opt_batch,
-                        max_batch=profile.max_batch, tile=profile.tile, onnx_sha256=file_sha256(onnx_path), source=source,
+                        max_batch=profile.max_batch, tile=profile.tile, onnx_sha256=file_sha256(Path(model)), source=str(model),
                         model_props=props)
 
 
@@ -172,7 +188,7 @@ def _cache_hit(header: EngineHeader) -> BuildReport | None:
     return BuildReport(path, found, cached=True)
 
 
-def _build_rtx(trt, onnx_path: Path, header: EngineHeader, tmp: Path, log, checkpoint, config, **_) -> _Built:
+def _build_rtx(trt, onnx_path: Path, header: EngineHeader, tmp: Path, log, settings: BuildSettings) -> _Built:
     graph, source_graph, errors = None, onnx_path, {}
     given = header.model_props.get(META_KEYS["precision"], Precision.FP32)
     if header.precision == Precision.INT8:
@@ -181,8 +197,9 @@ def _build_rtx(trt, onnx_path: Path, header: EngineHeader, tmp: Path, log, check
     if header.precision == Precision.FP32 and given != Precision.FP32:
         raise BuildError(f"{onnx_path} is an {given} graph; an fp32 TensorRT-RTX engine needs the fp32 model")
     if header.precision == Precision.FP16:
-        log(f"fp16 graph for {onnx_path.name}: " + ("from the checkpoint" if checkpoint else "converting and checking"))
-        graph = fp16_graph_for(onnx_path, tmp, checkpoint, config)
+        log(f"fp16 graph for {onnx_path.name}: "
+            + ("from the checkpoint" if settings.checkpoint else "converting and checking"))
+        graph = fp16_graph_for(onnx_path, tmp, settings.checkpoint, settings.config)
         source_graph = graph.path
         errors["fp16-graph-vs-fp32"] = graph.max_abs_error
         log(f"fp16 graph ({graph.source}): max abs error {graph.max_abs_error:.3g} (tolerance {TOLERANCE[Precision.FP16]})")
@@ -223,14 +240,14 @@ def _engine_error(onnx_path: Path, header: EngineHeader, engine: bytes, tmp: Pat
     return float(np.abs(got.astype(np.float64) - expected).max())
 
 
-def _build_full(trt, onnx_path: Path, header: EngineHeader, tmp: Path, log, workspace_gb, calib_dir, **_) -> _Built:
+def _build_full(trt, onnx_path: Path, header: EngineHeader, tmp: Path, log, settings: BuildSettings) -> _Built:
     profile = Profile(header.min_batch, header.opt_batch, header.max_batch, header.tile)
-    calib = calibrator(calib_dir, header.tile, header.max_batch) if header.precision == Precision.INT8 else None
+    calib = calibrator(settings.calib_dir, header.tile, header.max_batch) if header.precision == Precision.INT8 else None
     timing_cache = engines_dir() / f"timing-{header.cache_key()}.cache"
     errors: dict[str, float] = {}
     for attempt, pin in (("default", False), ("fp32-pinned", True)):
         log(f"building a TensorRT {trt.__version__} {header.precision} engine for {header.targets()} ({attempt})")
-        engine, pinned = build_full(onnx_path, header.precision, profile, workspace_gb, timing_cache, calib, pin)
+        engine, pinned = build_full(onnx_path, header.precision, profile, settings.workspace_gb, timing_cache, calib, pin)
         candidate = replace(header, fp32_layers=pinned)
         errors[attempt] = _engine_error(onnx_path, candidate, engine, tmp)
         if errors[attempt] <= TOLERANCE[header.precision]:

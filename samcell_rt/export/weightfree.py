@@ -16,12 +16,13 @@ from pathlib import Path
 
 import numpy as np
 
-from ..runtime import DEFAULT_FILL, DEFAULT_PEAK
 from ..runtime.atomic import atomic_path, write_text_atomic
 from ..runtime.contract import META_KEYS, PROPS, file_sha256
+from ..runtime.engines.table import Precision
 from ..shipped import GRAPH_SUFFIX, PARAM_PREFIX, WEIGHT_SOURCE, WEIGHTS_PROP, fill_graph, fold_constants
 from . import TOLERANCE
 from .checkpoints import _TIED
+from .onnx import ExportError, ModelProps, graph_maps, model_metadata, trace_graph, verification_tiles
 
 
 @dataclass
@@ -36,45 +37,45 @@ class ShippedExport:
     max_abs_error: float
 
 
-def export_weight_free(checkpoint: str | Path, out_dir: str | Path, name: str, version: str = "1", tile: int = 256,
-                       peak: float = DEFAULT_PEAK, fill: float = DEFAULT_FILL,
-                       diameter: tuple[float, tuple[float, float]] | None = None, opset: int = 17,
-                       config=None) -> ShippedExport:
-    """Write NAME.safetensors, NAME.json and NAME.graph.onnx to `out_dir`, verified against torch."""
+def export_weight_free(checkpoint: str | Path, out_dir: str | Path, props: ModelProps = ModelProps(), *,
+                       opset: int = 17, config=None) -> ShippedExport:
+    """Write NAME.safetensors, NAME.json and NAME.graph.onnx to `out_dir`, verified against torch (NAME:
+    `props.name`, else the checkpoint's stem); always fp32, the precision training starts from."""
     import onnx
     import torch
     from onnx import TensorProto, helper
 
     from .checkpoints import load_checkpoint, read_state_dict
     from .model import SamCellTiles
-    from .onnx import ExportError, graph_maps, model_metadata, trace_graph, verification_tiles
 
+    props = props.named(checkpoint)
     loaded = load_checkpoint(checkpoint, config)
-    wrapper = SamCellTiles(loaded.model, tile).eval()
+    wrapper = SamCellTiles(loaded.model, props.tile).eval()
     stored = read_state_dict(loaded.source) if loaded.source.suffix == ".safetensors" else {}
     out_dir = Path(out_dir)
-    files = out_dir / f"{name}.safetensors", out_dir / f"{name}{GRAPH_SUFFIX}", out_dir / f"{name}.json"
-    tiles = verification_tiles(tile)
+    files = (out_dir / f"{props.name}.safetensors", out_dir / f"{props.name}{GRAPH_SUFFIX}",
+             out_dir / f"{props.name}.json")
+    tiles = verification_tiles(props.tile)
     with torch.no_grad():
         expected = np.concatenate([wrapper(torch.from_numpy(t[None])).numpy() for t in tiles])
     with tempfile.TemporaryDirectory(prefix="samcell-weightfree-") as tmp:
         tmp = Path(tmp)
-        trace_graph(wrapper, tmp / "unfolded.onnx", tile, opset, fold=False)
+        trace_graph(wrapper, tmp / "unfolded.onnx", props.tile, opset, fold=False)
         model = onnx.load(str(tmp / "unfolded.onnx"))
         in_graph = {i.name.removeprefix(PARAM_PREFIX) for i in model.graph.initializer}
         weights = _weights(loaded.model.state_dict(), stored, in_graph)
         _point_at_weights(model, weights, files[0].name, TensorProto)
         _save_weights(weights, tmp / files[0].name)
-        metadata = model_metadata(loaded, name, version, tile, peak, fill, "fp32", diameter)
+        metadata = model_metadata(loaded, props, Precision.FP32)
         # the graph's source is the weights file shipped beside it (the original checkpoint: NAME.json)
         metadata[PROPS["source_sha256"]] = metadata[WEIGHTS_PROP] = file_sha256(tmp / files[0].name)
         helper.set_model_props(model, metadata)
         onnx.save(model, str(tmp / files[1].name))
         fold_constants(fill_graph(tmp / files[1].name, tmp / files[0].name), tmp / "complete.onnx")
         error = float(np.abs(graph_maps(tmp / "complete.onnx", tiles).astype(np.float64) - expected).max())
-        if not error <= TOLERANCE["fp32"]:
+        if not error <= TOLERANCE[Precision.FP32]:
             raise ExportError(f"the weight-free graph of {checkpoint}, filled, differs from torch by {error:.3g} "
-                              f"(tolerance {TOLERANCE['fp32']}); not written")
+                              f"(tolerance {TOLERANCE[Precision.FP32]}); not written")
         helper.set_model_props(model, metadata | {META_KEYS["verified_max_abs_error"]: f"{error:.3g}"})
         onnx.save(model, str(tmp / files[1].name))
         for made, final in zip((tmp / files[0].name, tmp / files[1].name), files[:2]):

@@ -26,8 +26,8 @@ def tiny_checkpoint(tmp_path_factory, tiny_sam):
 @pytest.fixture(scope="session")
 def tiny_onnx(tmp_path_factory, tiny_checkpoint):
     from samcell_rt.export.model import tiny_config
-    from samcell_rt.export.onnx import export_onnx
+    from samcell_rt.export.onnx import ModelProps, export_model
 
     out = tmp_path_factory.mktemp("onnx") / "tiny.onnx"
-    export_onnx(tiny_checkpoint, out, config=tiny_config(), name="tiny-test", version="7")
+    export_model(tiny_checkpoint, out, ModelProps(name="tiny-test", version="7"), config=tiny_config())
     return out

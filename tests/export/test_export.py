@@ -11,7 +11,7 @@ import torch
 
 from samcell_rt.export.checkpoints import CheckpointError, load_checkpoint, meta_to_transformers
 from samcell_rt.export.model import SamCellTiles, tiny_config
-from samcell_rt.export.onnx import TOLERANCE, ExportError, export_onnx, verification_tiles
+from samcell_rt.export.onnx import TOLERANCE, ExportError, export_model, verification_tiles
 from samcell_rt.runtime.contract import PROPS, file_sha256
 from samcell_rt.runtime.engines import open_engine
 
@@ -33,7 +33,7 @@ def test_onnx_matches_torch_and_carries_the_contract_metadata(tiny_onnx, tiny_ch
 
 @pytest.mark.parametrize("precision", ["fp16", "int8"])
 def test_reduced_precision_exports_verify(tmp_path, tiny_checkpoint, precision):
-    report = export_onnx(tiny_checkpoint, tmp_path / f"m-{precision}.onnx", precision=precision, config=tiny_config())
+    report = export_model(tiny_checkpoint, tmp_path / f"m-{precision}.onnx", precision=precision, config=tiny_config())
     assert report.max_abs_error <= TOLERANCE[precision]
     graph = onnx.load(tmp_path / f"m-{precision}.onnx").graph
     if precision == "fp16":  # LayerNorm, Softmax and the final sigmoid stay fp32
@@ -54,7 +54,7 @@ def test_failed_verification_writes_nothing(tmp_path, tiny_checkpoint, monkeypat
     monkeypatch.setitem(export_module.TOLERANCE, "fp32", 0.0)  # nothing can meet a zero tolerance
     monkeypatch.setattr(export_module, "_max_error", lambda *a: 0.25)
     with pytest.raises(ExportError, match="differs from torch by 0.25"):
-        export_onnx(tiny_checkpoint, tmp_path / "bad.onnx", config=tiny_config())
+        export_model(tiny_checkpoint, tmp_path / "bad.onnx", config=tiny_config())
     assert not list(tmp_path.iterdir())
 
 
@@ -162,7 +162,7 @@ def test_full_vit_b_export_verifies_and_segments(tmp_path):
     from samcell_rt.synthetic import synthetic_cells
 
     torch.save(random_sam(vit_b_config()).state_dict(), tmp_path / "samcell-vitb.pt")
-    report = export_onnx(tmp_path / "samcell-vitb.pt", tmp_path / "vitb.onnx")
+    report = export_model(tmp_path / "samcell-vitb.pt", tmp_path / "vitb.onnx")
     assert report.max_abs_error <= TOLERANCE["fp32"]
     result = load_model(str(tmp_path / "vitb.onnx")).segment(synthetic_cells((256, 300), count=3)[0])
     assert result.distance.shape == (256, 300)

@@ -113,7 +113,7 @@ def test_trainer_checkpoint_of_lite_reloads_and_exports(tmp_path):
     from safetensors.torch import save_file
 
     from samcell_rt.export.checkpoints import load_checkpoint
-    from samcell_rt.export.onnx import export_onnx
+    from samcell_rt.export.onnx import ModelProps, export_model
     from samcell_rt.runtime.engines.onnx import OnnxEngine
 
     sam = random_sam(lite_config(), seed=3)
@@ -121,7 +121,7 @@ def test_trainer_checkpoint_of_lite_reloads_and_exports(tmp_path):
     (tmp_path / "best.json").write_text(json.dumps({"sam_config": sam.config.to_dict()}))
     loaded = load_checkpoint(tmp_path / "best.safetensors")
     assert loaded.layout == "trainer" and encoder_kind(loaded.model.config) == "tinyvit"
-    report = export_onnx(tmp_path / "best.safetensors", tmp_path / "lite.onnx", name="lite-test")
+    report = export_model(tmp_path / "best.safetensors", tmp_path / "lite.onnx", ModelProps(name="lite-test"))
     assert report.max_abs_error < 1e-4
     tiles = np.random.default_rng(0).integers(0, 256, (3, 1, 256, 256), dtype=np.uint8)
     with torch.no_grad():

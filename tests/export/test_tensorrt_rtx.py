@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 
 pytest.importorskip("tensorrt_rtx_bindings", reason="needs the 'tensorrt-rtx' extra (TensorRT-RTX wheels)")
@@ -10,7 +12,7 @@ from click.testing import CliRunner  # noqa: E402
 
 from samcell_rt.cli import main  # noqa: E402
 from samcell_rt.export.model import tiny_config  # noqa: E402
-from samcell_rt.export.tensorrt import build_engine  # noqa: E402
+from samcell_rt.export.tensorrt import BuildSettings, build_engine  # noqa: E402
 from samcell_rt.runtime.contract import file_sha256  # noqa: E402
 from samcell_rt.runtime.engines import resolve_engine  # noqa: E402
 from samcell_rt.runtime.engines import tensorrt as trt_engine  # noqa: E402
@@ -34,8 +36,9 @@ def engines(tiny_onnx, home):
     """fp32 and fp16 TensorRT-RTX engines of the tiny model, built into the user engine cache."""
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("SAMCELL_RT_HOME", str(home))
-        return {precision: build_engine(tiny_onnx, precision=precision, runtime="rtx", compute_capabilities=TARGETS,
-                                        max_batch=8, opt_batch=4)
+        return {precision: build_engine(tiny_onnx, settings=BuildSettings(precision=precision, runtime="rtx",
+                                                                          compute_capabilities=TARGETS, max_batch=8,
+                                                                          opt_batch=4))
                 for precision in ("fp32", "fp16")}
 
 
@@ -72,7 +75,8 @@ def fp32_weight_bytes(path) -> int:
 
 
 def test_second_build_is_a_cache_hit_and_auto_finds_the_engine_on_a_target_gpu(engines, tiny_onnx, monkeypatch):
-    again = build_engine(tiny_onnx, precision="fp16", runtime="rtx", compute_capabilities=TARGETS, max_batch=8, opt_batch=4)
+    again = build_engine(tiny_onnx, settings=BuildSettings(precision="fp16", runtime="rtx", compute_capabilities=TARGETS,
+                                                           max_batch=8, opt_batch=4))
     assert again.cached and again.path == engines["fp16"].path
     monkeypatch.setattr(trt_engine, "available", lambda: True)
     monkeypatch.setattr(trt_engine, "device_facts", lambda: ("NVIDIA GeForce RTX 4090", "8.9"))
@@ -108,14 +112,14 @@ def test_stale_engine_is_refused_with_the_rebuild_command(engines, tmp_path, mon
 
 
 def test_fp16_engine_from_the_checkpoint_and_from_an_fp16_export(tiny_onnx, tiny_checkpoint, tmp_path):
-    from samcell_rt.export.onnx import export_onnx
+    from samcell_rt.export.onnx import export_model
 
-    report = build_engine(tiny_onnx, tmp_path / "ckpt.engine", precision="fp16", runtime="rtx", compute_capabilities=("8.9",),
-                          checkpoint=tiny_checkpoint, config=tiny_config(), max_batch=2, opt_batch=1)
+    settings = BuildSettings(precision="fp16", runtime="rtx", compute_capabilities=("8.9",), max_batch=2, opt_batch=1)
+    report = build_engine(tiny_onnx, tmp_path / "ckpt.engine",
+                          replace(settings, checkpoint=tiny_checkpoint, config=tiny_config()))
     assert report.graph.source == "checkpoint" and report.errors["fp16-graph-vs-fp32"] <= 1e-2
-    fp16_onnx = export_onnx(tiny_checkpoint, tmp_path / "tiny16.onnx", precision="fp16", config=tiny_config()).path
-    given = build_engine(fp16_onnx, tmp_path / "given.engine", precision="fp16", runtime="rtx", compute_capabilities=("8.9",),
-                         max_batch=2, opt_batch=1)
+    fp16_onnx = export_model(tiny_checkpoint, tmp_path / "tiny16.onnx", precision="fp16", config=tiny_config()).path
+    given = build_engine(fp16_onnx, tmp_path / "given.engine", settings)
     assert given.graph.source == "given" and given.header.onnx_sha256 == file_sha256(fp16_onnx)
 
 
@@ -138,7 +142,8 @@ def test_shipped_samcell_lite_engines(tmp_path):
     """The issue's acceptance check: both engines of the shipped model, fp16 under 70 % of fp32."""
     from samcell_rt.registry import resolve_model
 
-    sizes = {p: build_engine(resolve_model("samcell-lite"), tmp_path / f"lite{p}.engine", precision=p, runtime="rtx").size
+    sizes = {p: build_engine(resolve_model("samcell-lite"), tmp_path / f"lite{p}.engine",
+                             BuildSettings(precision=p, runtime="rtx")).size
              for p in ("fp32", "fp16")}
     assert sizes["fp16"] < 0.7 * sizes["fp32"]
 

@@ -136,10 +136,10 @@ def test_named_tensorrt_without_engine_or_library_is_an_error(blob_path, monkeyp
 def test_tensorrt_engine_on_a_gpu(tmp_path, blob_path):
     if not trt_engine.available() or "tensorrt" not in trt_engine.installed_flavours():
         pytest.skip("the full TensorRT, cuda-python or a CUDA GPU is missing")
-    from samcell_rt.export.tensorrt import build_engine
+    from samcell_rt.export.tensorrt import BuildSettings, build_engine
 
-    report = build_engine(blob_path, tmp_path / "blob.engine", precision="fp16", max_batch=4, opt_batch=2,
-                          runtime="tensorrt")
+    report = build_engine(blob_path, tmp_path / "blob.engine",
+                          BuildSettings(precision="fp16", max_batch=4, opt_batch=2, runtime="tensorrt"))
     engine = open_engine(report.path, "tensorrt")
     import numpy as np
 
@@ -154,10 +154,11 @@ def test_rtx_engine_on_a_gpu_runs_or_is_refused_by_compute_capability(tmp_path, 
         pytest.skip("TensorRT-RTX, cuda-python or a CUDA GPU is missing")
     import numpy as np
 
-    from samcell_rt.export.tensorrt import build_engine
+    from samcell_rt.export.tensorrt import BuildSettings, build_engine
 
     monkeypatch.setenv("SAMCELL_RT_HOME", str(tmp_path / "home"))
-    report = build_engine(blob_path, tmp_path / "blob.engine", precision="fp16", max_batch=4, opt_batch=2, runtime="rtx")
+    report = build_engine(blob_path, tmp_path / "blob.engine",
+                          BuildSettings(precision="fp16", max_batch=4, opt_batch=2, runtime="rtx"))
     capability = trt_engine.device_facts()[1]
     if capability not in report.header.compute_capabilities:
         with pytest.raises(EngineMismatchError, match=f"sm {capability}"):
@@ -250,7 +251,7 @@ def fake_tensorrt(monkeypatch, blob_path, tmp_path):
 def test_fp16_guard_rebuilds_with_fp32_layers_and_reports_both_errors(fake_tensorrt, blob_path):
     builder, builds = fake_tensorrt
     _FakeEngine.errors = [0.05, 0.004]  # default build over 1e-2, pinned build within
-    report = builder.build_engine(blob_path, precision="fp16", runtime="tensorrt")
+    report = builder.build_engine(blob_path, settings=builder.BuildSettings(precision="fp16", runtime="tensorrt"))
     assert builds == [False, True]
     assert report.errors == {"default": pytest.approx(0.05, abs=1e-6), "fp32-pinned": pytest.approx(0.004, abs=1e-6)}
     header, offset = read_header(report.path)
@@ -268,7 +269,7 @@ def test_engine_failing_the_guard_is_never_written(fake_tensorrt, blob_path, tmp
     builder, builds = fake_tensorrt
     _FakeEngine.errors = [0.2, 0.03]
     with pytest.raises(BuildError, match=r"default 0.2, fp32-pinned 0.03"):
-        builder.build_engine(blob_path, tmp_path / "x.engine", precision="fp16", runtime="tensorrt")
+        builder.build_engine(blob_path, tmp_path / "x.engine", builder.BuildSettings(precision="fp16", runtime="tensorrt"))
     assert not (tmp_path / "x.engine").exists()
 
 
