@@ -109,12 +109,15 @@ class _PixelSize(click.ParamType):
     name = "UM"
 
     def convert(self, value, param, ctx):
-        from .runtime.measure import pixel_size_problem
+        from .runtime.limits import pixel_size_problem
 
-        problem = pixel_size_problem(value)
-        if problem:
+        try:
+            number = float(value)
+        except (TypeError, ValueError):
+            self.fail(f"{value!r} is not a number of micrometres", param, ctx)
+        if problem := pixel_size_problem(number):
             self.fail(problem, param, ctx)
-        return float(value)
+        return number
 
 
 def diameter_option(f):

@@ -22,7 +22,8 @@ import numpy as np
 from ..errors import InputError, OutputError
 from ..runtime.atomic import atomic_path, write_bytes_atomic, write_text_atomic
 from ..runtime.io import ImageStack
-from ..runtime.measure import image_metrics, known_pixel_size, pixel_size_problem, with_physical_units
+from ..runtime.limits import pixel_size_problem
+from ..runtime.measure import image_metrics, known_pixel_size, with_physical_units
 from ..runtime.segmenter import Result
 
 OUTLINE_RGB = (255, 255, 0)

@@ -9,14 +9,11 @@ label adjacency of the image itself.
 
 from __future__ import annotations
 
-import math
-
 import numpy as np
 
+from .limits import pixel_size_problem
+
 NEIGHBOUR_GAP = 2
-# micrometres per pixel a calibration may claim: 0.01 nm (beyond electron microscopes) to 1 m. Outside
-# it a value is a broken header or a typo; inside, squares stay finite and TIFF resolutions fit
-PIXEL_SIZE_RANGE_UM = (1e-5, 1e6)
 _REGIONPROPS = ("label", "centroid", "area", "perimeter", "equivalent_diameter_area", "axis_major_length",
                 "axis_minor_length", "eccentricity", "solidity")
 # per-cell columns that scale with the pixel size: name -> power of the pixel size
@@ -74,24 +71,10 @@ def cell_table(labels: np.ndarray, intensity: np.ndarray | None = None) -> dict[
     return table
 
 
-def pixel_size_problem(value: object) -> str | None:
-    """Why `value` cannot be a pixel size in micrometres, or None when it can: a finite number within
-    PIXEL_SIZE_RANGE_UM. The one check of every pixel size, where it enters (option, metadata) and
-    again where areas and TIFF resolutions are computed from it."""
-    low, high = PIXEL_SIZE_RANGE_UM
-    try:
-        number = float(value)  # type: ignore[arg-type]
-    except (TypeError, ValueError):
-        return f"{value!r} is not a number"
-    if not math.isfinite(number):
-        return f"{value} is not a finite number"
-    if not low <= number <= high:
-        return f"{value} um per pixel is outside {low:g}-{high:g} um"
-    return None
-
-
 def known_pixel_size(value: float | None) -> float | None:
-    """`value` as a float when it is a usable pixel size, else None (unknown: pixel units only)."""
+    """`value` as a float when it is a usable pixel size (`limits.pixel_size_problem`), else None:
+    pixel units only. Where areas and TIFF resolutions are computed, so NaN, inf or 1e300 (whose
+    square overflows) from any caller never reach them."""
     return None if value is None or pixel_size_problem(value) else float(value)
 
 

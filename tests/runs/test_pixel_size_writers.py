@@ -23,10 +23,10 @@ def test_labels_tiff_without_a_usable_pixel_size_has_no_resolution(size, dtype):
 
 @pytest.mark.parametrize("dtype", [np.uint16, np.uint32])
 def test_the_smallest_and_largest_usable_pixel_sizes_are_written(dtype):
-    from samcell_rt.runtime.measure import PIXEL_SIZE_RANGE_UM
+    from samcell_rt.runtime.limits import SANE_PIXEL_UM
 
     labels = np.ones((3, 4), dtype)
-    for size in PIXEL_SIZE_RANGE_UM:
+    for size in SANE_PIXEL_UM:
         with tifffile.TiffFile(io.BytesIO(labels_tiff_bytes(labels, size))) as tif:
             numerator, denominator = tif.pages[0].tags["XResolution"].value
             per_um = numerator / denominator / (1e4 if tif.pages[0].tags["ResolutionUnit"].value == 3 else 1)
@@ -36,5 +36,5 @@ def test_the_smallest_and_largest_usable_pixel_sizes_are_written(dtype):
 def test_a_summary_row_names_an_ignored_pixel_size():
     row = summary_row("a.zarr", 0, metrics={"cells": 3}, pixel_size_um=float("nan"), pixel_size_source="ome-zarr")
     assert row["pixel_size_um"] == "" and row["pixel_size_source"] == ""
-    assert "pixel size from ome-zarr ignored (nan is not a finite number)" in row["warning"]
+    assert "pixel size from ome-zarr ignored (pixel size nan um is not a positive finite number)" in row["warning"]
     assert summary_row("a.tif", 0, pixel_size_um=0.5, pixel_size_source="ome")["warning"] == ""
