@@ -27,8 +27,14 @@ FIXED = dict(flip=0.0, rotate=False, scale=(1.0, 1.0), brightness=(1.0, 1.0), in
 
 
 @pytest.fixture(autouse=True)
-def _home(tmp_path, monkeypatch):
-    monkeypatch.setenv("SAMCELL_RT_HOME", str(tmp_path / "home"))  # frozen-part graphs go to the cache
+def _home_one_thread(tmp_path, monkeypatch):
+    """Frozen-part graphs go to a fresh cache; torch runs on one thread: a tiny model's step is mostly
+    thread synchronisation (0.5 s per step on 1 thread, 9 s on 2 on the shared 2-core CPU at load 12)."""
+    monkeypatch.setenv("SAMCELL_RT_HOME", str(tmp_path / "home"))
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
 
 
 def textured(seed: int) -> Sample:
