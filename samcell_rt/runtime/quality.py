@@ -18,6 +18,8 @@ passes, not two watersheds.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 
 PEAK_DELTA = 0.05  # thresholds compared: peak - delta and peak + delta
@@ -41,33 +43,44 @@ def centre_count(distance: np.ndarray, threshold: float) -> int:
     return count - 1
 
 
-def quality_warnings(distance: np.ndarray, peak: float, touches_border: np.ndarray,
-                     whole_in_tile: np.ndarray | None = None, diameter: float | None = None,
-                     trained: tuple[float, float] | None = None, scale: float = 1.0, *,
-                     labels: np.ndarray | None = None, fill: float | None = None,
-                     image: np.ndarray | None = None) -> list[str]:
-    """Reasons not to trust this image's result, each with a suggested fix; empty when none.
+@dataclass(frozen=True)
+class MapFacts:
+    """What the checks read of one result, gathered once by the caller: the distance map and the
+    `peak` threshold; per cell whether it `touches_border` and whether one tile held it whole
+    (`whole_in_tile`); the estimated cell `diameter` in the image's pixels and the `scale` applied
+    before the model; the `labels` and the `fill` threshold that made them (to compare the map's
+    cell area with the cells found) and the uint8 `image` (its structure)."""
 
-    `whole_in_tile` says per cell whether one tile held it whole; `diameter` is the estimated cell
-    diameter in the image's pixels, `scale` the resize applied before the model and `trained` the
-    model's trained diameter range (in the model's pixels); `labels` and the `fill` threshold that
-    made them let the map's cell area be compared with the cells found, and the uint8 `image` the
-    image's structure.
-    """
+    distance: np.ndarray
+    peak: float
+    touches_border: np.ndarray
+    whole_in_tile: np.ndarray | None = None
+    diameter: float | None = None
+    scale: float = 1.0
+    labels: np.ndarray | None = None
+    fill: float | None = None
+    image: np.ndarray | None = None
+
+
+def quality_warnings(facts: MapFacts, trained: tuple[float, float] | None = None) -> list[str]:
+    """Reasons not to trust this result, each with a suggested fix; empty when none. `trained` is
+    the model's trained diameter range (in the model's pixels)."""
+    distance, peak, diameter, labels = facts.distance, facts.peak, facts.diameter, facts.labels
     top = float(distance.max()) if distance.size else 0.0
     if top <= peak:
         return [f"no cell centre reaches the peak threshold (map maximum {top:.2f}, peak {peak:.2f}), so 0 cells may "
                 f"be wrong: try --peak {max(0.05, round(0.8 * top, 2)):.2f}, --diameter with the cells' size in "
                 "pixels, or another model"]
-    warnings = [] if labels is None or fill is None else missed_cells(distance, labels, fill)
-    if labels is not None and image is not None and not warnings:
-        warnings = unread_structure(image, labels, diameter)
+    warnings = [] if labels is None or facts.fill is None else missed_cells(distance, labels, facts.fill)
+    if labels is not None and facts.image is not None and not warnings:
+        warnings = unread_structure(facts.image, labels, diameter)
     size_hint = f" (these measure about {diameter:.0f} px)" if diameter else ""
     low, high = centre_count(distance, max(peak - PEAK_DELTA, 0.0)), centre_count(distance, peak + PEAK_DELTA)
     if max(low, high) >= MIN_CELLS and abs(low - high) > UNSTABLE_CHANGE * max(low, high):
         warnings.append(f"cell count unstable: {low} at peak {peak - PEAK_DELTA:.2f} but {high} at "
                         f"{peak + PEAK_DELTA:.2f}; check the overlay and set --peak to what it shows, or give "
                         f"--diameter with the cells' size in pixels{size_hint}")
+    touches_border, whole_in_tile, scale = facts.touches_border, facts.whole_in_tile, facts.scale
     if len(touches_border) >= MIN_CELLS and float(np.mean(touches_border)) > BORDER_SHARE:
         warnings.append(f"{np.mean(touches_border):.0%} of cells touch the image border: the cells may be larger "
                         f"than the model expects; give --diameter with their size in pixels{size_hint}")

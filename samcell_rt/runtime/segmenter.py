@@ -27,7 +27,7 @@ from .engines.base import Engine
 from .measure import cell_table, image_metrics
 from .postprocess import labels_from_distance
 from .preprocess import Scaling, enhance_tiles, to_uint8
-from .quality import quality_warnings
+from .quality import MapFacts, quality_warnings
 from .scale import (
     AUTO_MIN_CELLS,
     AUTO_MIN_TILES,
@@ -271,7 +271,9 @@ class Segmenter:
         distance = resized(blend(job.maps, job.grid), job.image.shape)
         job.timings["blend"] = time.perf_counter() - start
         result = self._result(job.key, job.image, job.image_u8, distance, job.timings, job.scale)
-        return self._auto_sized(job, result) if self.diameter == "auto" and self.info.diameter else result
+        if self.diameter == "auto" and self.info.diameter:
+            result = self._auto_sized(job, result)
+        return self._judged(result, self.peak, self.fill)
 
     def _auto_sized(self, job: _TiledImage, result: Result) -> Result:
         """diameter="auto": step the image's scale towards the model's typical cell size (`scale.next_scale`)
@@ -279,7 +281,8 @@ class Segmenter:
         it is resized to the image: tiny cells' ideal maps are too coarse at the image's own size); a result
         whose cells lie outside the trained range takes its step even so, unless the step finds nothing.
         Steps run at most the first pass's tiles in all (AUTO_MIN_TILES for small images), and a first
-        pass with too few cells is kept: both are said in the result's warnings. Returns the last result kept."""
+        pass with too few cells is kept: both are said in the result's warnings. Returns the last result kept,
+        not yet judged (`_judged` runs once, on it)."""
         low, high = self.info.diameter_range or (0.0, float("inf"))
         largest = float(np.sqrt(MAX_PIXELS / job.image.size))
         if result.diameter and (basis := estimate_basis(result.cells["touches_border"])) < AUTO_MIN_CELLS:
@@ -315,29 +318,38 @@ class Segmenter:
         return result
 
     def _result(self, key: Hashable, image: np.ndarray | None, image_u8: np.ndarray, distance: np.ndarray,
-                timings: dict[str, float], scale: float, peak: float | None = None,
-                fill: float | None = None) -> Result:
-        """Labels, measurements, the diameter estimate and the quality flags of one distance map."""
-        peak, fill = self.peak if peak is None else peak, self.fill if fill is None else fill
+                timings: dict[str, float], scale: float, thresholds: tuple[float, float] | None = None) -> Result:
+        """Labels, measurements and the diameter estimate of one distance map at `thresholds` (peak, fill;
+        default the segmenter's); its quality flags come after (`_judged`), on the result kept only."""
+        peak, fill = thresholds or (self.peak, self.fill)
         start = time.perf_counter()
         labels = labels_from_distance(distance, peak, fill)
         timings["postprocess"] = (t2 := time.perf_counter()) - start
         cells = cell_table(labels, image)
         metrics = image_metrics(labels, cells)
         diameter = estimate_diameter(cells["area"], cells["touches_border"])
-        grid = tile_grid(*scaled_shape(distance.shape, scale), tile=self.info.tile)
-        warnings = quality_warnings(distance, peak, cells["touches_border"], whole_in_a_tile(labels, grid, scale),
-                                    diameter, self.info.diameter_range, scale, labels=labels, fill=fill,
-                                    image=image_u8)
         timings["measure"] = time.perf_counter() - t2
-        return Result(key, labels, distance, image_u8, metrics, cells, timings, warnings=warnings,
-                      diameter=diameter, scale=scale)
+        return Result(key, labels, distance, image_u8, metrics, cells, timings, diameter=diameter, scale=scale)
+
+    def _judged(self, result: Result, peak: float, fill: float) -> Result:
+        """`result` with its quality flags (runtime/quality.py) ahead of any warnings it already has,
+        from the facts of its map gathered once; their time counts as measuring."""
+        start = time.perf_counter()
+        grid = tile_grid(*scaled_shape(result.distance.shape, result.scale), tile=self.info.tile)
+        facts = MapFacts(result.distance, peak, result.cells["touches_border"],
+                         whole_in_a_tile(result.labels, grid, result.scale), result.diameter, result.scale,
+                         result.labels, fill, result.image_u8)
+        result.warnings[:0] = quality_warnings(facts, self.info.diameter_range)
+        result.timings["measure"] += time.perf_counter() - start
+        return result
 
     def relabel(self, result: Result, peak: float | None = None, fill: float | None = None,
                 intensity: np.ndarray | None = None) -> Result:
         """Re-run only the post-processing of `result` with other thresholds (no engine call)."""
-        return self._result(result.key, intensity, result.image_u8, result.distance, dict(result.timings),
-                            result.scale, peak, fill)
+        thresholds = (self.peak if peak is None else peak, self.fill if fill is None else fill)
+        again = self._result(result.key, intensity, result.image_u8, result.distance, dict(result.timings),
+                             result.scale, thresholds)
+        return self._judged(again, *thresholds)
 
 
 @dataclass

@@ -9,7 +9,7 @@ import numpy as np
 import tifffile
 from click.testing import CliRunner
 
-from samcell_rt.runtime.quality import centre_count, quality_warnings
+from samcell_rt.runtime.quality import MapFacts, centre_count, quality_warnings
 from samcell_rt.synthetic import as_dtype, broken_model, synthetic_cells
 
 
@@ -23,25 +23,31 @@ def bumps(values: list[float], size: int = 400, radius: int = 12) -> np.ndarray:
     return distance
 
 
+def flags(distance: np.ndarray, touches_border: np.ndarray, trained: tuple[float, float] | None = None,
+          **facts) -> list[str]:
+    """The quality flags of `distance` at peak 0.47, with whatever further facts a test gives."""
+    return quality_warnings(MapFacts(distance, 0.47, touches_border, **facts), trained)
+
+
 def test_centre_count_counts_regions_above_a_threshold():
     assert centre_count(bumps([0.9, 0.6, 0.3]), 0.5) == 2
     assert centre_count(np.zeros((5, 5), np.float32), 0.5) == 0
 
 
 def test_a_map_under_the_peak_threshold_is_flagged_with_a_fix():
-    (warning,) = quality_warnings(bumps([0.30] * 6), 0.47, np.zeros(0, bool))
+    (warning,) = flags(bumps([0.30] * 6), np.zeros(0, bool))
     assert "map maximum 0.30" in warning and "--peak 0.24" in warning
 
 
 def test_an_unstable_count_is_flagged_and_a_stable_one_is_not():
     unstable = bumps([0.49] * 8 + [0.9] * 2)  # eight peaks just above 0.47: gone at 0.52
     assert any("cell count unstable: 10 at peak 0.42 but 2 at 0.52" in w for w in
-               quality_warnings(unstable, 0.47, np.zeros(10, bool)))
-    assert quality_warnings(bumps([0.9] * 10), 0.47, np.zeros(10, bool)) == []
+               flags(unstable, np.zeros(10, bool)))
+    assert flags(bumps([0.9] * 10), np.zeros(10, bool)) == []
 
 
 def test_cells_mostly_on_the_border_are_flagged():
-    assert any("touch the image border" in w for w in quality_warnings(bumps([0.9] * 6), 0.47, np.ones(6, bool)))
+    assert any("touch the image border" in w for w in flags(bumps([0.9] * 6), np.ones(6, bool)))
 
 
 def test_segment_reports_flags_in_the_summary_and_on_stderr(tmp_path, blob_path):
@@ -72,15 +78,15 @@ def test_cells_no_tile_holds_whole_are_flagged():
     assert whole_in_a_tile(labels, grid, scale=0.5).tolist() == [True, True, True]  # what a 0.5x resize would see
     cut = np.array([False] * 4 + [True] * 2)
     assert any("larger than a tile holds whole" in w and "--diameter" in w
-               for w in quality_warnings(bumps([0.9] * 6), 0.47, np.zeros(6, bool), cut))
-    assert quality_warnings(bumps([0.9] * 6), 0.47, np.zeros(6, bool), ~cut) == []
+               for w in flags(bumps([0.9] * 6), np.zeros(6, bool), whole_in_tile=cut))
+    assert flags(bumps([0.9] * 6), np.zeros(6, bool), whole_in_tile=~cut) == []
 
 
 def test_a_size_outside_the_trained_range_is_flagged_unless_rescaled():
-    flags = quality_warnings(bumps([0.9] * 6), 0.47, np.zeros(6, bool), None, 80.0, (10.0, 40.0))
-    assert any("measure about 80 px" in w and "--diameter 80" in w for w in flags)
-    assert quality_warnings(bumps([0.9] * 6), 0.47, np.zeros(6, bool), None, 80.0, (10.0, 40.0), 0.25) == []
-    assert quality_warnings(bumps([0.9] * 6), 0.47, np.zeros(6, bool), None, 25.0, (10.0, 40.0)) == []
+    found = flags(bumps([0.9] * 6), np.zeros(6, bool), (10.0, 40.0), diameter=80.0)
+    assert any("measure about 80 px" in w and "--diameter 80" in w for w in found)
+    assert flags(bumps([0.9] * 6), np.zeros(6, bool), (10.0, 40.0), diameter=80.0, scale=0.25) == []
+    assert flags(bumps([0.9] * 6), np.zeros(6, bool), (10.0, 40.0), diameter=25.0) == []
 
 
 def test_cell_area_mostly_outside_the_cells_found_is_flagged_as_missed_cells():
@@ -89,13 +95,13 @@ def test_cell_area_mostly_outside_the_cells_found_is_flagged_as_missed_cells():
     faint = bumps([0.9] + [0.3] * 11, size=400, radius=20)  # one cell reaches the peak, eleven stay under it
     labels = labels_from_distance(faint, 0.47, 0.09)
     assert labels.max() == 1
-    (warning,) = [w for w in quality_warnings(faint, 0.47, np.zeros(1, bool), labels=labels, fill=0.09)
+    (warning,) = [w for w in flags(faint, np.zeros(1, bool), labels=labels, fill=0.09)
                   if "missed" in w]
     # a bump of height v is above 0.09 within (1 - 0.09 / v) of its radius: 0.9 of it for the cell, 0.7 for the rest
     share = 11 * 0.7**2 / (0.9**2 + 11 * 0.7**2)
     assert f"{share:.0%} of the area the map marks as cells lies outside the 1 cells found" in warning
     good = bumps([0.9] * 12, size=400, radius=20)
-    assert quality_warnings(good, 0.47, np.zeros(12, bool), labels=labels_from_distance(good, 0.47, 0.09), fill=0.09) == []
+    assert flags(good, np.zeros(12, bool), labels=labels_from_distance(good, 0.47, 0.09), fill=0.09) == []
 
 
 def test_a_few_faint_specks_in_a_sparse_image_are_no_missed_cells():
@@ -103,7 +109,7 @@ def test_a_few_faint_specks_in_a_sparse_image_are_no_missed_cells():
 
     sparse = bumps([0.9, 0.3, 0.3], size=400, radius=4)  # uncovered but well under 1 % of the image
     labels = labels_from_distance(sparse, 0.47, 0.09)
-    assert not any("missed" in w for w in quality_warnings(sparse, 0.47, np.zeros(1, bool), labels=labels, fill=0.09))
+    assert not any("missed" in w for w in flags(sparse, np.zeros(1, bool), labels=labels, fill=0.09))
 
 
 def membrane_tissue(size: int = 480, cell: int = 60, seed: int = 3) -> tuple[np.ndarray, np.ndarray]:
@@ -123,12 +129,11 @@ def test_an_image_whose_outlined_cells_were_not_read_is_flagged():
     image, truth = membrane_tissue()
     few = np.where(np.isin(truth, [1, 2, 3, 4, 5]), truth, 0)  # 5 of ~64 cells found, as a model blind to outlines
     empty_map = np.where(few > 0, 0.9, 0.0).astype(np.float32)
-    flags = quality_warnings(empty_map, 0.47, np.zeros(5, bool), None, 60.0, labels=few, fill=0.09, image=image)
-    (warning,) = [w for w in flags if "structure" in w]
+    found = flags(empty_map, np.zeros(5, bool), diameter=60.0, labels=few, fill=0.09, image=image)
+    (warning,) = [w for w in found if "structure" in w]
     assert "the 5 cells found cover" in warning and "membrane" in warning
     all_found = np.where(truth > 0, 0.9, 0.0).astype(np.float32)
-    assert quality_warnings(all_found, 0.47, np.zeros(int(truth.max()), bool), None, 60.0, labels=truth, fill=0.09,
-                            image=image) == []
+    assert flags(all_found, np.zeros(int(truth.max()), bool), diameter=60.0, labels=truth, fill=0.09, image=image) == []
 
 
 def test_structure_is_the_outlines_and_all_they_close_and_sparse_images_pass():
@@ -147,5 +152,5 @@ def test_structure_is_the_outlines_and_all_they_close_and_sparse_images_pass():
     assert shown[~ndimage.binary_dilation(labels > 0, iterations=8)].mean() < 1e-3  # ... their blurred rims, not noise
     half = np.where(labels <= 3, labels, 0)  # half the cells missed: the map-based flag's business, not this one's
     flat = np.zeros(labels.shape, np.float32)
-    assert not any("structure" in w for w in quality_warnings(flat + 0.9 * (half > 0), 0.47, np.zeros(3, bool),
-                                                              labels=half, fill=0.09, image=discs))
+    assert not any("structure" in w for w in flags(flat + 0.9 * (half > 0), np.zeros(3, bool),
+                                                   labels=half, fill=0.09, image=discs))
