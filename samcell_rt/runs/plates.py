@@ -31,7 +31,8 @@ import numpy as np
 
 from ..errors import ImageReadError, ImageValueError
 from ..runtime.atomic import atomic_path
-from ..runtime.io import check_pixels, tiff_pixel_size_um, tiff_warnings
+from ..runtime.io import tiff_pixel_size_um, tiff_warnings
+from ..runtime.limits import check_pixels
 from ..runtime.measure import area_metrics
 from ..runtime.postprocess import labels_from_distance
 from ..runtime.preprocess import PERCENTILES, enhance_tiles, to_uint8

@@ -17,16 +17,15 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import ImageReadError
-from .limits import check_bytes, check_pixels
+from .planes import Planes, ReadLimits
 
 CONTAINER_SUFFIXES = {".czi": ("pylibCZIrw", "czi"), ".nd2": ("nd2", "nd2"), ".lif": ("liffile", "lif")}
-Planes = tuple[np.ndarray, str, "float | None", str, "tuple[float | None, str]", list]
 _METRE_UM = {"m": 1e6, "mm": 1e3, "um": 1.0, "\u00b5m": 1.0, "\u03bcm": 1.0, "nm": 1e-3}
 
 
-def read_container(path: Path, max_pixels: int, scene: int | None = None, max_bytes: int | None = None) -> Planes:
-    """(data, axes, pixel size, source, (interval, unit), warnings) of a CZI, ND2 or LIF file; the
-    header's sizes are checked against `max_pixels` and (one byte a sample at least) `max_bytes`."""
+def read_container(path: Path, limits: ReadLimits, scene: int | None = None) -> Planes:
+    """The planes of a CZI, ND2 or LIF file; the header's sizes are claimed against `limits` (one byte
+    a sample at least) before any plane is read."""
     module, name = CONTAINER_SUFFIXES[path.suffix.lower()]
     try:
         __import__(module)
@@ -35,26 +34,23 @@ def read_container(path: Path, max_pixels: int, scene: int | None = None, max_by
                                    f"pip install \"samcell-rt[formats]\" ({exc.name} missing)") from exc
     reader = {"czi": _read_czi, "nd2": _read_nd2, "lif": _read_lif}[name]
     try:
-        def check(shape: tuple[int, ...]) -> None:
-            check_pixels(path, shape, max_pixels)
-            check_bytes(path, int(np.prod(shape, dtype=np.float64)), max_bytes)
-
-        return reader(path, check, scene)
+        return reader(path, limits.claim, scene)
     except ImageReadError:
         raise
     except Exception as exc:  # each reader raises its own types for corrupt or truncated input
         raise ImageReadError(path, f"not a readable {name.upper()} file ({type(exc).__name__}: {exc})") from exc
 
 
-def _layout(names: list[str], sizes: list[int], interval_s: float | None) -> tuple[str, tuple[float | None, str]]:
-    """io's axes letters for named axes (T, C, S, Y, X kept; every other axis a distinct frame letter)
-    and the timing: a time series when T is the only other axis with several entries."""
+def _planes(data: np.ndarray, names: list[str], sizes: list[int], pixel_size: float | None, reader: str,
+            interval_s: float | None = None) -> Planes:
+    """`data` with io's axes letters for its named axes (T, C, S, Y, X kept; every other axis a distinct
+    frame letter), the pixel size (`reader` its source) and the timing: a time series when T is the
+    only other axis with several entries (`interval_s` apart; unknown: counted in frames)."""
     spare = iter("QRUVWIJKLMNO")
     letters = "".join(n if n in "TCSYX" else next(spare) for n in names)
     moving = [n for n, size in zip(names, sizes) if n not in "YXCS" and size > 1]
-    if moving != ["T"]:
-        return letters, (None, "")
-    return letters, (interval_s, "s") if interval_s else (None, "frame")
+    interval, unit = (None, "") if moving != ["T"] else (interval_s, "s") if interval_s else (None, "frame")
+    return Planes(data, letters, pixel_size, reader if pixel_size else "", interval, unit)
 
 
 def _pick(path: Path, items: list, scene: int | None, what: str) -> list:
@@ -105,8 +101,7 @@ def _read_czi(path: Path, check, scene: int | None) -> Planes:
                     planes.append(pixels[..., ::-1] if rgb else pixels)  # libCZI gives BGR
         data = np.stack(planes).reshape(sizes)
         pixel_size = czi_pixel_size(czi.metadata)
-    axes, timing = _layout(names, sizes, None)  # ZEN keeps frame times in an attachment libCZI does not read
-    return data, axes, pixel_size, "czi" if pixel_size else "", timing, []
+    return _planes(data, names, sizes, pixel_size, "czi")  # ZEN keeps frame times in an attachment libCZI does not read
 
 
 def czi_pixel_size(metadata: dict) -> float | None:
@@ -150,8 +145,7 @@ def nd2_planes(nd2_file, check=lambda shape: None, scene: int | None = None, pat
     voxel = nd2_file.voxel_size()
     calibrated = voxel is not None and voxel.x > 0 and _nd2_calibrated(nd2_file)
     pixel_size = float(voxel.x) if calibrated else None
-    axes, timing = _layout(names, sizes, _nd2_interval_s(nd2_file.experiment or []))
-    return data, axes, pixel_size, "nd2" if pixel_size else "", timing, []
+    return _planes(data, names, sizes, pixel_size, "nd2", _nd2_interval_s(nd2_file.experiment or []))
 
 
 def _nd2_interval_s(loops: list) -> float | None:
@@ -196,8 +190,7 @@ def lif_planes(images: list, check=lambda shape: None) -> Planes:
     check(tuple(sizes))
     data = np.stack([np.asarray(image.asarray()) for image in images])
     pixel_size = _lif_step(first, "X", _METRE_UM)
-    axes, timing = _layout(names, sizes, _lif_step(first, "T", {"s": 1.0}))
-    return data, axes, pixel_size, "lif" if pixel_size else "", timing, []
+    return _planes(data, names, sizes, pixel_size, "lif", _lif_step(first, "T", {"s": 1.0}))
 
 
 def _lif_step(image, label: str, units: dict[str, float]) -> float | None:

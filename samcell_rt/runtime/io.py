@@ -41,7 +41,8 @@ import numpy as np
 
 from ..errors import ImageReadError
 from . import MAX_PIXELS
-from .limits import check_bytes, check_pixels, pixel_size_problem
+from .limits import pixel_size_problem
+from .planes import Planes, ReadLimits
 
 MICROSCOPE_UM = (0.005, 20.0)  # plausible micrometres per pixel, from super-resolution to macro lenses
 TIFF_SUFFIXES = (".tif", ".tiff")
@@ -105,43 +106,38 @@ def read_image(path: str | Path, channel: int | None = None, max_pixels: int = M
                                    "OME-Zarr)")
     try:
         with tiff_warnings() as warnings:
-            data, axes, pixel_size, source, timing = _read_any(path, suffix, zarr_folder, max_pixels, warnings, scene,
-                                                               max_bytes)
+            planes = _read_any(path, zarr_folder, ReadLimits(path, max_pixels, max_bytes), scene)
     except OSError as exc:  # permissions, vanished files, I/O errors
         raise ImageReadError(path, f"cannot be read ({exc.strerror or exc})") from exc
-    if data.dtype.kind not in PIXEL_KINDS:
-        raise ImageReadError(path, f"pixels of type {data.dtype} (not numbers a microscope records) cannot be "
+    warnings.extend(planes.remarks)
+    if planes.data.dtype.kind not in PIXEL_KINDS:
+        raise ImageReadError(path, f"pixels of type {planes.data.dtype} (not numbers a microscope records) cannot be "
                                    "segmented")
+    pixel_size, source = planes.pixel_size_um, planes.source
     if pixel_size is not None and (problem := pixel_size_problem(pixel_size)):
         warnings.append(f"{problem}: taken as unknown (use --pixel-size)")
         pixel_size, source = None, ""
-    frames = _to_gray_frames(path, data, axes, channel, warnings)
-    interval, unit = timing if frames.shape[0] > 1 else (None, "")
+    frames = _to_gray_frames(path, planes.data, planes.axes, channel, warnings)
+    interval, unit = (planes.frame_interval, planes.time_unit) if frames.shape[0] > 1 else (None, "")
     return ImageStack(path, frames, pixel_size, source, list(dict.fromkeys(warnings)), interval, unit)
 
 
-def _read_any(path: Path, suffix: str, zarr_folder: bool, max_pixels: int, warnings: list[str],
-              scene: int | None, max_bytes: int | None):
-    """(data, axes, pixel size, source, timing) by the reader for this kind of file; reader remarks
-    go to `warnings`."""
+def _read_any(path: Path, zarr_folder: bool, limits: ReadLimits, scene: int | None) -> Planes:
+    """The planes of `path` by the reader for its kind of file."""
+    suffix = path.suffix.lower()
     if suffix in CONTAINER_SUFFIXES and not zarr_folder:
         from .containers import read_container
 
-        data, axes, pixel_size, source, timing, remarks = read_container(path, max_pixels, scene, max_bytes)
-        warnings.extend(remarks)
-        return data, axes, pixel_size, source, timing
+        return read_container(path, limits, scene)
     if scene not in (None, 0):
         raise ImageReadError(path, f"--scene {scene} asked for, but this file has no scenes")
     if zarr_folder or suffix == ".zip":
         from .ome_zarr import read_planes
 
-        data, axes, pixel_size, source, timing, remarks = read_planes(path, max_pixels, max_bytes)
-    elif suffix in TIFF_SUFFIXES:
-        return _read_tiff(path, max_pixels, max_bytes)
-    else:
-        return _read_raster(path, max_pixels, max_bytes), "YXS", None, "", (None, "")
-    warnings.extend(remarks)
-    return data, axes, pixel_size, source, timing
+        return read_planes(path, limits)
+    if suffix in TIFF_SUFFIXES:
+        return _read_tiff(path, limits)
+    return Planes(_read_raster(path, limits), "YXS")
 
 
 class _Collect(logging.Handler):
@@ -169,8 +165,7 @@ def tiff_warnings() -> Iterator[list[str]]:
         logger.propagate = propagate
 
 
-def _read_tiff(path: Path, max_pixels: int, max_bytes: int | None = None) \
-        -> tuple[np.ndarray, str, float | None, str, tuple[float | None, str]]:
+def _read_tiff(path: Path, limits: ReadLimits) -> Planes:
     import tifffile
 
     try:
@@ -178,20 +173,19 @@ def _read_tiff(path: Path, max_pixels: int, max_bytes: int | None = None) \
             if not tif.series:
                 raise ImageReadError(path, "TIFF holds no image data")
             series = tif.series[0]
-            check_pixels(path, series.shape, max_pixels)
-            check_bytes(path, int(np.prod(series.shape, dtype=np.float64)) * series.dtype.itemsize, max_bytes)
+            limits.claim(series.shape, series.dtype.itemsize)
             data = series.asarray()
             expected = int(np.prod(series.shape))
             pixel_size, source = tiff_pixel_size_um(tif)
             axes = series.axes
-            timing = tiff_frame_interval(tif, axes, series.shape)
+            interval, unit = tiff_frame_interval(tif, axes, series.shape)
     except ImageReadError:
         raise
     except Exception as exc:  # tifffile raises many types for corrupt input
         raise ImageReadError(path, f"not a readable TIFF ({type(exc).__name__}: {exc})") from exc
     if data.size != expected:
         raise ImageReadError(path, "TIFF is truncated (fewer pixels than its header declares)")
-    return data, axes, pixel_size, source, timing
+    return Planes(data, axes, pixel_size, source, interval, unit)
 
 
 def tiff_frame_interval(tif, axes: str, shape: tuple[int, ...]) -> tuple[float | None, str]:
@@ -250,15 +244,14 @@ def _plausible(pixel_um: float, source: str) -> tuple[float | None, str]:
     return (pixel_um, source) if low <= pixel_um <= high else (None, "")
 
 
-def _read_raster(path: Path, max_pixels: int, max_bytes: int | None = None) -> np.ndarray:
+def _read_raster(path: Path, limits: ReadLimits) -> np.ndarray:
     import cv2
     import imagesize
 
     width, height = imagesize.get(path)
     if width < 0 or height < 0:
         raise ImageReadError(path, f"not a readable {path.suffix.lstrip('.').upper()} image (no size in its header)")
-    check_pixels(path, (height, width), max_pixels)
-    check_bytes(path, height * width, max_bytes)  # one byte a pixel at least: the header gives no depth here
+    limits.claim((height, width))  # one byte a pixel at least: the header gives no depth here
     buffer = np.fromfile(path, dtype=np.uint8)
     try:
         data = cv2.imdecode(buffer, cv2.IMREAD_UNCHANGED)

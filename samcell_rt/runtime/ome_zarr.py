@@ -28,7 +28,8 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import ImageReadError
-from .limits import check_bytes, check_pixels, pixel_size_problem
+from .limits import check_bytes, pixel_size_problem
+from .planes import Planes, ReadLimits
 
 ZARR_SUFFIXES = (".zarr",)  # "x.ome.zarr" too: the last suffix counts
 METADATA_FILES = ("zarr.json", ".zattrs")  # NGFF 0.5 (zarr v3) and 0.1-0.4 (zarr v2)
@@ -315,18 +316,19 @@ def check_reads(path: Path, array, whole: tuple[bool, ...], max_bytes: int | Non
     check_bytes(path, decoded * np.dtype(array.dtype).itemsize, max_bytes, described)
 
 
-def read_planes(path: Path, max_pixels: int, max_bytes: int | None = None) \
-        -> tuple[np.ndarray, str, float | None, str, tuple, list[str]]:
-    """(data, axes, pixel size, source, (interval, unit), warnings) of an OME-Zarr image, read whole."""
+def read_planes(path: Path, limits: ReadLimits) -> Planes:
+    """The planes of an OME-Zarr image, read whole: its pixels claimed against `limits`, its bytes
+    bounded by the chunks the read touches (`check_reads`)."""
     image = open_image(path)
-    check_pixels(path, tuple(image.array.shape), max_pixels)
-    check_reads(path, image.array, (True,) * len(image.array.shape), max_bytes)
+    limits.claim(tuple(image.array.shape), None)
+    check_reads(path, image.array, (True,) * len(image.array.shape), limits.max_bytes)
     try:
         data = np.asarray(image.array[...])
     except Exception as exc:  # missing or corrupt chunks
         raise ImageReadError(path, f"OME-Zarr chunks cannot be read ({type(exc).__name__}: {exc})") from exc
     pixel_size, source, warning = image.pixel_size_um()
-    return data, image.axes, pixel_size, source, image.frame_interval(), [warning] if warning else []
+    interval, unit = image.frame_interval()
+    return Planes(data, image.axes, pixel_size, source, interval, unit, (warning,) if warning else ())
 
 
 class Plane:

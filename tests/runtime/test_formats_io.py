@@ -78,8 +78,8 @@ def test_lif_images_with_different_pixel_sizes_are_refused(tmp_path):
     from samcell_rt.runtime.containers import lif_planes
 
     with liffile.LifFile(first) as a, liffile.LifFile(second) as b:
-        assert lif_planes([a.images[0]])[2] == pytest.approx(0.65)
-        assert lif_planes([b.images[0]])[2] == pytest.approx(0.325)
+        assert lif_planes([a.images[0]]).pixel_size_um == pytest.approx(0.65)
+        assert lif_planes([b.images[0]]).pixel_size_um == pytest.approx(0.325)
     mixed = tmp_path / "mixed.lif"
     write_lif(mixed, [planes(1, 20, 30), planes(1, 20, 30)], pixel_um=[0.65, 0.325])
     with pytest.raises(ImageReadError, match=r"2 images differ in pixel size \(um\) \(0.65, 0.325\)"):
@@ -104,9 +104,9 @@ def test_nd2_position_by_scene_on_the_readers_own_sizes():
         def asarray(self):
             return data
 
-    array, axes, pixel, _, timing, _ = nd2_planes(Positions(), scene=1)
-    assert np.array_equal(array, data[:, 1:2]) and pixel is None
-    assert timing == (None, "frame")  # one position left: the frames are a time series again
+    got = nd2_planes(Positions(), scene=1)
+    assert np.array_equal(got.data, data[:, 1:2]) and got.pixel_size_um is None
+    assert (got.frame_interval, got.time_unit) == (None, "frame")  # one position left: the frames are a time series again
 
 
 def test_nd2_sample_from_a_registry_package():
@@ -145,10 +145,10 @@ def test_nd2_time_loop_interval_from_the_readers_own_objects():
         def asarray(self):
             return data
 
-    array, axes, pixel, source, timing, _ = nd2_planes(Timelapse())
-    assert axes == "TYX" and np.array_equal(array, data)
-    assert (pixel, source) == (0.325, "nd2")
-    assert timing == (29.5, "s")  # the measured mean period wins over the set one
+    got = nd2_planes(Timelapse())
+    assert got.axes == "TYX" and np.array_equal(got.data, data)
+    assert (got.pixel_size_um, got.source) == (0.325, "nd2")
+    assert (got.frame_interval, got.time_unit) == (29.5, "s")  # the measured mean period wins over the set one
 
 
 def test_lif_images_time_and_pixel_size(tmp_path):

@@ -195,12 +195,13 @@ def test_unusable_pixel_size_in_a_store_is_unknown_with_a_warning(tmp_path, scal
 def test_unusable_pixel_size_from_any_reader_is_unknown(tmp_path, monkeypatch):
     """The check sits in read_image itself, so a container reader's NaN or inf never passes either."""
     from samcell_rt.runtime import io
+    from samcell_rt.runtime.planes import Planes
 
     path = tmp_path / "c.tif"
     tifffile.imwrite(path, np.zeros((8, 8), np.uint8))
     for value in (float("nan"), float("inf"), 1e300):
-        monkeypatch.setattr(io, "_read_tiff", lambda p, m, b, v=value: (np.zeros((8, 8), np.uint8), "YX", v, "ome",
-                                                                     (None, "")))
+        monkeypatch.setattr(io, "_read_tiff", lambda p, limits, v=value: Planes(np.zeros((8, 8), np.uint8), "YX", v,
+                                                                                "ome"))
         stack = read_image(path)
         assert stack.pixel_size_um is None and any("taken as unknown" in w for w in stack.warnings)
 
