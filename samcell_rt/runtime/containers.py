@@ -4,10 +4,11 @@ Each reader hands io.py what the TIFF reader does, a `Planes` (planes.py): an ar
 io's letters (T, Z, C, S = colour samples, Y, X; other letters for scenes, positions, tiles or any
 other axis), the pixel size from the file's own metadata and the frame interval. Everything along
 the non-Y/X, non-channel axes becomes a frame, in file order, so scenes, positions, time and Z are
-frames as for TIFF stacks; `scene` keeps one CZI scene, LIF image or ND2 position. A file whose scenes (CZI) or images
-(LIF) differ in size or pixel size is refused with the sizes named and `--scene` suggested: frames of
-one input share one size and one calibration. Readers (chosen by install weight, licence and read speed;
-see README "Formats"): pylibCZIrw (LGPL-3, the maker's libCZI), nd2 (BSD-3), liffile (BSD-3).
+frames as for TIFF stacks; `scene` keeps one CZI scene, LIF image or ND2 position. A file whose
+scenes (CZI) or images (LIF) differ in size or pixel size is refused with the sizes named and
+`--scene` suggested: frames of one input share one size and one calibration. Readers (chosen by
+install weight, licence and read speed; see README "Formats"): pylibCZIrw (LGPL-3, the maker's
+libCZI), nd2 (BSD-3), liffile (BSD-3).
 """
 
 from __future__ import annotations
