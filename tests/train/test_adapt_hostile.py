@@ -177,7 +177,7 @@ def test_a_read_only_out_folder_is_refused(tmp_path, home):
 
 
 def test_out_in_the_cache_is_refused(tmp_path, home):
-    refused(run_cli("adapt", str(write_pairs(tmp_path / "pairs")), "--out", str(home / "samcell-lite.onnx"),
+    refused(run_cli("adapt", str(write_pairs(tmp_path / "pairs")), "--out", str(home / "adapt" / "mine.onnx"),
                     "--overwrite"), "own cache")
 
 
