@@ -726,7 +726,8 @@ def evaluate(pred, gt, json_out, sweep_dir) -> None:
 @main.command()
 @click.argument("folder", type=click.Path(file_okay=False, path_type=Path))
 @model_option()
-@click.option("--serve", "serve_it", is_flag=True, help="Serve FOLDER here (with the headers wasm threads need) after writing it.")
+@click.option("--serve", "serve_it", is_flag=True,
+              help="Serve FOLDER here (with the headers wasm threads need) after writing it.")
 @server_options(8767)
 @click.option("--runtime-tarball", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None,
               help="The pinned onnxruntime-web npm tarball, for machines that cannot reach the npm registry.")
