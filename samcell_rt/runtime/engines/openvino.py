@@ -107,9 +107,9 @@ def choose_precision(path: Path, info: ModelInfo | None = None) -> str:
 def locate(engine: str, model: Path) -> Path | None:
     """For `auto`: the model where OpenVINO is installed and runs it in guarded bf16 here, else None.
 
-    Without native bf16, `auto` never takes OpenVINO: in fp32 it measured no faster than the cpu engine
-    (whole runs of the demo frame interleaved on a 2-core Zen 3, AVX2 only: 0.93x), so the cpu engine
-    serves there; `--engine openvino` still runs it."""
+    Without native bf16, `auto` never takes OpenVINO: its fp32 gain over the cpu engine is not a steady
+    one (2-core Zen 3, AVX2 only, interleaved runs on a loaded machine: 0.93x on the demo frame, 1.12-1.36x
+    on the 704x520 bench image), so the cpu engine serves there; `--engine openvino` still runs it."""
     if not (available() and native_bf16()):
         return None
     return model if choose_precision(model) == "bf16" else None
