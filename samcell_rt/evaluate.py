@@ -23,8 +23,7 @@ from pathlib import Path
 import numpy as np
 
 from .errors import DataError
-
-W_NS, W_FN, W_FP = 5, 10, 1
+from .runtime.matching import Counts, counts_of, overlaps
 
 
 @dataclass
@@ -42,12 +41,17 @@ class PairScore:
     tp75: int
 
     @property
+    def counts(self) -> Counts:
+        """SEG and DET's counts, computed as the runtime's bf16 guard computes them (one definition)."""
+        return Counts(self.n_ref, self.n_pred, self.seg_sum, self.ns, self.fn, self.fp)
+
+    @property
     def seg(self) -> float:
-        return _seg(self.seg_sum, self.n_ref, self.n_pred)
+        return self.counts.seg
 
     @property
     def det(self) -> float:
-        return _det(self.ns, self.fn, self.fp, self.n_ref, self.n_pred)
+        return self.counts.det
 
     def as_dict(self) -> dict:
         return {**asdict(self), "SEG": self.seg, "DET": self.det, "OP_CSB": (self.seg + self.det) / 2,
@@ -55,61 +59,31 @@ class PairScore:
                 "count_error": self.n_pred - self.n_ref}
 
 
-def _seg(seg_sum: float, n_ref: int, n_pred: int) -> float:
-    return seg_sum / n_ref if n_ref else float(n_pred == 0)
-
-
-def _det(ns: int, fn: int, fp: int, n_ref: int, n_pred: int) -> float:
-    if not n_ref:
-        return float(n_pred == 0)
-    aogm0 = W_FN * n_ref
-    return 1.0 - min(W_NS * ns + W_FN * fn + W_FP * fp, aogm0) / aogm0
-
-
 def _ap(tp: int, n_ref: int, n_pred: int) -> float:
     denominator = n_ref + n_pred - tp  # TP + FN + FP
     return tp / denominator if denominator else 1.0
-
-
-def overlaps(reference: np.ndarray, prediction: np.ndarray):
-    """Reference ids, predicted ids, and their intersection / union matrices (ref x pred)."""
-    if reference.shape != prediction.shape:
-        raise DataError(f"shapes differ: reference {reference.shape}, prediction {prediction.shape}")
-    ref_ids, ref_index = np.unique(reference, return_inverse=True)
-    pred_ids, pred_index = np.unique(prediction, return_inverse=True)
-    pairs = ref_index.ravel().astype(np.int64) * len(pred_ids) + pred_index.ravel()
-    counts = np.bincount(pairs, minlength=len(ref_ids) * len(pred_ids)).reshape(len(ref_ids), len(pred_ids))
-    ref_area, pred_area = counts.sum(axis=1, keepdims=True), counts.sum(axis=0, keepdims=True)
-    keep_r, keep_p = ref_ids != 0, pred_ids != 0
-    inter = counts[np.ix_(keep_r, keep_p)]
-    union = (ref_area + pred_area - counts)[np.ix_(keep_r, keep_p)]
-    return ref_ids[keep_r], pred_ids[keep_p], inter, union, ref_area[keep_r, 0]
 
 
 def score_pair(reference: np.ndarray, prediction: np.ndarray, name: str = "") -> PairScore:
     """SEG/DET/AP counts of one label image against its reference."""
     from scipy.optimize import linear_sum_assignment
 
-    ref_ids, pred_ids, inter, union, ref_area = overlaps(reference, prediction)
+    found = overlaps(reference, prediction)
+    _, _, inter, union, _ = found
+    counts = counts_of(*found)
     iou = inter / np.maximum(union, 1)
-    match = inter > 0.5 * ref_area[:, None]  # at most one True per reference row
-    seg_sum = float(iou[match].sum())
-    matches_per_pred = match.sum(axis=0)
-    fn = int((~match.any(axis=1)).sum())
-    fp = int((matches_per_pred == 0).sum())
-    ns = int(np.maximum(matches_per_pred - 1, 0).sum())
     tp = {}
     for threshold in (0.5, 0.75):
         rows, cols = linear_sum_assignment(-iou) if iou.size else (np.zeros(0, int), np.zeros(0, int))
         tp[threshold] = int((iou[rows, cols] >= threshold).sum())
-    return PairScore(name, len(ref_ids), len(pred_ids), seg_sum, ns, fn, fp, tp[0.5], tp[0.75])
+    return PairScore(name, counts.n_ref, counts.n_pred, counts.seg_sum, counts.splits, counts.missed,
+                     counts.spurious, tp[0.5], tp[0.75])
 
 
 def pooled(scores: list[PairScore]) -> dict:
     """Overall scores over many images (sums over all objects, as CTC pools frames)."""
-    n_ref, n_pred = sum(s.n_ref for s in scores), sum(s.n_pred for s in scores)
-    seg = _seg(sum(s.seg_sum for s in scores), n_ref, n_pred)
-    det = _det(sum(s.ns for s in scores), sum(s.fn for s in scores), sum(s.fp for s in scores), n_ref, n_pred)
+    total = sum((s.counts for s in scores), Counts())
+    n_ref, n_pred, seg, det = total.n_ref, total.n_pred, total.seg, total.det
     return {"SEG": seg, "DET": det, "OP_CSB": (seg + det) / 2,
             "AP50": _ap(sum(s.tp50 for s in scores), n_ref, n_pred),
             "AP75": _ap(sum(s.tp75 for s in scores), n_ref, n_pred),

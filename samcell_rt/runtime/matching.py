@@ -67,7 +67,12 @@ def overlaps(reference: np.ndarray, prediction: np.ndarray):
 
 def match_counts(reference: np.ndarray, prediction: np.ndarray) -> Counts:
     """The SEG and DET counts of one label image against its reference."""
-    ref_ids, pred_ids, inter, union, ref_area = overlaps(reference, prediction)
+    return counts_of(*overlaps(reference, prediction))
+
+
+def counts_of(ref_ids: np.ndarray, pred_ids: np.ndarray, inter: np.ndarray, union: np.ndarray,
+              ref_area: np.ndarray) -> Counts:
+    """The SEG and DET counts from `overlaps`' result (which `evaluate` also needs for AP)."""
     match = inter > 0.5 * ref_area[:, None]  # at most one True per reference row
     per_prediction = match.sum(axis=0)
     return Counts(len(ref_ids), len(pred_ids), float((inter / np.maximum(union, 1))[match].sum()),
