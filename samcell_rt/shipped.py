@@ -29,7 +29,7 @@ import numpy as np
 from .cache import cache_dir
 from .errors import ModelError
 from .runtime.atomic import atomic_path, write_text_atomic
-from .runtime.contract import META_KEYS, file_sha256, read_props
+from .runtime.contract import META_KEYS, file_sha256, model_sha256, read_props
 from .runtime.cpu import int8_saturates
 
 SHIPPED_DIR = Path(__file__).parent / "models"
@@ -235,7 +235,7 @@ def _intact(path: Path) -> bool:
             _clear(path)  # a folder in either place would block the rebuilt file
             _clear(record)
             return False
-        return record.read_text(encoding="ascii").strip() == file_sha256(path)
+        return record.read_text(encoding="ascii").strip() == model_sha256(path)  # the engine reuses this hash
     except (OSError, UnicodeDecodeError):  # unreadable or not text: rebuilt like any damaged record
         return False
 

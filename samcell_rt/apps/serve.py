@@ -2,7 +2,7 @@
 
 Endpoints:
 - GET  /health                 -> {"status": "ok"}
-- GET  /v1/model               -> model name, version, thresholds, engine
+- GET  /v1/model               -> model name, version, thresholds, engine and precision
 - POST /v1/segment?name=X.tif[&format=json|labels|cells|rois|geojson|distance|timeline][&channel=N][&cells=0]
   -> body: the image file's bytes (or multipart field `file`). FORMATS lists the answers:
   `json` (default) metrics per frame and the per-cell table; every per-input output of the folder
@@ -245,6 +245,7 @@ def create_service(segmenter: Segmenter, max_mb: float = SERVICE.max_mb, max_pix
         info = segmenter.info
         return JSONResponse({"name": info.name, "version": info.version, "tile": info.tile, "peak": segmenter.peak,
                              "fill": segmenter.fill, "engine": segmenter.engine_name,
+                             "precision": segmenter.engine_precision,
                              "source_sha256": info.source_sha256, "formats": FORMATS})
 
     @guarded

@@ -45,7 +45,9 @@ def test_health_and_model(service):
     with urllib.request.urlopen(f"{service}/health", timeout=10) as response:
         assert json.load(response) == {"status": "ok"}
     with urllib.request.urlopen(f"{service}/v1/model", timeout=10) as response:
-        assert json.load(response)["name"] == "blob-test"
+        answer = json.load(response)
+    assert answer["name"] == "blob-test"
+    assert (answer["engine"], answer["precision"]) == ("cpu", "fp32")  # what the run took, as run.json says
 
 
 def test_concurrent_requests_share_batches_and_agree(service, blob_path):

@@ -30,7 +30,7 @@ OVERLAY_MODES = ("outline", "fill")
 def create_app(segmenter: Segmenter, max_upload_mb: float = GUI.max_mb,
                max_pixels: int = MAX_PIXELS) -> Starlette:
     """Build the app around one loaded model; the job queue lives as long as the app (app.state)."""
-    jobs = JobQueue(segmenter, max_pixels)
+    jobs = JobQueue(segmenter, max_pixels, max_bytes=int(max_upload_mb * 2**20))  # decoded, as the service counts
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette):
@@ -54,7 +54,8 @@ async def info(request: Request) -> Response:
     segmenter = request.app.state.segmenter
     model = segmenter.info
     return JSONResponse({"model": model.name, "version": model.version, "engine": segmenter.engine_name,
-                         "precision": segmenter.engine_precision, "peak": segmenter.peak, "fill": segmenter.fill, "max_upload_mb": request.app.state.max_upload_mb})
+                         "precision": segmenter.engine_precision, "peak": segmenter.peak, "fill": segmenter.fill,
+                         "max_upload_mb": request.app.state.max_upload_mb})
 
 
 @guarded

@@ -67,8 +67,10 @@ class Outcome:
 class JobQueue:
     """Thread-safe job store plus the worker thread that segments queued jobs in order."""
 
-    def __init__(self, segmenter: Segmenter, max_pixels: int = MAX_PIXELS, in_memory: int = IN_MEMORY) -> None:
+    def __init__(self, segmenter: Segmenter, max_pixels: int = MAX_PIXELS, in_memory: int = IN_MEMORY,
+                 max_bytes: int | None = None) -> None:
         self.segmenter, self.max_pixels, self.in_memory = segmenter, max_pixels, in_memory
+        self.max_bytes = max_bytes  # decoded bytes per image: a small compressed upload cannot inflate past it
         self.jobs: dict[int, Job] = {}
         self._loaded: OrderedDict[int, Outcome] = OrderedDict()
         self._ids = itertools.count(1)
@@ -161,7 +163,7 @@ class JobQueue:
     def _read(self, job: Job) -> ImageStack:
         """The upload as read; its file is deleted right after, whatever happened."""
         try:
-            return read_image(job.path, max_pixels=self.max_pixels)
+            return read_image(job.path, max_pixels=self.max_pixels, max_bytes=self.max_bytes)
         finally:
             job.path.unlink(missing_ok=True)
 

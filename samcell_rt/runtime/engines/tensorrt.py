@@ -99,11 +99,11 @@ def locate(engine: str, model: Path) -> Path | None:
         return model
     if not available():
         return None
-    from ..contract import file_sha256
+    from ..contract import model_sha256
     from .trt_header import find_cached_engine
 
     gpu, capability = device_facts()
-    return find_cached_engine(file_sha256(model), gpu, capability, installed_flavours())
+    return find_cached_engine(model_sha256(model), gpu, capability, installed_flavours())
 
 
 def load(engine: str, path: Path, threads: int | None) -> TensorRTEngine:

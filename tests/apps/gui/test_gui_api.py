@@ -230,3 +230,18 @@ def test_test_artifacts_go_where_git_ignores_them():
 def test_info_says_which_engine_and_precision_the_model_runs_on(client):
     info = client.get("/api/info").json()
     assert (info["model"], info["engine"], info["precision"]) == ("blob-test", "cpu", "fp32")
+
+
+def test_a_small_upload_that_would_inflate_past_the_limit_fails_alone(client, tmp_path):
+    """A zipped OME-Zarr of a few KB that decodes to 16 MB (the 1 MB limit counts decoded bytes, as the
+    service does): that job fails naming the file, and the queue goes on."""
+    from tests.apps.test_service_hostile import bomb
+
+    data = bomb(tmp_path)
+    assert len(data) < 1 << 20
+    job = client.post("/api/images", files=[("files", ("b.ome.zarr.zip", data, "application/zip"))]).json()["accepted"][0]
+    body = wait_done(client, job["id"])
+    assert body["status"] == "failed" and "b.ome.zarr.zip" in body["error"] and "decoded data" in body["error"], body
+    image = as_dtype(synthetic_cells((260, 260), count=3, seed=6)[0], "uint8")
+    ok = client.post("/api/images", files=[("files", ("c.tif", tiff_bytes(image), "image/tiff"))]).json()["accepted"][0]
+    assert wait_done(client, ok["id"])["status"] == "done"
