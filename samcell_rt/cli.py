@@ -66,7 +66,8 @@ def engine_option(f=None, default: str = "cpu"):
     def add(f):
         return click.option("--engine", default=default, show_default=True, type=click.Choice(CHOICES),
                             help=f"Inference engine ({AUTO}: a built TensorRT engine, else CUDA, else OpenVINO in bf16 "
-                                 "where the CPU has native bf16 and the model's bf16 labels agree with its fp32 labels, else CPU).")(f)
+                                 "where the CPU has native bf16 and the model's bf16 labels agree with its fp32 "
+                                 "labels, else CPU).")(f)
     return add(f) if f is not None else add
 
 
