@@ -310,7 +310,7 @@ def pull_model(name: str, progress: Callable[[int, int | None], None] | None = N
         digest = download(entry.url, checkpoint, expected, progress)
         if expected is None:
             record_hash(entry.file, digest)  # trust on first use: later pulls must match it
-    from .export.onnx import export_onnx
+    from .export.onnx import ModelProps, export_model
 
-    export_onnx(checkpoint, exported_path(name), precision=precision, name=name)
+    export_model(checkpoint, exported_path(name), ModelProps(name=name), precision=precision)
     return exported_path(name)

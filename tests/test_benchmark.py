@@ -21,12 +21,12 @@ def test_bench_rows_and_peer_ratios(blob_path, tmp_path):
     from samcell_rt.export.model import random_sam, tiny_config
 
     # the peer needs the torch weights the ONNX came from: a tiny model as a HF folder (config inside)
-    from samcell_rt.export.onnx import export_onnx
+    from samcell_rt.export.onnx import export_model
 
     checkpoint = tmp_path / "tiny"
     random_sam(tiny_config()).save_pretrained(checkpoint)
     onnx_path = tmp_path / "tiny.onnx"
-    export_onnx(checkpoint, onnx_path)
+    export_model(checkpoint, onnx_path)
     report = run_bench(str(onnx_path), ["cpu"], ["300x260"], [None, 2], repeats=1, peer_checkpoint=str(checkpoint))
     assert [(r["engine"], r["batch_size"], r["size"], r["tiles"]) for r in report["rows"]] == \
         [("cpu", 1, "300x260", 4), ("cpu", 2, "300x260", 4)]

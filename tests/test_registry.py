@@ -87,9 +87,9 @@ def test_pull_downloads_records_hash_and_exports(server, tmp_path, monkeypatch):
     monkeypatch.setitem(registry.KNOWN, "tiny-remote", entry)
     import samcell_rt.export.onnx as export_onnx_module
 
-    real_export = export_onnx_module.export_onnx
-    monkeypatch.setattr(export_onnx_module, "export_onnx",
-                        lambda ckpt, out, **kw: real_export(ckpt, out, config=tiny_config(), **kw))
+    real_export = export_onnx_module.export_model
+    monkeypatch.setattr(export_onnx_module, "export_model",
+                        lambda ckpt, out, props, **kw: real_export(ckpt, out, props, **kw | {"config": tiny_config()}))
     path = pull_model("tiny-remote")
     assert path == registry.exported_path("tiny-remote") and path.exists()
     assert registry.recorded_hashes()["tiny.pt"] == hashlib.sha256((root / "tiny.pt").read_bytes()).hexdigest()

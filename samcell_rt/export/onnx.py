@@ -114,17 +114,6 @@ def export_model(checkpoint: str | Path, out: str | Path, props: ModelProps = Mo
     return ExportReport(Path(out), precision, error, TOLERANCE[precision], len(tiles), metadata)
 
 
-def export_onnx(checkpoint: str | Path, out: str | Path, precision: str = Precision.FP32, opset: int = 17,
-                name: str | None = None, version: str = "1", tile: int = 256, config=None,
-                peak: float = DEFAULT_PEAK, fill: float = DEFAULT_FILL,
-                diameter: tuple[float, tuple[float, float]] | None = None,
-                extra: dict[str, str] | None = None) -> ExportReport:
-    """`export_model` under its former keyword signature, kept only for train/adapt.py and registry.py
-    until they pass a `ModelProps`; then this goes."""
-    props = ModelProps(name=name, version=version, tile=tile, peak=peak, fill=fill, diameter=diameter)
-    return export_model(checkpoint, out, props, precision=precision, opset=opset, config=config, extra=extra)
-
-
 def model_metadata(loaded, props: ModelProps, precision: Precision) -> dict[str, str]:
     """The contract's metadata for a graph exported from this loaded checkpoint (`props` named)."""
     return {

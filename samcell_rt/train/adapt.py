@@ -415,7 +415,7 @@ class _Run:
         """Weights to the cache, the verified ONNX file to `out`, then the registry record."""
         from safetensors.torch import save_file
 
-        from ..export.onnx import export_onnx
+        from ..export.onnx import ModelProps, export_model
 
         sizes = cell_diameters(self.train, Augment(**self.settings.augment))
         with atomic_path(weights) as tmp:
@@ -435,8 +435,8 @@ class _Run:
                  META_KEYS["training_data_sha256"]: digest,
                  META_KEYS["adapt_scores"]: json.dumps({"before": before, "after": after, "scored_on": scored_on})}
         diameter = (sizes["typical"], tuple(sizes["range"])) if sizes else None
-        export_onnx(weights, out, name=name, version="1", tile=self.wrapper.tile, peak=peak, fill=fill,
-                    diameter=diameter, extra=extra)
+        export_model(weights, out, ModelProps(name=name, version="1", tile=self.wrapper.tile, peak=peak, fill=fill,
+                                              diameter=diameter), extra=extra)
         register_adapted(name, record, overwrite)
         return AdaptResult(out, name, peak, fill, before, after, scored_on, self.clock.elapsed(), record)
 

@@ -339,14 +339,14 @@ def tiny(tmp_path_factory):
     from safetensors.torch import save_file
 
     from samcell_rt.export.model import config_by_name, random_sam
-    from samcell_rt.export.onnx import export_onnx
+    from samcell_rt.export.onnx import ModelProps, export_model
 
     root = tmp_path_factory.mktemp("tiny")
     sam = random_sam(config_by_name("tiny-256"), 0)
     checkpoint = root / "tiny.safetensors"
     save_file({k: v.clone().contiguous() for k, v in sam.state_dict().items()}, str(checkpoint))
     checkpoint.with_suffix(".json").write_text(json.dumps({"sam_config": sam.config.to_dict()}))
-    export_onnx(checkpoint, root / "tiny.onnx", name="tiny", peak=0.95)
+    export_model(checkpoint, root / "tiny.onnx", ModelProps(name="tiny", peak=0.95))
     return checkpoint, root / "tiny.onnx"
 
 
@@ -363,7 +363,7 @@ def test_a_failed_export_leaves_no_weights_and_no_record(tmp_path, home, tiny, m
     def broken(*args, **kwargs):
         raise OSError(28, "No space left on device")
 
-    monkeypatch.setattr(onnx_export, "export_onnx", broken)
+    monkeypatch.setattr(onnx_export, "export_model", broken)
     with pytest.raises(OSError, match="No space"):
         adapt([str(write_pairs(tmp_path / "pairs", [1, 2]))], tmp_path / "m.onnx", str(tiny[1]), minutes=0.2,
               init=str(tiny[0]), settings=quick(), progress=False)

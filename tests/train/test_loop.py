@@ -36,7 +36,7 @@ def test_schedule_warms_up_then_decays_to_zero():
 
 
 def test_training_reduces_validation_loss_saves_resumes_and_exports(tmp_path):
-    from samcell_rt.export.onnx import export_onnx
+    from samcell_rt.export.onnx import export_model
 
     trainer = Trainer(synthetic_samples(), tmp_path / "run", tiny_recipe())
     before = trainer.validate()
@@ -59,7 +59,7 @@ def test_training_reduces_validation_loss_saves_resumes_and_exports(tmp_path):
     with pytest.raises(InputError, match="validation images differ"):  # other data
         Trainer(synthetic_samples(6), tmp_path / "run", tiny_recipe(epochs=6)).resume()
 
-    report = export_onnx(tmp_path / "run" / "best.safetensors", tmp_path / "trained.onnx")  # config from best.json
+    report = export_model(tmp_path / "run" / "best.safetensors", tmp_path / "trained.onnx")  # config from best.json
     assert report.metadata["samcell.checkpoint_layout"] == "trainer"
     # the trained cell sizes travel from the trainer's record into the model: discs of radius 16 -> ~32 px
     sizes = meta["data"]["cell_diameter_px"]
