@@ -137,12 +137,11 @@ class Segmenter:
 
     @property
     def model_sha256(self) -> str:
-        """sha256 of the model file (computed once): identifies outputs made with this model."""
-        if not hasattr(self, "_model_sha256"):
-            from .contract import file_sha256
+        """sha256 of the model file, hashed once per process (shared with the engines' caches and the
+        shipped-file check): identifies outputs made with this model."""
+        from .contract import model_sha256
 
-            self._model_sha256 = file_sha256(self.info.path)
-        return self._model_sha256
+        return model_sha256(self.info.path)
 
     @property
     def engine_name(self) -> str:
