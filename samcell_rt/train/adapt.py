@@ -33,7 +33,7 @@ import re
 import sys
 import time
 import uuid
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -51,6 +51,7 @@ from ..runtime.tiling import tile_grid
 from ..shipped import shipped_names
 from .annotations import Sample, find_pairs
 from .data import Augment, cell_diameters, load_dataset, random_crop
+from .finetune import CropTraining
 from .frozen import DecoderEngine, FrozenEncoder
 from .label_checks import check_cell_count, check_label_image, read_raw_labels
 
@@ -65,22 +66,12 @@ STALE_PART_SECONDS = 300.0
 
 
 @dataclass
-class AdaptSettings:
+class AdaptSettings(CropTraining):
     """Every choice `adapt` makes besides the data and the budget, recorded with the model."""
 
-    lr: float = 1e-4
-    weight_decay: float = 0.1
-    warmup_steps: int = 10
-    batch_size: int = 4
-    max_crops: int = 160
-    min_crops: int = 8
     embed_share: float = 0.25  # most of the budget spent encoding training crops
     cv_share: float = 0.4  # of the training time, for the cross-validation folds together
     max_folds: int = 3
-    focus: float = 0.5  # share of crops centred on a cell
-    min_steps: int = 2  # training steps even when the budget leaves no time (tests fix the work this way)
-    seed: int = 0
-    augment: dict = field(default_factory=lambda: Augment().__dict__.copy())
 
 
 @dataclass

@@ -50,21 +50,27 @@ PREFIX_OPSET = 17
 
 
 @dataclass
-class FinetuneSettings:
-    """Every choice of one fine-tuning besides the data and the time, recorded with the model."""
+class CropTraining:
+    """The optimiser and crop choices that `adapt` and every fine-tuning recipe share."""
 
-    recipe: str = "full"  # measured best at 10 minutes on BBBC007 DIC renderings (see the module docstring)
     lr: float = 1e-4
     weight_decay: float = 0.1
     warmup_steps: int = 10
     batch_size: int = 4
     max_crops: int = 160
     min_crops: int = 8
-    feature_share: float = 0.35  # most of the time spent computing frozen features of crops
     focus: float = 0.5  # share of crops centred on a cell
-    min_steps: int = 2
+    min_steps: int = 2  # training steps even when the budget leaves no time (tests fix the work this way)
     seed: int = 0
     augment: dict = field(default_factory=lambda: asdict(Augment()))
+
+
+@dataclass
+class FinetuneSettings(CropTraining):
+    """Every choice of one fine-tuning besides the data and the time, recorded with the model."""
+
+    recipe: str = "full"  # measured best at 10 minutes on BBBC007 DIC renderings (see the module docstring)
+    feature_share: float = 0.35  # most of the time spent computing frozen features of crops
 
 
 def frozen_stages(wrapper, recipe: str) -> int | None:

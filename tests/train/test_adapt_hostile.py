@@ -20,23 +20,9 @@ pytest.importorskip("torch", reason="adapt needs the 'train' extra")
 from samcell_rt.errors import DataError, InputError  # noqa: E402
 from samcell_rt.runtime.atomic import atomic_path, stale_parts  # noqa: E402
 from samcell_rt.synthetic import synthetic_cells  # noqa: E402
+from tests.train.conftest import write_pairs  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[2]
-
-
-@pytest.fixture()
-def home(tmp_path, monkeypatch):
-    monkeypatch.setenv("SAMCELL_RT_HOME", str(tmp_path / "home"))
-    return tmp_path / "home"
-
-
-def write_pairs(folder: Path, seeds=(1,), count: int = 14) -> Path:
-    folder.mkdir(parents=True, exist_ok=True)
-    for seed in seeds:
-        image, labels = synthetic_cells((256, 320), count=count, radius=14, seed=seed)
-        tifffile.imwrite(folder / f"c{seed}.tif", (image * 60000).astype(np.uint16))
-        tifffile.imwrite(folder / f"c{seed}_labels.tif", labels.astype(np.uint16))
-    return folder
 
 
 def run_cli(*args: str):
@@ -333,23 +319,6 @@ def test_a_truncated_cached_encoder_is_made_again(tmp_path, home):
 
 
 # -- whole runs (tiny model, seconds of training) ----------------------------------------------
-@pytest.fixture(scope="module")
-def tiny(tmp_path_factory):
-    """A tiny SAM (random weights) as a trainer checkpoint plus its exported ONNX: (checkpoint, onnx)."""
-    from safetensors.torch import save_file
-
-    from samcell_rt.export.model import config_by_name, random_sam
-    from samcell_rt.export.onnx import ModelProps, export_model
-
-    root = tmp_path_factory.mktemp("tiny")
-    sam = random_sam(config_by_name("tiny-256"), 0)
-    checkpoint = root / "tiny.safetensors"
-    save_file({k: v.clone().contiguous() for k, v in sam.state_dict().items()}, str(checkpoint))
-    checkpoint.with_suffix(".json").write_text(json.dumps({"sam_config": sam.config.to_dict()}))
-    export_model(checkpoint, root / "tiny.onnx", ModelProps(name="tiny", peak=0.95))
-    return checkpoint, root / "tiny.onnx"
-
-
 def quick(**kwargs):
     from samcell_rt.train.adapt import AdaptSettings
 
