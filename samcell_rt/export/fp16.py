@@ -88,6 +88,12 @@ def convert_to_fp16(model):
     return convert_float_to_float16(fold_weight_casts(model), keep_io_types=True, op_block_list=FP32_OPS_IN_FP16)
 
 
+# what describes the graph itself rather than the model: everything else (its thresholds, trained cell
+# sizes, adapt provenance) carries over from the fp32 model to its fp16 graph made from the checkpoint
+GRAPH_OWN = {META_KEYS[k] for k in ("precision", "verified_max_abs_error", "source_sha256", "checkpoint_layout",
+                                    "exporter")}
+
+
 def derive_fp16(onnx_path: str | Path, out: str | Path, checkpoint: str | Path | None = None, config=None) -> Fp16Graph:
     """Write the fp16 graph of an fp32 model to `out`, checked in onnxruntime against the fp32 graph.
 
@@ -102,6 +108,7 @@ def derive_fp16(onnx_path: str | Path, out: str | Path, checkpoint: str | Path |
         stored = ModelProps(name=props.get(META_KEYS["name"]), version=props.get(META_KEYS["version"], "1"),
                             tile=int(props.get(META_KEYS["tile"], 256)))
         export_model(checkpoint, out, stored, precision=Precision.FP16, config=config)
+        _set_props(out, {key: value for key, value in props.items() if key not in GRAPH_OWN})
         source = "checkpoint"
     else:
         onnx.save(convert_to_fp16(onnx.load(str(onnx_path))), str(out))

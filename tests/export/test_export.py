@@ -166,3 +166,21 @@ def test_full_vit_b_export_verifies_and_segments(tmp_path):
     assert report.max_abs_error <= TOLERANCE["fp32"]
     result = load_model(str(tmp_path / "vitb.onnx")).segment(synthetic_cells((256, 300), count=3)[0])
     assert result.distance.shape == (256, 300)
+
+
+def test_fp16_graph_from_the_checkpoint_keeps_the_models_thresholds_sizes_and_provenance(tmp_path, tiny_checkpoint):
+    """`build-engine --checkpoint` makes its fp16 graph from the checkpoint: the model's own peak, fill,
+    trained cell sizes and adapt provenance must reach it (they used to fall back to the paper's
+    defaults, so the engine would segment with other thresholds than the model file)."""
+    from samcell_rt.export.fp16 import derive_fp16
+    from samcell_rt.export.onnx import ModelProps
+    from samcell_rt.runtime.contract import META_KEYS, read_props
+
+    fp32 = tmp_path / "m.onnx"
+    props = ModelProps(name="mine", version="4", peak=0.31, fill=0.07, diameter=(20.0, (10.0, 30.0)))
+    export_model(tiny_checkpoint, fp32, props, config=tiny_config(), extra={META_KEYS["adapted_from"]: "parent"})
+    derive_fp16(fp32, tmp_path / "m16.onnx", checkpoint=tiny_checkpoint, config=tiny_config())
+    before, after = read_props(fp32), read_props(tmp_path / "m16.onnx")
+    for key in ("name", "version", "peak_threshold", "fill_threshold", "diameter", "diameter_range", "adapted_from"):
+        assert after[META_KEYS[key]] == before[META_KEYS[key]], key
+    assert after[META_KEYS["precision"]] == "fp16" and after[META_KEYS["fp16_source"]] == "checkpoint"
