@@ -86,28 +86,6 @@ def blob_model(path: str | Path, tile: int = 256, sigma: float = 4.0, gain: floa
     return _save(path, nodes, inits, tile, props, "blob")
 
 
-def bf16_sensitive_model(path: str | Path, tile: int = 256, weight: float = 1.003, gain: float = 4.0) -> Path:
-    """A contract-shaped model that fp32 runs exactly and bf16 does not, for tests of the bf16 guard:
-    sigmoid(gain * (conv1x1(x, weight) - weight * x)) is 0.5 everywhere in fp32, but bf16 (8 significant
-    bits) rounds the convolution's weight 1.003 to 1.0, so bright pixels drop towards 0 (0.05 at 255)."""
-    from onnx import TensorProto, helper
-
-    nodes = [
-        helper.make_node("Cast", [INPUT_NAME], ["f"], to=TensorProto.FLOAT),
-        helper.make_node("Conv", ["f", "kernel"], ["conv"]),
-        helper.make_node("Mul", ["f", "weight"], ["exact"]),
-        helper.make_node("Sub", ["conv", "exact"], ["rounding"]),
-        helper.make_node("Mul", ["rounding", "gain"], ["logits"]),
-        helper.make_node("Sigmoid", ["logits"], [OUTPUT_NAME]),
-    ]
-    inits = [
-        helper.make_tensor("kernel", TensorProto.FLOAT, [1, 1, 1, 1], [weight]),
-        helper.make_tensor("weight", TensorProto.FLOAT, [], [weight]),
-        helper.make_tensor("gain", TensorProto.FLOAT, [], [gain]),
-    ]
-    return _save(path, nodes, inits, tile, {PROPS["name"]: "bf16-sensitive-test"}, "bf16-sensitive")
-
-
 def synthetic_cells(shape: tuple[int, int] = (512, 512), count: int = 20, radius: int = 12, gap: int = 8,
                     seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
     """A float image in [0, 1] with `count` bright discs on a dim noisy background, and their labels.
