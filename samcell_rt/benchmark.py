@@ -97,11 +97,6 @@ def open_segmenter(model: str, engine: str, batch_size: int | None):
     return Segmenter(OpenVinoEngine(resolve_model(model), precision=precision), batch_size=batch_size)
 
 
-def bench_engine(model: str, engine: str, batch_size: int, images: dict[str, Path], repeats: int) -> list[dict]:
-    """Rows for one engine and batch size over every image size."""
-    return bench_segmenter(open_segmenter(model, engine, batch_size), images, repeats)
-
-
 def bench_segmenter(segmenter, images: dict[str, Path], repeats: int) -> list[dict]:
     """Rows for one loaded segmenter over every image size (any engine object, e.g. a benchmark adapter)."""
     return bench_interleaved({segmenter.engine_name: segmenter}, images, repeats)[0]
@@ -181,12 +176,13 @@ def round_pairs(size: str, seconds: dict[str, list[float]], loads: list[float]) 
     """Each configuration against the first one and against the peer: its speed-up (baseline seconds /
     its seconds) round by round, their median, and the 1-minute load average after each round."""
     baselines = [next(iter(seconds)), *([PEER] if PEER in seconds else [])]
-    return [{"size": size, "label": label, "versus": base, "seconds": statistics.median(times),
-             "versus_seconds": statistics.median(seconds[base]),
-             "speedups": [b / t for b, t in zip(seconds[base], times)],
-             "median_speedup": statistics.median(b / t for b, t in zip(seconds[base], times)),
-             "load_average_1min": loads}
-            for base in baselines for label, times in seconds.items() if label not in (base, PEER)]
+    def pair(base: str, label: str) -> dict:
+        ratios = [b / t for b, t in zip(seconds[base], seconds[label])]
+        return {"size": size, "label": label, "versus": base, "seconds": statistics.median(seconds[label]),
+                "versus_seconds": statistics.median(seconds[base]), "speedups": ratios,
+                "median_speedup": statistics.median(ratios), "load_average_1min": loads}
+
+    return [pair(base, label) for base in baselines for label in seconds if label not in (base, PEER)]
 
 
 def _pipelined(segmenter, frame: np.ndarray, count: int) -> dict[str, float]:
@@ -236,7 +232,7 @@ def markdown_table(report: dict) -> str:
     """Short tables for the README: the rows, then the round-by-round speed-ups."""
     peer = report.get("peer") is not None
     head = ("| engine | precision | batch | image | tiles | s/image | tiles/s | outside engine | engine idle (pipelined) "
-            "| peak RSS MiB |") + (" speed-up vs peer |" if peer else "")
+            "| peak RSS MiB |") + (" peer s/image | speed-up vs peer |" if peer else "")
     lines = [head, "|" + "---|" * (head.count("|") - 1)]
     for row in report["rows"]:
         line = (f"| {row['engine']} | {row.get('precision', '')} | {row['batch_size']} | {row['size']} | {row['tiles']} | "

@@ -35,7 +35,9 @@ def test_bench_rows_and_peer_ratios(blob_path, tmp_path):
     assert row["speedup_vs_peer"] == pytest.approx(row["peer_seconds"] / row["seconds"]["total"])
     assert 0 < row["outside_engine_share"] < 1 and row["peak_rss_mib"] > 0
     assert 0 <= row["pipelined_engine_idle_share"] < 1 and row["pipelined_images_per_second"] > 0
-    assert "speed-up" in markdown_table(report)
+    table = markdown_table(report).split("\n\n")[0].splitlines()  # the rows' table, with the peer's columns
+    assert "speed-up" in table[0] and len({line.count("|") for line in table}) == 1  # every row fills the header
+    assert len(table) == 2 + len(report["rows"])
 
 
 def test_bench_command_writes_json_table_and_plot(blob_path, tmp_path):
