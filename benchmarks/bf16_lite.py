@@ -29,6 +29,7 @@ SPEEDUP_VS_CPU, SPEEDUP_VS_PEER = 1.8, 45.0  # issue 38's acceptance, per image
 
 def guard(path) -> dict:
     """The guard's verdict for `path` here, its time, and what OpenVINO computes when asked for bf16."""
+    from samcell_rt.runtime.contract import ModelInfo, read_props
     from samcell_rt.runtime.cpu import native_bf16
     from samcell_rt.runtime.engines import bf16_guard
     from samcell_rt.runtime.engines.openvino import OpenVinoEngine, bf16_agreement, bf16_verdict
@@ -38,7 +39,7 @@ def guard(path) -> dict:
         verdict = bf16_verdict(path)  # as `auto` gets it (measured now unless the user cache holds it)
     else:
         start = time.perf_counter()
-        found = bf16_agreement(path)
+        found = bf16_agreement(path, ModelInfo.from_props(path, read_props(path)).tile)
         verdict = bf16_guard.Verdict.judged(found, time.perf_counter() - start)
     return {**asdict(verdict), "native_bf16": native,
             "bf16_computed_as": OpenVinoEngine(path, precision="bf16").precision}

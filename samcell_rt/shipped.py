@@ -220,7 +220,7 @@ def _finish(made: Path, out: Path, props: dict[str, str]) -> None:
     helper.set_model_props(model, props)
     with atomic_path(out) as tmp:
         onnx.save(model, str(tmp))
-    write_text_atomic(_record(out), file_sha256(out) + "\n")
+    write_text_atomic(_record(out), model_sha256(out) + "\n")  # cached: the engine about to open it reuses it
 
 
 def _record(path: Path) -> Path:

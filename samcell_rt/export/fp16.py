@@ -107,8 +107,8 @@ def derive_fp16(onnx_path: str | Path, out: str | Path, checkpoint: str | Path |
         props = read_props(onnx_path)
         stored = ModelProps(name=props.get(META_KEYS["name"]), version=props.get(META_KEYS["version"], "1"),
                             tile=int(props.get(META_KEYS["tile"], 256)))
-        export_model(checkpoint, out, stored, precision=Precision.FP16, config=config)
-        _set_props(out, {key: value for key, value in props.items() if key not in GRAPH_OWN})
+        export_model(checkpoint, out, stored, precision=Precision.FP16, config=config,
+                     extra={key: value for key, value in props.items() if key not in GRAPH_OWN})
         source = "checkpoint"
     else:
         onnx.save(convert_to_fp16(onnx.load(str(onnx_path))), str(out))

@@ -56,8 +56,13 @@ def ngff_attrs(folder: Path) -> dict:
             continue  # a document holding a list or a number is no group's metadata
         attrs = data.get("attributes", {}) if name == "zarr.json" else data
         if isinstance(attrs, dict):
-            return attrs.get("ome", attrs) if isinstance(attrs.get("ome"), dict) else attrs
+            return _unnested(attrs)
     return {}
+
+
+def _unnested(attrs: dict) -> dict:
+    """NGFF 0.5 nests the attributes under "ome"; earlier versions do not."""
+    return attrs["ome"] if isinstance(attrs.get("ome"), dict) else attrs
 
 
 def group_kind(folder: Path) -> str:
@@ -118,11 +123,12 @@ class NgffImage:
 
 
 def open_group(path: Path):
-    """The zarr group of an OME-Zarr folder, or of the image inside a `.zip` of one."""
+    """The zarr group of an OME-Zarr folder, or of the image inside a `.zip` of one, with the zip's
+    member sizes ({} for a folder), which the chunk check needs: the zip directory is parsed once."""
     import zarr
 
     if path.suffix.lower() != ".zip":
-        return zarr.open_group(str(path), mode="r")
+        return zarr.open_group(str(path), mode="r"), {}
     from zarr.storage import ZipStore
 
     members = zip_members(path)
@@ -137,10 +143,8 @@ def open_group(path: Path):
             group = zarr.open_group(store, mode="r", path=root or None)
         except (FileNotFoundError, ValueError, KeyError, zarr.errors.GroupNotFoundError):
             continue  # no group at this level
-        attrs = dict(group.attrs)
-        ome = attrs.get("ome")
-        if "multiscales" in (ome if isinstance(ome, dict) else attrs):
-            return group
+        if "multiscales" in _unnested(dict(group.attrs)):
+            return group, members
     raise ImageReadError(path, "zip holds no OME-Zarr image (no multiscales metadata at its root or in a top folder)")
 
 
@@ -181,13 +185,13 @@ def _zip_count(path: Path) -> int:
 def open_image(path: Path) -> NgffImage:
     """The full-resolution array and metadata of an OME-Zarr image; ImageReadError for anything else."""
     try:
-        group = open_group(path)
+        group, members = open_group(path)
         attrs = dict(group.attrs)
     except ImageReadError:
         raise
     except Exception as exc:  # zarr raises many types for damaged stores
         raise ImageReadError(path, f"not a readable OME-Zarr store ({type(exc).__name__}: {exc})") from exc
-    attrs = attrs["ome"] if isinstance(attrs.get("ome"), dict) else attrs
+    attrs = _unnested(attrs)
     for kind, listing in (("plate", "wells"), ("well", "images")):
         if kind in attrs:
             entries = attrs[kind].get(listing) if isinstance(attrs[kind], dict) else None
@@ -209,8 +213,7 @@ def open_image(path: Path) -> NgffImage:
     scale = _scale(meta.get("coordinateTransformations"), len(shape), path)
     scale = tuple(a * b for a, b in zip(scale, _scale(dataset.get("coordinateTransformations"), len(shape), path)))
     version = str(meta.get("version") or attrs.get("version") or "")
-    if path.suffix.lower() == ".zip":
-        _check_zip_chunks(path, array)
+    _check_zip_chunks(path, array, members)
     return NgffImage(array, names, scale, units, version, dataset["path"])
 
 
@@ -283,14 +286,14 @@ def _float(value: int | float) -> float:
         return float("inf") if value > 0 else float("-inf")
 
 
-def _check_zip_chunks(path: Path, array) -> None:
-    """Refuse a zipped array whose members would inflate beyond what its chunks can hold, before
-    the zip store reads (and inflates) any of them whole."""
+def _check_zip_chunks(path: Path, array, members: dict[str, int]) -> None:
+    """Refuse a zipped array whose members (name -> declared size; none for a folder) would inflate
+    beyond what its chunks can hold, before the zip store reads (and inflates) any of them whole."""
     unit = getattr(array, "shards", None) or array.chunks  # what one stored object holds
     bound = int(np.prod(unit, dtype=np.float64)) * np.dtype(array.dtype).itemsize
     bound += bound // 8 + (1 << 16)  # codec headers, incompressible data, a shard index
     prefix = f"{array.path.strip('/')}/"
-    for name, size in zip_members(path).items():
+    for name, size in members.items():
         if name.startswith(prefix) and name.rsplit("/", 1)[-1] not in ZARR_DOCUMENTS and size > bound:
             raise ImageReadError(path, f"zip member {name!r} would inflate to {size:,} bytes, more than a chunk of "
                                        f"{' x '.join(map(str, unit))} {array.dtype} holds ({bound:,} bytes)")

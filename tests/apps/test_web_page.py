@@ -60,7 +60,6 @@ def serve(folder: Path, isolated: bool = True):
         server = make_server(folder, port=0)
     else:  # a plain static server: no COOP/COEP, so no SharedArrayBuffer and no wasm threads
         handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(folder))
-        handler.log_message = lambda *args: None
         server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     return server, f"http://127.0.0.1:{server.server_address[1]}/"

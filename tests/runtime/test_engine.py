@@ -92,7 +92,7 @@ def test_auto_takes_the_first_engine_that_can_serve_the_model(monkeypatch, tmp_p
     monkeypatch.setenv("SAMCELL_RT_HOME", str(tmp_path))
     monkeypatch.setattr(bf16_guard, "_SEEN", {})
     agrees = bf16_guard.Agreement(seg=1.0, det=1.0, cells_fp32=10, cells_bf16=10, max_map_difference=0.001)
-    monkeypatch.setattr(ov_engine, "bf16_agreement", lambda path: agrees)  # the guard passes without segmenting
+    monkeypatch.setattr(ov_engine, "bf16_agreement", lambda path, tile: agrees)  # the guard passes without segmenting
     monkeypatch.setattr(ov_engine, "available", lambda: True)
     built = tmp_path / "built.engine"
     gpu = {"cuda": False, "trt": False}

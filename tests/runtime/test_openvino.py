@@ -47,7 +47,7 @@ def fake_flags(monkeypatch, flags: str) -> None:
 def fake_guard(monkeypatch, found: Agreement) -> list:
     """The guard finds `found` without segmenting; returns the list of models it measured."""
     measured = []
-    monkeypatch.setattr(ov_engine, "bf16_agreement", lambda path: measured.append(path) or found)
+    monkeypatch.setattr(ov_engine, "bf16_agreement", lambda path, tile: measured.append(path) or found)
     return measured
 
 

@@ -13,7 +13,7 @@ from pathlib import Path
 
 from ...errors import ModelError, OutputError
 from ...runtime.atomic import atomic_path, check_output_file, write_text_atomic
-from ...runtime.contract import ModelInfo, file_sha256, read_props
+from ...runtime.contract import ModelInfo, file_sha256, model_sha256, read_props
 from .npm import ORT_WEB, runtime_files
 
 STATIC = Path(__file__).parent / "static"
@@ -40,7 +40,7 @@ def build_site(folder: Path, model: str | Path | None = None, tarball: Path | No
     except OSError as exc:
         raise OutputError(f"cannot write the site to {folder} ({exc})") from None
     record = {"model": MODEL_FILE, "model_name": info.name, "model_version": info.version,
-              "model_sha256": file_sha256(onnx), "runtime": f"{ORT_WEB.name} {ORT_WEB.version}"}
+              "model_sha256": model_sha256(onnx), "runtime": f"{ORT_WEB.name} {ORT_WEB.version}"}
     write_text_atomic(folder / "site.json", json.dumps(record, indent=1))
     return {**record, "folder": str(folder), "model_path": str(onnx)}
 

@@ -82,13 +82,13 @@ def _check_io(path: Path, compiled, tile: int) -> None:
     check_io(path, tile, inputs, outputs)
 
 
-def bf16_agreement(path: Path) -> bf16_guard.Agreement:
-    """The guard images segmented through the runtime in fp32 and in bf16, here, compared."""
+def bf16_agreement(path: Path, tile: int) -> bf16_guard.Agreement:
+    """The guard images (read and drawn once) segmented through the runtime in fp32 and in bf16, here, compared."""
+    images = bf16_guard.guard_images(tile)
     runs = {}
     for precision in HINTS:
         engine = OpenVinoEngine(path, precision=precision, cache=precision == "bf16")  # fp32 is needed only now
-        runs[precision] = [bf16_guard.segmented(engine.run, engine.info, image)
-                           for image in bf16_guard.guard_images(engine.info.tile)]
+        runs[precision] = [bf16_guard.segmented(engine.run, engine.info, image) for image in images]
     return bf16_guard.agreement(runs["fp32"], runs["bf16"])
 
 
@@ -96,7 +96,7 @@ def bf16_verdict(path: Path, info: ModelInfo | None = None) -> bf16_guard.Verdic
     """Whether bf16 keeps this model's cells on this CPU (measured once, then cached)."""
     info = info or ModelInfo.from_props(path, read_props(path))
     key = bf16_guard.guard_key(model_sha256(path), _openvino().__version__)
-    return bf16_guard.verdict(key, f"{info.name} {info.version}", lambda: bf16_agreement(path))
+    return bf16_guard.verdict(key, f"{info.name} {info.version}", lambda: bf16_agreement(path, info.tile))
 
 
 def choose_precision(path: Path, info: ModelInfo | None = None) -> str:
