@@ -9,7 +9,8 @@ import threading
 
 import pytest
 
-from samcell_rt import registry
+from samcell_rt import registry, shipped
+from samcell_rt.cache import cache_dir
 from samcell_rt.errors import DownloadError, ModelError
 from samcell_rt.registry import download
 
@@ -95,7 +96,7 @@ def test_pull_downloads_records_hash_and_exports(server, tmp_path, monkeypatch):
     assert registry.recorded_hashes()["tiny.pt"] == hashlib.sha256((root / "tiny.pt").read_bytes()).hexdigest()
     assert registry.resolve_model("tiny-remote") == path
     # a later pull of a changed file is refused: the first verified hash is kept
-    (registry.cache_dir() / "tiny.pt").unlink()
+    (cache_dir() / "tiny.pt").unlink()
     (root / "tiny.pt").write_bytes(b"someone replaced the release asset")
     with pytest.raises(DownloadError, match="does not match"):
         pull_model("tiny-remote")
@@ -108,7 +109,7 @@ def test_resolve_model_errors(tmp_path, monkeypatch):
     with pytest.raises(ModelError, match="not a known model name"):
         registry.resolve_model("no-such-model")
     assert registry.model_info("samcell-cyto")["url"].endswith("/samcell-cyto.pt")
-    names = [row["name"] for row in registry.model_table()]
+    names = [row.name for row in registry.model_rows()]
     assert "samcell-generalist" in names and "samcell-cyto" in names
 
 
@@ -118,25 +119,23 @@ def test_default_model_is_shipped_and_listed(tmp_path, monkeypatch):
     from samcell_rt.runtime.contract import read_props
 
     monkeypatch.setenv("SAMCELL_RT_HOME", str(tmp_path))
-    assert {p.name for p in registry.SHIPPED_DIR.iterdir()} >= {
+    assert {p.name for p in shipped.SHIPPED_DIR.iterdir()} >= {
         "samcell-lite.safetensors", "samcell-lite.graph.onnx", "samcell-lite.json", "samcell-lite.md"}
-    assert [p.name for p in registry.SHIPPED_DIR.glob("*.onnx")] == ["samcell-lite.graph.onnx"]  # no weights twice
+    assert [p.name for p in shipped.SHIPPED_DIR.glob("*.onnx")] == ["samcell-lite.graph.onnx"]  # no weights twice
     path = registry.resolve_model(None)
     assert path.is_relative_to(tmp_path) and path.exists() and registry.resolve_model("samcell-lite") == path
     props = read_props(path)
     assert (props["samcell.model_name"], props["samcell.version"]) == ("samcell-lite", "4")
-    assert props["samcell.weights_sha256"] == registry.SHIPPED["samcell-lite"].weights_sha256
-    rows = {row["name"]: row for row in registry.model_table()}
-    assert [n for n, row in rows.items() if row["default"]] == ["samcell-lite"]
-    assert rows["samcell-lite-int8"]["kind"] == "shipped" and rows["samcell-lite"]["path"] == str(path)
+    assert props["samcell.weights_sha256"] == shipped.SHIPPED["samcell-lite"].weights_sha256
+    rows = {row.name: row for row in registry.model_rows()}
+    assert [n for n, row in rows.items() if row.default] == ["samcell-lite"]
+    assert rows["samcell-lite-int8"].kind == "shipped" and rows["samcell-lite"].path == path
     info = registry.model_info("samcell-lite")
     assert info["default"] and info["model_card"].endswith("samcell-lite.md")
     assert info["weights"].endswith("samcell-lite.safetensors")
 
 
 def test_missing_default_model_is_a_clear_error(tmp_path, monkeypatch):
-    import samcell_rt.shipped as shipped
-
     monkeypatch.setattr(shipped, "SHIPPED_DIR", tmp_path)
     with pytest.raises(ModelError, match="default model is missing"):
         registry.resolve_model(None)
