@@ -31,7 +31,8 @@ def __getattr__(name: str) -> Any:
 
 def load_model(model: str | None = None, engine: str = "cpu", **options: Any) -> Segmenter:
     """Load a model (file path, shipped or downloaded model name; None: the shipped default) on an
-    engine, ready to segment many images. Options go to `Segmenter` (batch_size, peak, fill, ...)."""
+    engine, ready to segment many images. Options go to `Segmenter`: `settings` (a `SegmentSettings`) or
+    its fields as keywords (batch_size, peak, fill, threads, scaling, diameter)."""
     from .registry import resolve_model
     from .runtime.segmenter import Segmenter
 

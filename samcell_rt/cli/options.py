@@ -52,21 +52,19 @@ def threshold_options(f):
                              "lower it if faint cells are missed.")(f)
 
 
-class _Diameter(click.ParamType):
-    """--diameter: a positive number of pixels, `auto` or `off`."""
+class _DiameterParam(click.ParamType):
+    """--diameter: a positive number of pixels, `auto` or `off`, parsed into a `Diameter` (runtime/scale.py)."""
 
     name = "PX|" + "|".join(DIAMETER_MODES)
 
     def convert(self, value, param, ctx):
-        if isinstance(value, (int, float)) or value in DIAMETER_MODES:
-            return value
+        from ..errors import InputError
+        from ..runtime.scale import Diameter
+
         try:
-            number = float(value)
-        except ValueError:
-            self.fail(f"{value!r} is not a number of pixels, 'auto' or 'off'", param, ctx)
-        if not number > 0:
-            self.fail(f"{value} must be a positive number of pixels", param, ctx)
-        return number
+            return Diameter.parse(value)
+        except InputError as exc:
+            self.fail(str(exc), param, ctx)
 
 
 class PixelSize(click.ParamType):
@@ -87,7 +85,7 @@ class PixelSize(click.ParamType):
 
 
 def diameter_option(f):
-    return click.option("--diameter", type=_Diameter(), default="auto", show_default=True,
+    return click.option("--diameter", type=_DiameterParam(), default="auto", show_default=True,
                         help="Typical cell diameter in pixels: each image is resized so its cells reach the model at "
                              "the size it was trained on (outputs stay at the image's size). auto: segment as is, then "
                              "step towards the model's size while the distance map grows more confident (up to 3 "

@@ -28,9 +28,12 @@ cells, comes out as one 45 px clump, which "stepped" to 0.73x and made things wo
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 
 from ..errors import InputError
+from . import DIAMETER_MODES
 
 SCALE_LIMITS = (1 / 8, 8.0)  # beyond these a resized image has lost or invented too much detail
 MIN_STEP = 1.25  # `auto` takes no step smaller than this factor: the misfit cannot tell such scales apart
@@ -38,6 +41,40 @@ MIN_GAIN = 0.97  # a step is kept only when it lowers the misfit to this share o
 AUTO_PASSES = 4  # at most this many passes per image under `auto` (the first, then up to three steps)
 AUTO_MIN_TILES = 16  # the extra passes' tile budget is the first pass's tiles, or this many for small images
 AUTO_MIN_CELLS = 5  # fewer cells in the first pass give no size to step towards
+
+
+@dataclass(frozen=True)
+class Diameter:
+    """What --diameter and `Segmenter(diameter=...)` ask for, checked once where it comes in: the cells'
+    diameter in pixels, `auto` or `off` (never rescale). `value` is the form run records store."""
+
+    value: float | str = "auto"
+
+    def __post_init__(self) -> None:
+        if self.value in DIAMETER_MODES:
+            return
+        try:
+            number = float(self.value)
+        except (TypeError, ValueError):
+            raise InputError(f"{self.value!r} is not a number of pixels, 'auto' or 'off'") from None
+        if not number > 0:
+            raise InputError(f"{self.value} must be a positive number of pixels")
+        object.__setattr__(self, "value", number)
+
+    @classmethod
+    def parse(cls, value: Diameter | float | str) -> Diameter:
+        """`value` as a Diameter: a number (or its text), `auto` or `off`; InputError for anything else."""
+        return value if isinstance(value, Diameter) else cls(value)
+
+    @property
+    def auto(self) -> bool:
+        """Segment as is, then step towards the model's size while the map grows more confident."""
+        return self.value == "auto"
+
+    @property
+    def pixels(self) -> float | None:
+        """The cells' diameter asked for, or None under `auto` and `off`."""
+        return None if isinstance(self.value, str) else self.value
 
 
 def equivalent_diameters(areas: np.ndarray) -> np.ndarray:
@@ -63,9 +100,7 @@ def estimate_diameter(areas: np.ndarray, touches_border: np.ndarray) -> float | 
 
 
 def scale_for(diameter: float, typical: float) -> float:
-    """Resize factor that brings cells of `diameter` pixels to the model's `typical` diameter."""
-    if not diameter > 0:
-        raise InputError(f"--diameter must be a positive number of pixels, got {diameter}")
+    """Resize factor that brings cells of `diameter` pixels (positive: a `Diameter`'s) to the model's `typical` diameter."""
     scale = typical / diameter
     low, high = SCALE_LIMITS
     if not low <= scale <= high:

@@ -15,12 +15,12 @@ from collections.abc import Hashable, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 
 from ..errors import ImageValueError, InputError, InputFileError
-from . import DIAMETER_MODES, MAX_PIXELS
+from . import MAX_PIXELS
 from .contract import check_output
 from .engines import open_engine
 from .engines.base import Engine
@@ -33,6 +33,7 @@ from .scale import (
     AUTO_MIN_TILES,
     AUTO_PASSES,
     MIN_GAIN,
+    Diameter,
     estimate_basis,
     estimate_diameter,
     map_misfit,
@@ -96,44 +97,67 @@ class _TiledImage:
     timings: dict[str, float] = field(default_factory=lambda: dict.fromkeys(STAGES, 0.0))
 
 
+@dataclass(frozen=True)
+class SegmentSettings:
+    """How a `Segmenter` segments, apart from its model and engine; each field is also a keyword of
+    `Segmenter`, `load_model` and `segment`. None: the engine's batch (batch_size), the model's
+    thresholds (peak, fill), all CPU threads. `diameter` takes a `Diameter` or what `Diameter.parse`
+    reads (a number of pixels, "auto", "off"), and holds the parsed `Diameter`."""
+
+    batch_size: int | None = None
+    peak: float | None = None
+    fill: float | None = None
+    threads: int | None = None
+    scaling: Scaling = "range"
+    diameter: Diameter = Diameter()
+
+    def __post_init__(self) -> None:
+        if self.batch_size is not None and self.batch_size < 1:
+            raise InputError("batch_size must be at least 1")
+        object.__setattr__(self, "diameter", Diameter.parse(self.diameter))
+
+
 class Segmenter:
     """A loaded model plus thresholds; `segment` and `segment_many` may be called from many threads.
 
     `model` is an ONNX or engine file, or an engine already open. Model names (the shipped
     default, downloaded models) are resolved by `samcell_rt.load_model`, not here: the runtime
-    knows nothing of registries. `diameter` is the cells' expected diameter in pixels (each image is
+    knows nothing of registries. How to segment is `settings`, or its fields as keywords
+    (`Segmenter(path, diameter=40)`); `diameter` is the cells' expected diameter in pixels (each image is
     resized so they reach the model at its trained size), "auto" (segment as is, then step towards the
     model's size while the map grows more confident: `scale`) or "off" (never rescale).
     """
 
-    def __init__(self, model: str | Path | Engine, engine: str = "cpu", batch_size: int | None = None,
-                 peak: float | None = None, fill: float | None = None, threads: int | None = None,
-                 scaling: Scaling = "range", diameter: float | str = "auto") -> None:
-        if batch_size is not None and batch_size < 1:
-            raise InputError("batch_size must be at least 1")
-        self.engine = open_engine(model, engine, threads) if isinstance(model, (str, Path)) else model
-        self.threads = threads
+    def __init__(self, model: str | Path | Engine, engine: str = "cpu", settings: SegmentSettings | None = None,
+                 **options: Any) -> None:
+        if settings is not None and options:
+            raise TypeError(f"give settings or keyword options ({', '.join(options)}), not both")
+        settings = settings or SegmentSettings(**options)
+        self.settings = settings
+        self.threads, self.scaling = settings.threads, settings.scaling
+        self.engine = open_engine(model, engine, settings.threads) if isinstance(model, (str, Path)) else model
         self.info = self.engine.info
-        batch_size = batch_size or self.engine.default_batch
+        batch_size = settings.batch_size or self.engine.default_batch
         self.batch_size = min(batch_size, self.engine.max_batch or batch_size)
-        self.peak = self.info.peak_threshold if peak is None else peak
-        self.fill = self.info.fill_threshold if fill is None else fill
+        self.peak = self.info.peak_threshold if settings.peak is None else settings.peak
+        self.fill = self.info.fill_threshold if settings.fill is None else settings.fill
         for name, value in (("peak", self.peak), ("fill", self.fill)):
             if not 0.0 <= value <= 1.0:
                 raise InputError(f"{name} threshold {value} must lie in [0, 1]")
-        self.scaling = scaling
-        self.diameter = diameter
-        self._fixed_scale = self._scale_for_diameter(diameter)
+        self._fixed_scale = self._scale_for_diameter(settings.diameter.pixels)
 
-    def _scale_for_diameter(self, diameter: float | str) -> float | None:
-        if isinstance(diameter, str):
-            if diameter not in DIAMETER_MODES:
-                raise InputError(f"diameter {diameter!r}: give a number of pixels, 'auto' or 'off'")
+    def _scale_for_diameter(self, pixels: float | None) -> float | None:
+        if pixels is None:
             return None
         if self.info.diameter is None:
             raise InputError(f"model {self.info.name} does not say what cell size it was trained on, so it cannot be "
                              "rescaled for --diameter; leave --diameter out, or resize the images yourself")
-        return scale_for(float(diameter), self.info.diameter)
+        return scale_for(pixels, self.info.diameter)
+
+    @property
+    def diameter(self) -> float | str:
+        """The diameter asked for as run records store it: pixels, "auto" or "off"."""
+        return self.settings.diameter.value
 
     @property
     def model_sha256(self) -> str:
@@ -270,7 +294,7 @@ class Segmenter:
         distance = resized(blend(job.maps, job.grid), job.image.shape)
         job.timings["blend"] = time.perf_counter() - start
         result = self._result(job.key, job.image, job.image_u8, distance, job.timings, job.scale)
-        if self.diameter == "auto" and self.info.diameter:
+        if self.settings.diameter.auto and self.info.diameter:
             result = self._auto_sized(job, result)
         return self._judged(result, self.peak, self.fill)
 

@@ -11,7 +11,7 @@ import pytest
 
 from samcell_rt.errors import InputError, ModelError
 from samcell_rt.runtime.contract import ModelInfo
-from samcell_rt.runtime.scale import estimate_diameter, resized, scale_for, scaled_shape
+from samcell_rt.runtime.scale import Diameter, estimate_diameter, resized, scale_for, scaled_shape
 from samcell_rt.runtime.segmenter import Segmenter
 from samcell_rt.synthetic import blob_model, synthetic_cells
 
@@ -60,9 +60,9 @@ def test_estimate_is_the_median_equivalent_diameter_of_whole_cells():
 def test_scale_factor_and_its_limits():
     assert scale_for(40, 20) == 0.5 and scale_for(10, 20) == 2.0
     assert scaled_shape((101, 50), 0.5) == (50, 25)
-    for bad in (0, -3):
+    for bad in (0, -3, "-3", float("nan")):
         with pytest.raises(InputError, match="positive"):
-            scale_for(bad, 20)
+            Diameter.parse(bad)
     with pytest.raises(InputError, match="too far"):
         scale_for(400, 20)  # 0.05x
     assert resized(np.ones((8, 8), np.float32), (4, 2)).shape == (4, 2)

@@ -78,3 +78,33 @@ def test_pipelined_run_gives_the_same_results_in_order(segmenter):
         list(segmenter.segment_many(images, pipeline=True))
     first = next(segmenter.segment_many(iter(images), pipeline=True))  # abandoning the generator is fine
     assert first.key == 0
+
+
+def test_settings_or_their_keywords_give_the_same_segmenter(blob_path):
+    """`Segmenter(path, settings=SegmentSettings(...))` is `Segmenter(path, **fields)`; giving both is a mistake."""
+    from samcell_rt.errors import InputError
+    from samcell_rt.runtime.scale import Diameter
+    from samcell_rt.runtime.segmenter import Segmenter, SegmentSettings
+
+    settings = SegmentSettings(batch_size=3, peak=0.6, diameter="off")
+    typed, keywords = Segmenter(blob_path, settings=settings), Segmenter(blob_path, batch_size=3, peak=0.6, diameter="off")
+    assert typed.settings == keywords.settings == settings and settings.diameter == Diameter("off")
+    for segmenter in (typed, keywords):
+        assert (segmenter.batch_size, segmenter.peak, segmenter.diameter) == (3, 0.6, "off")
+    with pytest.raises(TypeError, match="not both"):
+        Segmenter(blob_path, settings=settings, peak=0.5)
+    with pytest.raises(InputError, match="batch_size"):
+        SegmentSettings(batch_size=0)
+
+
+def test_diameter_is_parsed_once_from_numbers_text_and_modes():
+    from samcell_rt.errors import InputError
+    from samcell_rt.runtime.scale import Diameter
+
+    assert Diameter.parse("30").pixels == Diameter.parse(30).pixels == 30.0 and not Diameter(30).auto
+    assert Diameter.parse("auto").auto and Diameter().auto and Diameter.parse("auto").pixels is None
+    assert Diameter.parse("off").pixels is None and not Diameter("off").auto and Diameter("off").value == "off"
+    given = Diameter(12.5)
+    assert Diameter.parse(given) is given
+    with pytest.raises(InputError, match="'big' is not a number of pixels, 'auto' or 'off'"):
+        Diameter.parse("big")
