@@ -139,7 +139,7 @@ def guarded(handler):
 
 def plot_png(draw) -> bytes:
     """PNG bytes of a plot (`draw()`); RequestError 501 naming the extra when matplotlib is missing."""
-    from ..runs import plots
+    from ..reports import plots
 
     if not plots.available():
         raise RequestError(501, 'plots need the report extra: pip install "samcell-rt[report]"')

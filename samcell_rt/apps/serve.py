@@ -42,8 +42,8 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import ImageReadError
-from ..runs.timeline import series_fit, stack_series
-from ..runs.writers import KINDS, OUTPUTS
+from ..reports.timeline import series_fit, stack_series
+from ..runs.outputs import KINDS, OUTPUTS
 from ..runtime.io import MAX_PIXELS, UPLOAD_SUFFIXES, ImageStack, read_image
 from ..runtime.measure import image_metrics, json_columns, with_physical_units
 from ..runtime.ome_zarr import is_ome_zarr
@@ -51,7 +51,7 @@ from ..runtime.segmenter import Result, Segmenter
 from .http import SERVICE, RequestError, guarded, plot_png, query_int, read_body, read_form
 
 ALIASES = {"tiff": "labels"}  # the name earlier clients ask for
-FORMATS = {  # the service's own answers, then every per-input document of the output table (runs.writers)
+FORMATS = {  # the service's own answers, then every per-input document of the output table (runs.outputs)
     "json": "metrics per frame and the per-cell table (JSON)",
     "timeline": "stacks: count and confluency over time (PNG), doubling-time fit in the X-Samcell-Growth header",
     **{kind.name: f"{kind.description}; metrics in the X-Samcell-Metrics header" for kind in OUTPUTS if kind.render},
@@ -294,7 +294,7 @@ def _timeline_response(name: str, stack: ImageStack, results: list[Result]):
 
     from starlette.responses import Response
 
-    from ..runs import plots
+    from ..reports import plots
 
     series = stack_series(name, stack, [r.metrics for r in results])
     fit = series_fit(series)

@@ -12,10 +12,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..errors import ImageReadError, SamcellError
+from ..runtime.atomic import write_bytes_atomic
 from ..runtime.io import MAX_PIXELS, ImageStack, read_image
 from ..runtime.segmenter import Result, Segmenter
+from .image_files import label_image, overlay_image, write_png
+from .outputs import KINDS, output_name
 from .patterns import DEFAULT_TIME_PATTERN, DEFAULT_WELL_PATTERN, compile_time_pattern, compile_well_pattern
-from .writers import frame_rows, label_image, summary_row, write_file_outputs
+from .summary import SummaryRow, frame_rows
 from .zarr_inputs import input_stem
 
 Progress = Callable[[int, int], None]  # (done, total) work units of a long single input (plate tiles)
@@ -26,18 +29,18 @@ class FileOutcome:
     """What happened to one input file: one summary row per frame, or one failed row."""
 
     path: Path
-    rows: list[dict] = field(default_factory=list)
+    rows: list[SummaryRow] = field(default_factory=list)
     skipped: bool = False
     outputs: list[str] = field(default_factory=list)  # file names written in the output folder
     warnings: list[str] = field(default_factory=list)  # reader remarks on a file that was still usable
 
     @property
     def ok(self) -> bool:
-        return all(row["status"] == "ok" for row in self.rows)
+        return all(row.ok for row in self.rows)
 
     @classmethod
     def failed(cls, path: Path, error: str) -> FileOutcome:
-        return cls(path, [summary_row(path, 0, error=error)])
+        return cls(path, [SummaryRow.failed(path, 0, error)])
 
 
 @dataclass
@@ -110,7 +113,7 @@ def stream_files(files: list[tuple[int, Path]], out: Path, segmenter: Segmenter,
 
 def _file_outcome(stack: ImageStack, results: list[Result], out: Path, read_seconds: float,
                   options: RunOptions) -> FileOutcome:
-    failed = [summary_row(stack.path, f, error=r.error) for f, r in enumerate(results) if not r.ok]
+    failed = [SummaryRow.failed(stack.path, f, r.error) for f, r in enumerate(results) if not r.ok]
     if failed:
         return FileOutcome(stack.path, failed)  # never write a label stack with holes in it
     try:
@@ -121,6 +124,24 @@ def _file_outcome(stack: ImageStack, results: list[Result], out: Path, read_seco
         return FileOutcome.failed(stack.path, error)
     rows = frame_rows(stack, results, read_seconds)
     return FileOutcome(stack.path, rows, outputs=outputs, warnings=stack.warnings)
+
+
+def write_file_outputs(out: Path, stem: str, results: list[Result], pixel_size_um: float | None,
+                       extras: tuple[str, ...] = ()) -> list[str]:
+    """Labels, overlays and cells CSV of one input's frames, plus the optional `extras` (distance,
+    rois, geojson); returns the names written."""
+    def document(kind: str) -> str:
+        name = output_name(stem, kind)
+        write_bytes_atomic(out / name, KINDS[kind].render(results, pixel_size_um))
+        return name
+
+    written = [document("labels")]
+    stack = len(results) > 1
+    for index, result in enumerate(results):
+        name = output_name(stem, "overlay", index if stack else None)
+        write_png(out / name, overlay_image(result.image_u8, result.labels))
+        written.append(name)
+    return written + [document(kind) for kind in ("cells", *extras)]
 
 
 def zarr_labels(path: Path, labels, options: RunOptions) -> str | None:

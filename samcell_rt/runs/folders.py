@@ -21,10 +21,11 @@ from ..version import __version__
 from .dask import segment_files_on_cluster
 from .files import FileOutcome, Progress, RunOptions, stream_files
 from .manifest import Manifest, recorded_outputs
+from .outputs import is_output_name, stack_of_frame_stem
 from .patterns import check_names, compile_time_pattern, compile_well_pattern
 from .plates import is_plate, plate_outcome
-from .run_outputs import write_run_info, write_run_outputs
-from .writers import SUMMARY, is_output_name, stack_of_frame_stem, write_summary
+from .run_info import write_run_info
+from .summary import SUMMARY, write_summary
 from .zarr_inputs import expand_store, input_stem, is_store
 from .zarr_labels import check_targets
 
@@ -162,12 +163,22 @@ def segment_files(files: list[Path], out: Path, segmenter: Segmenter, options: R
                 finished(i, outcome)
         finally:
             write_summary(out / SUMMARY, [row for i in sorted(outcomes) for row in outcomes[i].rows])
-        _write_run_outputs(out, [outcomes[i] for i in sorted(outcomes)], segmenter, options)
-    return [outcomes[i] for i in sorted(outcomes)]
+        _write_run_info(out, [outcomes[i] for i in sorted(outcomes)], segmenter, options)
+    done = [outcomes[i] for i in sorted(outcomes)]
+    _derived_outputs(out, done, options)
+    return done
 
 
-def _write_run_outputs(out: Path, outcomes: list[FileOutcome], segmenter: Segmenter, options: RunOptions) -> None:
-    """run.json (settings, model, reader warnings), then timelines and plate maps from the summary rows."""
+def _derived_outputs(out: Path, outcomes: list[FileOutcome], options: RunOptions) -> None:
+    """Bridge, to go when cli/segment.py calls `reports.run_outputs.write_run_outputs` after `segment_files`
+    (with `"reports"` in tests/test_layers.py's ALLOWED["runs"]): timelines and plate maps."""
+    from ..reports.run_outputs import write_run_outputs
+
+    write_run_outputs(out, [row for o in outcomes for row in o.rows], options.time_pattern, options.well_pattern)
+
+
+def _write_run_info(out: Path, outcomes: list[FileOutcome], segmenter: Segmenter, options: RunOptions) -> None:
+    """run.json: settings, model and reader warnings."""
     info = {"samcell_rt": __version__, "model": {"name": segmenter.info.name, "version": segmenter.info.version,
                                              "sha256": segmenter.model_sha256},
             "engine": segmenter.engine_name, "precision": segmenter.engine_precision,
@@ -175,9 +186,8 @@ def _write_run_outputs(out: Path, outcomes: list[FileOutcome], segmenter: Segmen
             "time_pattern": options.time_pattern, "well_pattern": options.well_pattern}
     try:
         write_run_info(out, info, {str(o.path): o.warnings for o in outcomes if not o.skipped})
-        write_run_outputs(out, [row for o in outcomes for row in o.rows], options.time_pattern, options.well_pattern)
     except OSError as exc:
-        raise OutputError(f"cannot write run.json, timelines or plate maps in {out} ({exc.strerror or exc})") from None
+        raise OutputError(f"cannot write run.json in {out} ({exc.strerror or exc})") from None
 
 
 def _run(files: list[Path], todo: list[int], out: Path, segmenter: Segmenter, options: RunOptions,

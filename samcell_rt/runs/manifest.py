@@ -16,6 +16,8 @@ from pathlib import Path
 
 from ..errors import InputError
 from ..runtime.atomic import write_text_atomic
+from .outputs import stack_of_frame_stem
+from .summary import SummaryRow
 from .zarr_inputs import input_stem, source_signature
 
 NAME = "manifest.json"
@@ -60,15 +62,14 @@ class Manifest:
 
     def _frame_overlay_owner(self, stem: str, key: str) -> str | None:
         """Another input whose overlay names `stem`'s overlays can meet (stack `a` and file `a_f0000`)."""
-        from .writers import stack_of_frame_stem
-
         for other, owner in self.owners.items():
             if owner != key and (stack_of_frame_stem(stem) == other or stack_of_frame_stem(other) == stem):
                 return owner
         return None
 
-    def done_rows(self, path: Path) -> list[dict] | None:
-        """The summary rows of `path` if it was finished with this model and these parameters."""
+    def done_rows(self, path: Path) -> list[SummaryRow] | None:
+        """The summary rows of `path` if it was finished with this model and these parameters (and its
+        rows still read as rows)."""
         entry = self.entries.get(str(path.resolve()))
         if entry is None or entry.get("model_sha256") != self.model_sha256 or entry.get("params") != self.params:
             return None
@@ -79,12 +80,16 @@ class Manifest:
             return None
         if not all((self.path.parent / name).exists() for name in entry.get("outputs", [])):
             return None
-        return entry["rows"]
+        try:
+            return [SummaryRow.parse(row) for row in entry["rows"]]
+        except (KeyError, TypeError, ValueError, AttributeError):
+            return None
 
-    def record(self, path: Path, rows: list[dict], outputs: list[str]) -> None:
+    def record(self, path: Path, rows: list[SummaryRow], outputs: list[str]) -> None:
         """Mark `path` done and save the manifest atomically."""
         self.entries[str(path.resolve())] = {"source": source_signature(path), "model_sha256": self.model_sha256,
-                                             "params": self.params, "outputs": outputs, "rows": rows}
+                                             "params": self.params, "outputs": outputs,
+                                             "rows": [row.record() for row in rows]}
         self._save()
 
     def _save(self) -> None:

@@ -39,13 +39,27 @@ from ..runtime.preprocess import PERCENTILES, enhance_tiles, to_uint8
 from ..runtime.segmenter import STAGES, Segmenter
 from ..runtime.tiling import OVERLAP, TileGrid, axis_starts, edge_weights, extract_tiles
 from .files import FileOutcome, Progress, RunOptions, zarr_labels
-from .writers import KINDS, output_name, summary_row
+from .outputs import KINDS, output_name
+from .summary import SummaryRow
 from .zarr_inputs import input_stem
 
 BAND = 1024
 HALO = 256
 TIFF_TILE = 256
 SAMPLE_PIXELS = 10_000_000
+
+
+@dataclass(frozen=True)
+class Bands:
+    """How labels are cut: `band` rows at a time (a multiple of the TIFF tile), each labelled on a window
+    reaching `halo` rows above and below (larger than any cell: then labels equal the whole-image run's)."""
+
+    band: int = BAND
+    halo: int = HALO
+
+    def __post_init__(self) -> None:
+        if self.band % TIFF_TILE:
+            raise ValueError(f"band must be a multiple of {TIFF_TILE}")
 
 
 @dataclass
@@ -166,9 +180,11 @@ def distance_rows(image: LazyImage, segmenter: Segmenter, timings: dict,
         base += done
 
 
-def label_bands(distances: Iterator[tuple[int, np.ndarray]], height: int, width: int, peak: float, fill: float,
-                band: int, halo: int, timings: dict) -> Iterator[np.ndarray]:
-    """Final uint32 label rows, `band` rows at a time (the last band may be shorter)."""
+def label_bands(distances: Iterator[tuple[int, np.ndarray]], shape: tuple[int, int], thresholds: tuple[float, float],
+                bands: Bands, timings: dict) -> Iterator[np.ndarray]:
+    """Final uint32 label rows, `bands.band` rows at a time (the last band may be shorter); `thresholds`
+    are (peak, fill)."""
+    (height, width), (peak, fill), band, halo = shape, thresholds, bands.band, bands.halo
     buffer = np.zeros((0, width), np.float32)
     buffer_start = 0  # image row of buffer[0]
     previous = np.zeros((0, width), np.uint32)  # final labels of the `halo` rows above the band
@@ -219,12 +235,10 @@ def _stitch(local: np.ndarray, core_start: int, core_end: int, previous: np.ndar
 
 
 def segment_plate(path: str | Path, out_labels: str | Path, segmenter: Segmenter, options: RunOptions,
-                  band: int = BAND, halo: int = HALO, progress: Progress | None = None) -> PlateResult:
+                  bands: Bands = Bands(), progress: Progress | None = None) -> PlateResult:
     """Segment a large 2-D TIFF or OME-Zarr plane in bands; write labels as a tiled BigTIFF; return per-image numbers."""
     import tifffile
 
-    if band % TIFF_TILE:
-        raise ValueError(f"band must be a multiple of {TIFF_TILE}")
     timings = dict.fromkeys(STAGES, 0.0)
     with tiff_warnings() as messages:  # reported once, with the file's name, not printed by tifffile
         image = LazyImage(path, options.max_pixels, options.channel)
@@ -233,9 +247,8 @@ def segment_plate(path: str | Path, out_labels: str | Path, segmenter: Segmenter
         try:
             def tiles() -> Iterator[np.ndarray]:
                 nonlocal areas
-                bands = label_bands(distance_rows(image, segmenter, timings, progress), height, width, segmenter.peak,
-                                    segmenter.fill, band, halo, timings)
-                for labels in bands:
+                rows = distance_rows(image, segmenter, timings, progress)
+                for labels in label_bands(rows, (height, width), (segmenter.peak, segmenter.fill), bands, timings):
                     counts = np.bincount(labels.ravel())
                     if len(counts) > len(areas):
                         areas = np.concatenate([areas, np.zeros(len(counts) - len(areas), np.int64)])
@@ -298,8 +311,8 @@ def plate_outcome(path: Path, out: Path, segmenter: Segmenter, options: RunOptio
         return FileOutcome.failed(path, getattr(exc, "cause", None) or str(exc))
     if options.zarr_labels and (error := _zarr_labels_from_tiff(path, out / name, options)) is not None:
         return FileOutcome.failed(path, error)
-    row = summary_row(path, 0, metrics=result.metrics, seconds=time.perf_counter() - start,
-                      pixel_size_um=result.pixel_size_um, pixel_size_source=result.pixel_size_source)
+    row = SummaryRow.measured(path, 0, result.metrics, time.perf_counter() - start,
+                              (result.pixel_size_um, result.pixel_size_source))
     skipped = [KINDS[extra].option for extra in options.extras]
     unwritten = [f"{' and '.join(skipped)} not written: a plate this large is segmented in bands, and only its "
                  "labels and summary row are kept (crop it into tiles for per-cell outputs)"] if skipped else []

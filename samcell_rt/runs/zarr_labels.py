@@ -22,7 +22,7 @@ import numpy as np
 from ..errors import InputError
 from ..runtime.atomic import write_text_atomic
 from ..runtime.ome_zarr import ngff_attrs, open_image
-from .writers import label_dtype
+from .image_files import label_dtype
 
 LABELS_NAME = "samcell"
 BAND_ROWS = 1024  # rows copied at a time from a lazily read label plane

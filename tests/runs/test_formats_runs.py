@@ -14,11 +14,12 @@ import pytest
 import tifffile
 
 from samcell_rt.errors import InputError
-from samcell_rt.runs.folders import RunOptions, expand_inputs, segment_files
+from samcell_rt.runs.folders import RunOptions, expand_inputs
 from samcell_rt.runs.zarr_labels import LABELS_NAME, write_labels
 from samcell_rt.synthetic import as_dtype, synthetic_cells
 from tests.formats_files import PIXEL_UM, write_czi, write_lif, write_ome_zarr, write_plate
 from tests.helpers import same_up_to_renumbering
+from tests.reports.folder_run import segment_and_derive
 
 
 def cells(seed: int, shape=(96, 128)) -> np.ndarray:
@@ -31,7 +32,7 @@ def summary(out):
 
 
 def run(inputs, out, segmenter, **options):
-    return segment_files(expand_inputs([str(i) for i in inputs], out), out, segmenter, RunOptions(**options))
+    return segment_and_derive(expand_inputs([str(i) for i in inputs], out), out, segmenter, RunOptions(**options))
 
 
 def test_same_image_through_tiff_and_each_container_gives_identical_labels(tmp_path, segmenter):
@@ -75,7 +76,7 @@ def test_plate_wells_come_from_the_layout_not_the_name(tmp_path, segmenter):
     assert float(table["A01"]["cells"]) == pytest.approx(np.mean(a1))
     assert float(table["B02"]["cells"]) == float(rows[str(plate / "B" / "2" / "0")]["cells"])
     if importlib.util.find_spec("matplotlib"):  # the report finds each field's outputs by its stem
-        from samcell_rt.runs.report import write_report
+        from samcell_rt.reports.report import write_report
 
         page = write_report(out).read_text()
         assert all(f"P7_{name}_overlay.png" in page for name in ("A01_f0", "A01_f1", "B02_f0"))
@@ -255,7 +256,7 @@ def test_scene_option_runs_one_scene_and_is_recorded(tmp_path, segmenter):
         writer.write(image, plane={"C": 0}, scene=1, location=(200, 0))
     out = tmp_path / "out"
     (failed,) = run([tmp_path / "two.czi"], out, segmenter)
-    assert not failed.ok and "--scene N" in failed.rows[0]["error"]
+    assert not failed.ok and "--scene N" in failed.rows[0].error
     assert all(o.ok for o in run([tmp_path / "two.czi"], out, segmenter, scene=1))
     tifffile.imwrite(tmp_path / "one.tif", image)
     run([tmp_path / "one.tif"], tmp_path / "tif", segmenter)

@@ -138,9 +138,9 @@ def test_plate_honours_percentile_scaling_and_pixel_size(tmp_path, blob_path):
     plain = segment_files([tmp_path / "p.tif"], tmp_path / "a", load_model(str(blob_path)), options)[0].rows[0]
     robust = segment_files([tmp_path / "p.tif"], tmp_path / "b", load_model(str(blob_path), scaling="percentile"),
                            options)[0].rows[0]
-    assert plain["cells"] == 0 and robust["cells"] == 12
-    assert float(robust["mean_area_um2"]) == pytest.approx(float(robust["mean_area_px"]) * 0.25, rel=1e-5)
-    assert robust["pixel_size_source"] == "option"
+    assert plain.cells == 0 and robust.cells == 12
+    assert robust.mean_area_um2 == pytest.approx(robust.mean_area_px * 0.25, rel=1e-5)
+    assert robust.pixel_size_source == "option"
 
 
 @pytest.mark.parametrize("compression", ["lzw", "deflate", "jpeg"])
@@ -260,16 +260,16 @@ def test_stack_frame_overlays_and_a_file_named_like_them_never_share_a_name(tmp_
 def test_disk_full_on_summary_is_one_error_line(tmp_path, blob_path, monkeypatch):
     import errno
 
-    from samcell_rt.runs import writers
+    from samcell_rt.runs import summary
 
-    real = writers.write_text_atomic
+    real = summary.write_text_atomic
 
     def full(path, text):
         if os.path.basename(path) == "summary.csv":
             raise OSError(errno.ENOSPC, "No space left on device")
         return real(path, text)
 
-    monkeypatch.setattr(writers, "write_text_atomic", full)
+    monkeypatch.setattr(summary, "write_text_atomic", full)
     tifffile.imwrite(tmp_path / "a.tif", cells_image())
     result = cli("segment", tmp_path / "a.tif", "--model", blob_path, "--out", tmp_path / "out")
     assert result.exit_code == 2 and "summary.csv" in result.output and "No space left" in result.output

@@ -14,7 +14,7 @@ import tifffile
 from click.testing import CliRunner
 
 from samcell_rt.cli import main
-from samcell_rt.runs.writers import cell_shapes, geojson, rois_zip
+from samcell_rt.runs.lab_formats import cell_shapes, geojson, rois_zip
 from samcell_rt.synthetic import as_dtype, synthetic_cells
 
 

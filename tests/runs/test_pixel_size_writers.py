@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 import tifffile
 
-from samcell_rt.runs.writers import labels_tiff_bytes, summary_row
+from samcell_rt.runs.image_files import labels_tiff_bytes
+from samcell_rt.runs.summary import SummaryRow
 
 
 @pytest.mark.parametrize("size", [float("nan"), float("inf"), 1e300, -1.0])
@@ -34,7 +35,7 @@ def test_the_smallest_and_largest_usable_pixel_sizes_are_written(dtype):
 
 
 def test_a_summary_row_names_an_ignored_pixel_size():
-    row = summary_row("a.zarr", 0, metrics={"cells": 3}, pixel_size_um=float("nan"), pixel_size_source="ome-zarr")
-    assert row["pixel_size_um"] == "" and row["pixel_size_source"] == ""
-    assert "pixel size from ome-zarr ignored (pixel size nan um is not a positive finite number)" in row["warning"]
-    assert summary_row("a.tif", 0, pixel_size_um=0.5, pixel_size_source="ome")["warning"] == ""
+    row = SummaryRow.measured("a.zarr", 0, {"cells": 3}, 0.0, (float("nan"), "ome-zarr"))
+    assert row.record()["pixel_size_um"] == "" and row.record()["pixel_size_source"] == ""
+    assert "pixel size from ome-zarr ignored (pixel size nan um is not a positive finite number)" in row.warning
+    assert SummaryRow.measured("a.tif", 0, {}, 0.0, (0.5, "ome")).warning == ""

@@ -7,7 +7,7 @@ import pytest
 import tifffile
 
 from samcell_rt.runs.folders import RunOptions
-from samcell_rt.runs.plates import segment_plate
+from samcell_rt.runs.plates import Bands, segment_plate
 from samcell_rt.synthetic import as_dtype
 from tests.helpers import same_up_to_renumbering
 
@@ -36,8 +36,8 @@ def test_banded_labels_equal_whole_image_labels(tmp_path, blob_path, tiled):
     tifffile.imwrite(tmp_path / "plate.tif", image, compression="zlib", **kwargs)
     segmenter = load_model(str(blob_path), batch_size=4)
     whole = segmenter.segment(image)
-    result = segment_plate(tmp_path / "plate.tif", tmp_path / "labels.tif", segmenter, RunOptions(), band=256,
-                           halo=96)
+    result = segment_plate(tmp_path / "plate.tif", tmp_path / "labels.tif", segmenter, RunOptions(),
+                           bands=Bands(band=256, halo=96))
     with tifffile.TiffFile(tmp_path / "labels.tif") as tif:
         assert tif.is_bigtiff and tif.pages.first.is_tiled
         banded = tif.asarray()
@@ -56,6 +56,6 @@ def test_cli_sends_large_tiffs_down_the_banded_path(tmp_path, blob_path, monkeyp
     tifffile.imwrite(tmp_path / "big.tif", image, tile=(256, 256))
     outcomes = segment_files([tmp_path / "big.tif"], tmp_path / "out", load_model(str(blob_path)),
                              RunOptions(plate_pixels=100_000))
-    assert outcomes[0].ok and outcomes[0].rows[0]["cells"] > 10
+    assert outcomes[0].ok and outcomes[0].rows[0].cells > 10
     with tifffile.TiffFile(tmp_path / "out" / "big_labels.tif") as tif:
         assert tif.is_bigtiff

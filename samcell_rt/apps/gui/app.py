@@ -14,9 +14,10 @@ from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
 from ...errors import ImageReadError
-from ...runs import plots
-from ...runs.timeline import series_fit, stack_series
-from ...runs.writers import KINDS, OUTPUTS, overlay_layer, png_bytes
+from ...reports import plots
+from ...reports.timeline import series_fit, stack_series
+from ...runs.image_files import overlay_layer, png_bytes
+from ...runs.outputs import KINDS, OUTPUTS
 from ...runtime.io import MAX_PIXELS
 from ...runtime.measure import json_columns, with_physical_units
 from ...runtime.segmenter import Result, Segmenter
@@ -142,7 +143,7 @@ async def thresholds(request: Request, job: Job) -> Response:
 
 @job_route()
 async def download(request: Request, job: Job) -> Response:
-    """One output of the table in runs.writers (`/download/<kind>`): of the frame given by ?frame=N, else of all frames."""
+    """One output of the table in runs.outputs (`/download/<kind>`): of the frame given by ?frame=N, else of all frames."""
     kind = KINDS.get(request.path_params["kind"])
     if kind is None or kind.render is None:
         offered = ", ".join(k.name for k in OUTPUTS if k.render)

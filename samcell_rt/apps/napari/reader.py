@@ -5,7 +5,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ...runs.writers import KINDS, read_cells_csv
+from ...runs.lab_formats import read_cells_csv
+from ...runs.outputs import KINDS
 from ...runtime.io import read_image
 
 

@@ -34,7 +34,7 @@ from qtpy.QtWidgets import (
 )
 
 from ...errors import SamcellError
-from ...runs.writers import write_training_pair
+from ...runs.training_pairs import write_training_pair
 from ...runtime.engines import CHOICES
 from ...runtime.io import rgb_to_gray
 from ...runtime.segmenter import Result, Segmenter

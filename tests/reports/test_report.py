@@ -8,9 +8,9 @@ import sys
 
 import pytest
 
+from samcell_rt.reports.report import write_report
 from samcell_rt.runs.folders import segment_files
-from samcell_rt.runs.report import write_report
-from tests.runs.growth import growth_stack, well_folder
+from tests.reports.growth import growth_stack, well_folder
 
 pytest.importorskip("matplotlib", reason="report plots need the 'report' extra")
 

@@ -19,9 +19,10 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from ..runs.patterns import DEFAULT_TIME_PATTERN, compile_time_pattern, find_in_name
+from ..runs.summary import SummaryRow
+from ..runs.zarr_inputs import input_stem
 from ..runtime.io import ImageStack
-from .patterns import DEFAULT_TIME_PATTERN, compile_time_pattern, find_in_name
-from .zarr_inputs import input_stem
 
 METRICS = ("cells", "confluency", "mean_area_px", "median_area_px", "mean_neighbours")
 MIN_FIT_POINTS = 3
@@ -77,22 +78,22 @@ def name_time(stem: str, pattern) -> tuple[str, float, str] | None:
     return name, value, unit
 
 
-def series_from_rows(rows: list[dict], time_pattern: str = DEFAULT_TIME_PATTERN) -> list[Series]:
+def series_from_rows(rows: list[SummaryRow], time_pattern: str = DEFAULT_TIME_PATTERN) -> list[Series]:
     """Timelines in summary rows: stacks with a time column, and files whose names carry a time.
     Times in s, min, h... of one series are converted to one unit; a stack and a set of files are
     never one series, nor are frame indices and times, and when such series share a name, each is
     told apart by its kind. Only series with at least two time points count; equal times are averaged."""
     pattern = compile_time_pattern(time_pattern)
-    found: dict[tuple[str, str, str], list[tuple[float, dict, str]]] = {}
+    found: dict[tuple[str, str, str], list[tuple[float, SummaryRow, str]]] = {}
     for row in rows:
-        if row.get("status") != "ok":
+        if not row.ok:
             continue
-        stem = input_stem(row["file"])
-        if row.get("time") not in (None, ""):
-            kind, name, time, unit = "stack", stem, _number(row["time"]), row.get("time_unit") or "frame"
-            source = f"{row['file']}#{row['frame']}"
+        stem = input_stem(row.file)
+        if row.time is not None:
+            kind, name, time, unit = "stack", stem, row.time, row.time_unit or "frame"
+            source = f"{row.file}#{row.frame}"
         elif (named := name_time(stem, pattern)) is not None:
-            kind, (name, time, unit), source = "files", named, row["file"]
+            kind, (name, time, unit), source = "files", named, row.file
         else:
             continue
         scale = _SECONDS.get(unit.lower())
@@ -116,7 +117,7 @@ def file_stems(series: list[Series]) -> list[str]:
     return stems
 
 
-def _series(name: str, unit: str, points: list[tuple[float, dict, str]]) -> Series:
+def _series(name: str, unit: str, points: list[tuple[float, SummaryRow, str]]) -> Series:
     series = Series(name, unit)
     for time in sorted({p[0] for p in points}):
         at = [p for p in points if p[0] == time]
@@ -126,9 +127,9 @@ def _series(name: str, unit: str, points: list[tuple[float, dict, str]]) -> Seri
     return readable_units(series)
 
 
-def mean_metrics(rows: list[dict]) -> dict[str, float]:
+def mean_metrics(rows: list[SummaryRow]) -> dict[str, float]:
     """The mean of each summary number over rows (NaN where no row has it)."""
-    values = np.array([[_number(row.get(m)) for m in METRICS] for row in rows], dtype=np.float64)
+    values = np.array([[_number(getattr(row, m)) for m in METRICS] for row in rows], dtype=np.float64)
     counted = np.isfinite(values).sum(axis=0)
     sums = np.where(np.isfinite(values), values, 0).sum(axis=0)
     return {m: float(total / n) if n else float("nan") for m, total, n in zip(METRICS, sums, counted)}

@@ -11,8 +11,7 @@ import pytest
 import tifffile
 
 from samcell_rt.errors import InputError
-from samcell_rt.runs.folders import RunOptions, expand_inputs, segment_files
-from samcell_rt.runs.timeline import (
+from samcell_rt.reports.timeline import (
     DEFAULT_TIME_PATTERN,
     compile_time_pattern,
     fit_doubling_time,
@@ -20,9 +19,12 @@ from samcell_rt.runs.timeline import (
     series_fit,
     series_from_rows,
 )
+from samcell_rt.runs.folders import RunOptions, expand_inputs, segment_files
+from samcell_rt.runs.summary import SummaryRow
 from samcell_rt.runtime.io import read_image
 from samcell_rt.synthetic import as_dtype, synthetic_cells
-from tests.runs.growth import DOUBLING_FRAMES, FRAME_HOURS, growth_counts, growth_stack
+from tests.reports.folder_run import segment_and_derive
+from tests.reports.growth import DOUBLING_FRAMES, FRAME_HOURS, growth_counts, growth_stack
 
 
 def test_fit_finds_the_exponential_phase_between_lag_and_plateau():
@@ -58,8 +60,8 @@ def test_series_from_file_names():
     assert name_time("A1_t003", pattern) == ("A1", 3.0, "frame")
     assert name_time("well_time2.5h_x", pattern) == ("well_x", 2.5, "h")
     assert name_time("ecoli", pattern) is None
-    rows = [{"file": f"d/A1_t{t}.tif", "frame": 0, "status": "ok", "cells": 2 ** t, "confluency": 0.1} for t in range(5)]
-    rows.append({"file": "d/B1_t0.tif", "frame": 0, "status": "ok", "cells": 3, "confluency": 0.1})  # one point: none
+    rows = [ok_row(f"d/A1_t{t}.tif", 2 ** t) for t in range(5)]
+    rows.append(ok_row("d/B1_t0.tif", 3))  # one point: none
     (series,) = series_from_rows(rows)
     assert series.name == "A1" and series.times == [0, 1, 2, 3, 4]
     assert series_fit(series).doubling_time == pytest.approx(1)
@@ -74,8 +76,8 @@ def test_bad_time_pattern_is_an_input_error(pattern):
 def test_growth_stack_gives_a_timeline_with_the_true_doubling_time(tmp_path, segmenter):
     counts = growth_stack(tmp_path / "growth.tif")
     out = tmp_path / "out"
-    (outcome,) = segment_files([tmp_path / "growth.tif"], out, segmenter)
-    assert [int(r["cells"]) for r in outcome.rows] == counts == growth_counts()
+    (outcome,) = segment_and_derive([tmp_path / "growth.tif"], out, segmenter)
+    assert [r.cells for r in outcome.rows] == counts == growth_counts()
     with open(out / "growth_timeline.csv", newline="") as handle:
         table = list(csv.DictReader(handle))
     assert [float(r["time_h"]) for r in table] == pytest.approx([f * FRAME_HOURS for f in range(len(counts))])
@@ -95,7 +97,7 @@ def test_folder_of_time_points_per_well_gives_timelines_and_a_plate(tmp_path, se
             image = synthetic_cells((256, 256), count=start * 2 ** t, seed=t + 10 * start)[0]
             cv2.imwrite(str(folder / f"{well}_t{t:02d}.png"), as_dtype(image, "uint8"))
     out = tmp_path / "out"
-    segment_files(expand_inputs([str(folder)], out), out, segmenter)
+    segment_and_derive(expand_inputs([str(folder)], out), out, segmenter)
     for well in ("A1", "B2"):
         with open(out / f"{well}_timeline.csv", newline="") as handle:
             table = list(csv.DictReader(handle))
@@ -105,14 +107,15 @@ def test_folder_of_time_points_per_well_gives_timelines_and_a_plate(tmp_path, se
     assert wells == {"A01": 8, "B02": 16}  # the latest time point of each well
 
 
-def ok_row(file: str, cells: int, frame: int = 0, time: str = "", unit: str = "") -> dict:
-    return {"file": file, "frame": frame, "status": "ok", "cells": cells, "confluency": 0.1, "time": time,
-            "time_unit": unit}
+def ok_row(file: str, cells: int, frame: int = 0, time: str = "", unit: str = "") -> SummaryRow:
+    """A row as summary.csv holds it (the time as text: `nan`, `inf` included)."""
+    return SummaryRow.parse({"file": file, "frame": frame, "status": "ok", "cells": cells, "confluency": 0.1,
+                             "time": time, "time_unit": unit})
 
 
 def test_series_names_are_unique_and_keep_unicode(tmp_path):
     """Two series with non-ASCII names used to both write series_timeline.csv."""
-    from samcell_rt.runs.run_outputs import write_run_outputs
+    from samcell_rt.reports.run_outputs import write_run_outputs
 
     rows = [ok_row(f"d/{name}_t{t}.tif", 2 + t) for name in ("细胞", "培养", "Cells", "cells") for t in range(3)]
     with warnings.catch_warnings():
@@ -162,7 +165,7 @@ def test_infinite_imagej_interval_and_huge_ome_increment(tmp_path, segmenter):
         fit = fit_doubling_time(np.arange(6) * 1e300, [2, 4, 8, 16, 32, 64], "s")
     assert fit.doubling_time == pytest.approx(1e300)
     out = tmp_path / "out"
-    (outcome,) = segment_files([tmp_path / "inf.tif"], out, segmenter)
+    (outcome,) = segment_and_derive([tmp_path / "inf.tif"], out, segmenter)
     assert outcome.ok and (out / "inf_timeline.csv").exists()
 
 

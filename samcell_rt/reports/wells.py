@@ -15,9 +15,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .patterns import ROW_LETTERS, compile_time_pattern, compile_well_pattern, find_in_name
+from ..runs.patterns import ROW_LETTERS, compile_time_pattern, compile_well_pattern, find_in_name
+from ..runs.summary import SummaryRow
+from ..runs.zarr_inputs import input_stem, layout_well
 from .timeline import METRICS, mean_metrics, name_time
-from .zarr_inputs import input_stem, layout_well
 
 
 @dataclass
@@ -43,13 +44,13 @@ def well_of(stem: str, pattern) -> tuple[int, int] | None:
     return None
 
 
-def plate_wells(rows: list[dict], well_pattern: str, time_pattern: str) -> list[Well]:
+def plate_wells(rows: list[SummaryRow], well_pattern: str, time_pattern: str) -> list[Well]:
     """Per-well numbers from summary rows; empty unless at least two wells are named."""
     wells, times = compile_well_pattern(well_pattern), compile_time_pattern(time_pattern)
-    found: dict[tuple[int, int], list[tuple[float, dict]]] = {}
+    found: dict[tuple[int, int], list[tuple[float, SummaryRow]]] = {}
     for row in rows:
-        stem = input_stem(row["file"])
-        position = (layout_well(row["file"]) or well_of(stem, wells)) if row.get("status") == "ok" else None
+        stem = input_stem(row.file)
+        position = (layout_well(row.file) or well_of(stem, wells)) if row.ok else None
         if position is not None:
             found.setdefault(position, []).append((_time(row, stem, times), row))
     if len(found) < 2:
@@ -57,17 +58,17 @@ def plate_wells(rows: list[dict], well_pattern: str, time_pattern: str) -> list[
     return [_well(position, entries) for position, entries in sorted(found.items())]
 
 
-def _time(row: dict, stem: str, pattern) -> float:
-    if row.get("time") not in (None, ""):
-        return float(row["time"])
+def _time(row: SummaryRow, stem: str, pattern) -> float:
+    if row.time is not None:
+        return row.time
     named = name_time(stem, pattern)
     return named[1] if named else 0.0
 
 
-def _well(position: tuple[int, int], entries: list[tuple[float, dict]]) -> Well:
+def _well(position: tuple[int, int], entries: list[tuple[float, SummaryRow]]) -> Well:
     latest = max(time for time, _ in entries)
     chosen = [row for time, row in entries if time == latest]
-    return Well(position[0], position[1], mean_metrics(chosen), list(dict.fromkeys(r["file"] for r in chosen)))
+    return Well(position[0], position[1], mean_metrics(chosen), list(dict.fromkeys(r.file for r in chosen)))
 
 
 def plate_shape(wells: list[Well]) -> tuple[int, int]:

@@ -6,8 +6,8 @@ import shutil
 
 import pytest
 
-from samcell_rt.runs.report import write_report
-from tests.runs.test_report import report_run
+from samcell_rt.reports.report import write_report
+from tests.reports.test_report import report_run
 
 pytest.importorskip("matplotlib", reason="report plots need the 'report' extra")
 playwright = pytest.importorskip("playwright.sync_api", reason="browser tests need playwright (extra 'gui-test')")
