@@ -31,6 +31,7 @@ from .errors import ModelError
 from .runtime.atomic import atomic_path, write_text_atomic
 from .runtime.contract import META_KEYS, file_sha256, model_sha256, read_props
 from .runtime.cpu import int8_saturates
+from .runtime.engines.table import Precision
 
 SHIPPED_DIR = Path(__file__).parent / "models"
 GRAPH_SUFFIX = ".graph.onnx"
@@ -52,7 +53,7 @@ SHIPPED = {
                                  "9019830e9b75b8181462b25145471653144d003e8e34280d3f3af9763e9e65af"),
 }
 # derived variants: name -> (shipped model, derivation); made from the complete file on first use
-VARIANTS = {"samcell-lite-int8": ("samcell-lite", "int8")}
+VARIANTS = {"samcell-lite-int8": ("samcell-lite", Precision.INT8)}
 # int8 quantises the matrix products only. Dynamic ConvInteger on CPU was both slower than fp32 and
 # far less accurate on SAMCell-Lite's convolutions (0.84 vs 0.35 s per tile, max error 0.29 vs 0.05).
 # Weights get one scale per output channel: with one per tensor, SAMCell-Lite version 3 missed the
@@ -102,7 +103,7 @@ def complete_path(name: str) -> Path:
     base, variant = VARIANTS.get(name, (name, None))
     files = SHIPPED[base]
     key = f"{files.weights_sha256[:16]}-{files.graph_sha256[:8]}"
-    if variant == "int8" and int8_saturates():
+    if variant == Precision.INT8 and int8_saturates():
         variant += "-" + REDUCED_RANGE  # made for this kind of CPU: a home folder shared with a VNNI machine keeps both
     return cache_dir() / "shipped" / f"{base}{'-' + variant if variant else ''}-{key}.onnx"
 

@@ -8,14 +8,18 @@ import click
 
 from ..export import CONFIG_NAMES, TOLERANCE
 from ..runtime import DEFAULT_FILL, DEFAULT_PEAK
+from ..runtime.engines.table import Precision
 from ..runtime.engines.trt_header import RUNTIMES
 from .options import requires_extra
+
+# what build-engine builds, its default first (click's Choice takes the plain values)
+BUILD_PRECISIONS = [p.value for p in (Precision.FP16, Precision.FP32, Precision.INT8)]
 
 
 @click.command("export")
 @click.argument("checkpoint", type=click.Path(exists=True, path_type=Path))
 @click.option("--out", "-o", type=click.Path(dir_okay=False, path_type=Path), required=True, help="ONNX file to write.")
-@click.option("--precision", type=click.Choice(list(TOLERANCE)), default="fp32", show_default=True,
+@click.option("--precision", type=click.Choice(list(TOLERANCE)), default=Precision.FP32.value, show_default=True,
               help="Weights and arithmetic of the graph; fp16 keeps LayerNorm/Softmax/sigmoid in fp32, int8 "
                    "quantises matrix products only.")
 @click.option("--opset", type=int, default=17, show_default=True, help="ONNX opset to export with.")
@@ -41,7 +45,6 @@ def export_command(checkpoint, out, precision, opset, name, model_version, confi
     requires_extra("export", "torch", "transformers", "onnxslim")
     from ..export.model import config_by_name
     from ..export.onnx import ModelProps, export_model
-    from ..runtime.engines.table import Precision
 
     diameter = (cell_diameter[0], (cell_diameter[1], cell_diameter[2])) if cell_diameter else None
     props = ModelProps(name=name, version=model_version, peak=peak, fill=fill, diameter=diameter)
@@ -56,7 +59,7 @@ def export_command(checkpoint, out, precision, opset, name, model_version, confi
 @click.option("--runtime", type=click.Choice(list(RUNTIMES)), default=None,
               help="TensorRT-RTX (builds anywhere, for RTX GPUs) or the full TensorRT (on the target GPU) "
                    "[default: the installed one].")
-@click.option("--precision", type=click.Choice(["fp16", "fp32", "int8"]), default="fp16", show_default=True,
+@click.option("--precision", type=click.Choice(BUILD_PRECISIONS), default=BUILD_PRECISIONS[0], show_default=True,
               help="Engine precision (fp16 is checked against the fp32 model; int8: full TensorRT only, with --calib).")
 @click.option("--max-batch", default=32, show_default=True, type=click.IntRange(min=1), help="Largest batch the engine takes.")
 @click.option("--opt-batch", default=8, show_default=True, type=click.IntRange(min=1), help="Batch the engine is tuned for.")
@@ -80,7 +83,6 @@ def build_engine_command(model, runtime, precision, max_batch, opt_batch, comput
     """
     from ..export.tensorrt import BuildSettings, build_engine, describe_build
     from ..registry import resolve_model
-    from ..runtime.engines.table import Precision
 
     settings = BuildSettings(precision=Precision(precision), max_batch=max_batch, opt_batch=opt_batch, runtime=runtime,
                              compute_capabilities=compute_capabilities, checkpoint=checkpoint, workspace_gb=workspace,

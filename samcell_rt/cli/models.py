@@ -7,6 +7,7 @@ import sys
 import click
 
 from ..export import TOLERANCE
+from ..runtime.engines.table import Precision
 
 
 @click.group()
@@ -53,7 +54,7 @@ def models_info(name) -> None:
 
 @models.command("pull")
 @click.argument("name")
-@click.option("--precision", type=click.Choice(list(TOLERANCE)), default="fp32", show_default=True,
+@click.option("--precision", type=click.Choice(list(TOLERANCE)), default=Precision.FP32.value, show_default=True,
               help="Precision of the exported ONNX model.")
 def models_pull(name, precision) -> None:
     """Download model NAME (resumable, sha256-checked) and export it to ONNX (needs the `export` extra).

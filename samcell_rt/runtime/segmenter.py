@@ -24,6 +24,7 @@ from . import MAX_PIXELS
 from .contract import check_output
 from .engines import open_engine
 from .engines.base import Engine
+from .engines.table import Precision
 from .measure import cell_table, image_metrics
 from .postprocess import labels_from_distance
 from .preprocess import Scaling, enhance_tiles, to_uint8
@@ -175,7 +176,7 @@ class Segmenter:
     @property
     def engine_precision(self) -> str:
         """What the engine computes in (fp32, bf16, fp16, int8): `auto` and the bf16 guard decide it."""
-        return getattr(self.engine, "precision", "fp32")
+        return getattr(self.engine, "precision", Precision.FP32)
 
     def segment(self, image: np.ndarray) -> Result:
         """Segment one 2-D image of any numeric dtype; raise on bad input."""

@@ -25,9 +25,9 @@ from ..contract import INPUT_NAME, META_KEYS, ModelInfo, check_io, model_sha256,
 from ..cpu import native_bf16
 from . import bf16_guard
 from .onnx import default_threads
-from .table import engine_row
+from .table import Precision, engine_row
 
-HINTS = {"bf16": "bf16", "fp32": "f32"}  # our precision names -> OpenVINO's INFERENCE_PRECISION_HINT
+HINTS = {Precision.BF16: "bf16", Precision.FP32: "f32"}  # our precisions -> OpenVINO's INFERENCE_PRECISION_HINT names
 
 
 def available() -> bool:
@@ -58,7 +58,7 @@ def _openvino():
 
 
 def compile_model(path: Path, precision: str, threads: int | None = None, cache: bool = True):
-    """`path` compiled for this CPU in `precision` ("bf16" or "fp32"), contract inputs checked."""
+    """`path` compiled for this CPU in `precision` (bf16 or fp32: a key of HINTS), contract inputs checked."""
     ov = _openvino()
     config = {"INFERENCE_PRECISION_HINT": HINTS[precision], "PERFORMANCE_HINT": "LATENCY",
               "INFERENCE_NUM_THREADS": threads or default_threads()}
@@ -87,9 +87,9 @@ def bf16_agreement(path: Path, tile: int) -> bf16_guard.Agreement:
     images = bf16_guard.guard_images(tile)
     runs = {}
     for precision in HINTS:
-        engine = OpenVinoEngine(path, precision=precision, cache=precision == "bf16")  # fp32 is needed only now
+        engine = OpenVinoEngine(path, precision=precision, cache=precision == Precision.BF16)  # fp32 is needed only now
         runs[precision] = [bf16_guard.segmented(engine.run, engine.info, image) for image in images]
-    return bf16_guard.agreement(runs["fp32"], runs["bf16"])
+    return bf16_guard.agreement(runs[Precision.FP32], runs[Precision.BF16])
 
 
 def bf16_verdict(path: Path, info: ModelInfo | None = None) -> bf16_guard.Verdict:
@@ -99,9 +99,9 @@ def bf16_verdict(path: Path, info: ModelInfo | None = None) -> bf16_guard.Verdic
     return bf16_guard.verdict(key, f"{info.name} {info.version}", lambda: bf16_agreement(path, info.tile))
 
 
-def choose_precision(path: Path, info: ModelInfo | None = None) -> str:
+def choose_precision(path: Path, info: ModelInfo | None = None) -> Precision:
     """bf16 where the CPU has it natively and the model passes the guard, else fp32."""
-    return "bf16" if native_bf16() and bf16_verdict(path, info).passed else "fp32"
+    return Precision.BF16 if native_bf16() and bf16_verdict(path, info).passed else Precision.FP32
 
 
 def locate(engine: str, model: Path) -> Path | None:
@@ -112,7 +112,7 @@ def locate(engine: str, model: Path) -> Path | None:
     on the 704x520 bench image), so the cpu engine serves there; `--engine openvino` still runs it."""
     if not (available() and native_bf16()):
         return None
-    return model if choose_precision(model) == "bf16" else None
+    return model if choose_precision(model) == Precision.BF16 else None
 
 
 def load(engine: str, path: Path, threads: int | None) -> OpenVinoEngine:
@@ -141,8 +141,8 @@ class OpenVinoEngine:
         _check_io(path, self.compiled, self.info.tile)
         # what it computes in: bf16 where the compiled model says so, else the graph's own format (fp32, or
         # int8 / fp16 as exported)
-        bf16 = self.compiled.get_property("INFERENCE_PRECISION_HINT").get_type_name() == HINTS["bf16"]
-        self.precision = "bf16" if bf16 else props.get(META_KEYS["precision"], "fp32")
+        bf16 = self.compiled.get_property("INFERENCE_PRECISION_HINT").get_type_name() == HINTS[Precision.BF16]
+        self.precision = Precision.BF16 if bf16 else props.get(META_KEYS["precision"], Precision.FP32)
         self.from_cache = bool(self.compiled.get_property("LOADED_FROM_CACHE"))
         self._idle: queue.SimpleQueue = queue.SimpleQueue()
 
