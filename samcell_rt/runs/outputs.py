@@ -49,7 +49,7 @@ OUTPUTS = (
                "application/geo+json", lambda results, um: json.dumps(geojson(results, um)).encode(), "--geojson"),
 )
 KINDS = {kind.name: kind for kind in OUTPUTS}
-# per-run outputs, derived from summary.csv after each run (and by `samcell-rt report`)
+# per-run outputs: run.json, and what reports/ derives from summary.csv after each run (and `samcell-rt report`)
 RUN_JSON = "run.json"
 REPORT = "report.html"
 TIMELINE_SUFFIXES = ("_timeline.csv", "_timeline.png")
