@@ -59,7 +59,8 @@ class Diameter:
             raise InputError(f"{self.value!r} is not a number of pixels, 'auto' or 'off'") from None
         if not number > 0:
             raise InputError(f"{self.value} must be a positive number of pixels")
-        object.__setattr__(self, "value", number)
+        if isinstance(self.value, str):  # a number stays as given, so run records show it as before
+            object.__setattr__(self, "value", number)
 
     @classmethod
     def parse(cls, value: Diameter | float | str) -> Diameter:
