@@ -200,11 +200,13 @@ def finetune(wrapper, samples: list[Sample], seconds: float, settings: FinetuneS
     optimizer = torch.optim.AdamW(params, lr=settings.lr, weight_decay=settings.weight_decay)
     bf16 = native_bf16()
     train_start, train_seconds = time.monotonic(), max(0.0, seconds - (time.monotonic() - start))
-    step, losses = 0, []
+    step, losses, warmup = 0, [], settings.warmup_steps
     while step < settings.min_steps or time.monotonic() - train_start < train_seconds:
         done = max((time.monotonic() - train_start) / max(train_seconds, 1e-6), step / max(settings.min_steps, 1))
+        if step == 1:  # the first step's time says how many the budget buys: warm up over a tenth of them
+            warmup = warmup_steps(settings.warmup_steps, train_seconds, time.monotonic() - train_start)
         for group in optimizer.param_groups:
-            group["lr"] = settings.lr * min(1.0, (step + 1) / settings.warmup_steps) * max(0.02, 1 - done)
+            group["lr"] = settings.lr * min(1.0, (step + 1) / warmup) * max(0.02, 1 - done)
         features, targets = draw(settings.batch_size)
         with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
             logits = head_logits(wrapper, stages, features)
@@ -220,6 +222,13 @@ def finetune(wrapper, samples: list[Sample], seconds: float, settings: FinetuneS
     return FinetuneReport(settings.recipe, step, draw.count, round(time.monotonic() - start, 1),
                           round(float(np.mean(losses[:5])), 5), round(float(np.mean(losses[-5:])), 5),
                           sum(p.numel() for p in params), bf16)
+
+
+def warmup_steps(most: int, seconds: float, step_seconds: float) -> int:
+    """Warm-up steps: a tenth of the steps `seconds` buys at `step_seconds` each, 1 to `most`. On the
+    development CPU a whole-model step takes 25-60 s, so a 10-minute budget buys 10-20 steps; a fixed
+    warm-up of 10 steps would spend most of them at a fraction of the learning rate."""
+    return max(1, min(most, int(seconds / max(step_seconds, 1e-6)) // 10))
 
 
 class _FreshCrops:
