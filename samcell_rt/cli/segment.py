@@ -73,6 +73,7 @@ def segment(inputs, model, out, engine, batch_size, peak, fill, diameter, channe
     """
     from ..runs.folders import RunOptions, expand_inputs, prepare_output, segment_files
     from ..runs.zarr_labels import LABELS_NAME
+    from ..reports.run_outputs import write_run_outputs
 
     if workers is not None and dask_address is not None:
         raise click.UsageError("give --workers (local cluster) or --dask ADDRESS, not both")
@@ -90,6 +91,7 @@ def segment(inputs, model, out, engine, batch_size, peak, fill, diameter, channe
                f"({segmenter.engine_precision}); {len(files)} file(s) -> {out}", err=True)
     with _progress(len(files)) as (on_file, on_tiles), _dask_client(workers, dask_address) as client:
         outcomes = segment_files(files, out, segmenter, options, on_file=on_file, progress=on_tiles, client=client)
+    write_run_outputs(out, [row for o in outcomes for row in o.rows], options.time_pattern, options.well_pattern)
     failed = sum(not o.ok for o in outcomes)
     skipped = sum(o.skipped for o in outcomes)
     click.echo(f"{len(outcomes) - failed} ok ({skipped} already done, skipped), {failed} failed; "
@@ -114,7 +116,7 @@ def report(out, time_pattern, well_pattern, thumbnail, open_page) -> None:
     """
     import time
 
-    from ..runs.report import write_report
+    from ..reports.report import write_report
 
     start = time.perf_counter()
     page = write_report(out, time_pattern, well_pattern, thumbnail)
@@ -141,10 +143,10 @@ def _progress(files: int):
                 for message in outcome.warnings:
                     tqdm.write(f"warning: {outcome.path}: {message}", file=sys.stderr)
                 for row in outcome.rows:
-                    if row["status"] != "ok":
-                        tqdm.write(f"error: {row['file']}: {row['error']}", file=sys.stderr)
-                    elif row.get("warning"):
-                        tqdm.write(f"warning: {row['file']} (frame {row['frame']}): {row['warning']}", file=sys.stderr)
+                    if not row.ok:
+                        tqdm.write(f"error: {row.file}: {row.error}", file=sys.stderr)
+                    elif row.warning:
+                        tqdm.write(f"warning: {row.file} (frame {row.frame}): {row.warning}", file=sys.stderr)
                 if tile_bar is not None:
                     tile_bar.close()
                     tile_bar = None

@@ -164,17 +164,7 @@ def segment_files(files: list[Path], out: Path, segmenter: Segmenter, options: R
         finally:
             write_summary(out / SUMMARY, [row for i in sorted(outcomes) for row in outcomes[i].rows])
         _write_run_info(out, [outcomes[i] for i in sorted(outcomes)], segmenter, options)
-    done = [outcomes[i] for i in sorted(outcomes)]
-    _derived_outputs(out, done, options)
-    return done
-
-
-def _derived_outputs(out: Path, outcomes: list[FileOutcome], options: RunOptions) -> None:
-    """Bridge, to go when cli/segment.py calls `reports.run_outputs.write_run_outputs` after `segment_files`
-    (with `"reports"` in tests/test_layers.py's ALLOWED["runs"]): timelines and plate maps."""
-    from ..reports.run_outputs import write_run_outputs
-
-    write_run_outputs(out, [row for o in outcomes for row in o.rows], options.time_pattern, options.well_pattern)
+    return [outcomes[i] for i in sorted(outcomes)]
 
 
 def _write_run_info(out: Path, outcomes: list[FileOutcome], segmenter: Segmenter, options: RunOptions) -> None:

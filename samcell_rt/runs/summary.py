@@ -100,12 +100,6 @@ class SummaryRow:
         """The row as summary.csv and the manifest hold it: numbers in 6 significant digits, unknown ones empty."""
         return {field.name: _text(getattr(self, field.name)) for field in fields(self)}
 
-    def __getitem__(self, name: str) -> object:  # bridge: cli/segment.py and tests/runtime/test_scale.py read by key
-        return getattr(self, name)
-
-    def get(self, name: str, default: object = None) -> object:  # bridge, as __getitem__
-        return getattr(self, name, default)
-
 
 SUMMARY_FIELDS = tuple(field.name for field in fields(SummaryRow))
 

@@ -8,7 +8,7 @@ import pytest
 import tifffile
 
 from samcell_rt.errors import ImageReadError
-from samcell_rt.runs.writers import label_dtype, write_labels
+from samcell_rt.runs.image_files import label_dtype, write_labels
 from samcell_rt.runtime.io import read_image
 
 

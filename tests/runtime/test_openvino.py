@@ -271,7 +271,7 @@ def test_segment_defaults_to_auto_and_says_which_engine_and_precision(monkeypatc
     from click.testing import CliRunner
 
     from samcell_rt.cli import main
-    from samcell_rt.runs.writers import RUN_JSON
+    from samcell_rt.runs.outputs import RUN_JSON
 
     fake_flags(monkeypatch, flags)
     fake_guard(monkeypatch, AGREES)  # the blob model passes the guard; without native bf16 OpenVINO computes fp32

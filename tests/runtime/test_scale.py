@@ -181,7 +181,7 @@ def test_a_plate_too_large_to_rescale_fails_clearly_and_the_run_goes_on(tmp_path
     outcomes = segment_files([tmp_path / "plate.tif", tmp_path / "small.tif"], tmp_path / "out",
                              Segmenter(model, diameter=60), RunOptions(plate_pixels=100_000))
     plate, small = sorted(outcomes, key=lambda o: o.path.name)
-    assert not plate.ok and "cannot rescale a plate" in plate.rows[0]["error"]
+    assert not plate.ok and "cannot rescale a plate" in plate.rows[0].error
     assert small.ok
 
 

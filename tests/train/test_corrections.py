@@ -11,7 +11,7 @@ import tifffile
 from click.testing import CliRunner
 
 from samcell_rt.errors import DataError, InputError
-from samcell_rt.runs.writers import write_training_pair
+from samcell_rt.runs.training_pairs import write_training_pair
 from samcell_rt.synthetic import synthetic_cells
 
 pytest.importorskip("torch", reason="the trainer needs the 'train' extra")

@@ -167,7 +167,7 @@ def test_downloads_follow_the_output_table_and_check_the_frame(client):
     import json
     import zipfile
 
-    from samcell_rt.runs.writers import OUTPUTS
+    from samcell_rt.runs.outputs import OUTPUTS
 
     image, _ = synthetic_cells((256, 256), count=4, seed=3)
     buffer = io.BytesIO()
