@@ -44,7 +44,7 @@ def test_the_command_line_shows_a_samcell_warning_as_one_line(monkeypatch):
         warnings.warn("bf16 fails the accuracy guard: running fp32", errors.SamcellWarning, stacklevel=2)
         return []
 
-    monkeypatch.setattr(registry, "model_table", table)
+    monkeypatch.setattr(registry, "model_rows", table)
     result = CliRunner().invoke(main, ["models", "list"])
     assert result.exit_code == 0
     assert result.output.strip() == "warning: bf16 fails the accuracy guard: running fp32"

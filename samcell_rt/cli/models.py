@@ -28,12 +28,12 @@ def models_list() -> None:
     Example:
       samcell-rt models list
     """
-    from ..registry import model_table
+    from ..registry import model_rows
 
-    for row in model_table():
-        state = "ready" if row["ready"] else "not downloaded"
-        name = row["name"] + (" (default)" if row["default"] else "")
-        click.echo(f"{name:<32} {row['kind']:<9} {state:<15} {row['path']}")
+    for row in model_rows():
+        state = "ready" if row.ready else "not downloaded"
+        name = row.name + (" (default)" if row.default else "")
+        click.echo(f"{name:<32} {row.kind:<9} {state:<15} {row.path}")
 
 
 @models.command("info")

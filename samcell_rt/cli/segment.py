@@ -71,9 +71,9 @@ def segment(inputs, model, out, engine, batch_size, peak, fill, diameter, channe
       samcell-rt segment macrophages/ --out results/ --diameter 48
       samcell-rt segment plate.ome.zarr --out results/ --zarr-labels
     """
+    from ..reports.run_outputs import write_run_outputs
     from ..runs.folders import RunOptions, expand_inputs, prepare_output, segment_files
     from ..runs.zarr_labels import LABELS_NAME
-    from ..reports.run_outputs import write_run_outputs
 
     if workers is not None and dask_address is not None:
         raise click.UsageError("give --workers (local cluster) or --dask ADDRESS, not both")

@@ -25,7 +25,6 @@ from .catalogue import (
     model_info,
     model_meta,
     model_rows,
-    model_table,
     resolve_model,
     source_of,
     trainable_weights,
@@ -46,6 +45,6 @@ from .sources import DEFAULT_MODEL, ModelKind, ModelRow, ModelSource
 __all__ = [
     "ADAPTED_FILE", "DEFAULT_MODEL", "HASHES_FILE", "KNOWN", "NAME_LIMIT", "RELEASE", "ModelEntry", "ModelKind",
     "ModelRow", "ModelSource", "adapted_models", "adapting", "check_adapted_name", "download", "exported_path",
-    "model_info", "model_meta", "model_rows", "model_table", "pull_model", "record_hash", "recorded_hashes",
+    "model_info", "model_meta", "model_rows", "pull_model", "record_hash", "recorded_hashes",
     "register_adapted", "remove_weights", "resolve_model", "source_of", "trainable_weights",
 ]

@@ -4,7 +4,6 @@ first, then shipped models, published downloads, adapted models."""
 from __future__ import annotations
 
 from collections.abc import Iterator
-from dataclasses import asdict
 from pathlib import Path
 
 from ..errors import ModelError
@@ -72,11 +71,6 @@ def model_meta(model: str | Path | None) -> ModelInfo:
 def model_rows() -> list[ModelRow]:
     """Every shipped, downloadable and adapted model with its state on this machine (for `models list`)."""
     return [source.row() for source in _named_models()]
-
-
-def model_table() -> list[dict]:
-    """`model_rows` as the dicts `models list` reads today (path as text); goes once the CLI reads `ModelRow`."""
-    return [asdict(row) | {"path": str(row.path)} for row in model_rows()]
 
 
 def model_info(name: str) -> dict:

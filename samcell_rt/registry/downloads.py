@@ -13,6 +13,7 @@ from pathlib import Path
 from ..cache import cache_dir
 from ..errors import DownloadError, ModelError
 from ..runtime.contract import file_sha256
+from ..runtime.engines.table import Precision
 from .records import read_records, updating, valid_entries
 
 RELEASE = "https://github.com/saahilsanganeriya/SAMCell/releases/download/v1"
@@ -115,7 +116,7 @@ def download(url: str, dest: Path, sha256: str | None, progress: Callable[[int, 
     return digest
 
 
-def pull_model(name: str, progress: Callable[[int, int | None], None] | None = None, precision: str = "fp32") -> Path:
+def pull_model(name: str, progress: Callable[[int, int | None], None] | None = None, precision: str = Precision.FP32) -> Path:
     """Download a known model's checkpoint (verified) and export it to ONNX in the user cache."""
     if name not in KNOWN:
         raise ModelError(name, f"not a downloadable model (known: {', '.join(KNOWN)})")

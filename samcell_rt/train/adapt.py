@@ -41,14 +41,21 @@ import numpy as np
 import torch
 
 from ..cache import cache_dir
-from ..errors import InputError, ModelError
+from ..errors import InputError
 from ..evaluate import FILLS, PEAKS, pooled, score_pair, sweep_maps
-from ..registry import DEFAULT_MODEL, adapted_models, adapting, register_adapted, resolve_model
+from ..registry import (
+    DEFAULT_MODEL,
+    adapted_models,
+    adapting,
+    model_meta,
+    register_adapted,
+    remove_weights,
+    trainable_weights,
+)
 from ..runtime.atomic import atomic_path, check_output_file, remove_stale_parts, write_text_atomic
 from ..runtime.contract import META_KEYS
 from ..runtime.postprocess import labels_from_distance
 from ..runtime.tiling import tile_grid
-from ..shipped import shipped_names
 from .annotations import Sample, find_pairs
 from .data import Augment, cell_diameters, load_dataset, random_crop
 from .finetune import CropTraining
@@ -91,20 +98,15 @@ class AdaptResult:
 
 def starting_model(name: str, init: str | None = None):
     """The weights adaptation starts from: `init` (a checkpoint, or `litemedsam`) when given, else
-    the trainable weights of the model `name` (an adapted model's saved weights, or the shipped
-    model's own weights, sha256-checked). Returns a `LoadedCheckpoint`."""
+    the trainable weights of the model `name` (`registry.trainable_weights`: a shipped model's own
+    weights, sha256-checked, an adapted model's saved weights or a downloaded checkpoint). Returns a
+    `LoadedCheckpoint`."""
     from ..export.checkpoints import load_checkpoint
     from ..export.model import lite_config
 
     if init:
         return load_checkpoint(init, lite_config())
-    adapted = adapted_models().get(name)
-    if adapted and Path(adapted.get("weights", "")).is_file():
-        return load_checkpoint(adapted["weights"])
-    if name in shipped_names():
-        return load_checkpoint(name)
-    raise ModelError(name, "has no trainable weights here (a shipped model's weights or an adapted model's "
-                           "weights); pass --init CHECKPOINT to start from a checkpoint")
+    return load_checkpoint(trainable_weights(name))
 
 
 class _Clock:
@@ -203,8 +205,7 @@ def remove_orphan_weights(name: str) -> None:
     pattern = re.compile(re.escape(name) + r"-[0-9a-f]{12}-[0-9a-f]{8}\.safetensors")
     for path in weights_dir().glob("*.safetensors") if weights_dir().is_dir() else ():
         if pattern.fullmatch(path.name) and str(path) not in registered:
-            for orphan in (path, path.with_suffix(".json")):
-                orphan.unlink(missing_ok=True)
+            remove_weights(path)
 
 
 class _Run:
@@ -213,7 +214,6 @@ class _Run:
     def __init__(self, data: list[str], val: list[str], model: str, init: str | None, settings: AdaptSettings,
                  clock: _Clock) -> None:
         from ..export.model import SamCellTiles
-        from ..runtime.engines import open_engine
 
         self.settings, self.clock, self.model_name = settings, clock, model
         clock.tick("reading annotations")
@@ -221,7 +221,7 @@ class _Run:
         self.val = load_annotations(val) if val else []
         check_cell_count(self.train)
         clock.tick("loading model")
-        self.parent = open_engine(resolve_model(model)).info  # the model compared against: thresholds, tile
+        self.parent = model_meta(model)  # the model compared against: thresholds, tile
         self.loaded = starting_model(model, init)
         self.wrapper = SamCellTiles(self.loaded.model, self.parent.tile).eval()
         for param in self.wrapper.parameters():
@@ -397,8 +397,7 @@ class _Run:
         try:
             return self._write(weights, digest, out, name, overwrite, peak, fill, before, after, scored_on)
         except BaseException:
-            for path in (weights, weights.with_suffix(".json")):
-                path.unlink(missing_ok=True)
+            remove_weights(weights)
             raise
 
     def _write(self, weights: Path, digest: str, out: Path, name: str, overwrite: bool, peak: float, fill: float,

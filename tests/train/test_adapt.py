@@ -37,7 +37,7 @@ def run_cli(*args: str):
 def test_adapting_a_planted_case_improves_the_measured_score_and_registers_the_model(tmp_path, home, tiny):
     from samcell_rt import load_model
     from samcell_rt.evaluate import score_pair
-    from samcell_rt.registry import model_table, resolve_model
+    from samcell_rt.registry import model_rows, resolve_model
     from samcell_rt.train.adapt import AdaptSettings, adapt
 
     checkpoint, parent = tiny
@@ -59,7 +59,7 @@ def test_adapting_a_planted_case_improves_the_measured_score_and_registers_the_m
     assert result.after["OP_CSB"] == pytest.approx(op_csb["after"], abs=0.05)
     assert result.before["OP_CSB"] == pytest.approx(op_csb["before"], abs=0.05)
     assert resolve_model("mine") == out.resolve()
-    assert any(row["name"] == "mine" and row["kind"] == "adapted" for row in model_table())
+    assert any(row.name == "mine" and row.kind == "adapted" for row in model_rows())
     info = load_model("mine").info
     assert (info.peak_threshold, info.fill_threshold) == (result.peak, result.fill) and info.diameter_range
     record = json.loads((home / "adapted.json").read_text())["mine"]
