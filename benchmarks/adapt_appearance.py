@@ -66,7 +66,7 @@ def adapt_row(train: list, recipe: str, minutes: float, work: Path, seed: int) -
     from samcell_rt.export.model import SamCellTiles
     from samcell_rt.export.onnx import ModelProps, export_model
     from samcell_rt.registry import DEFAULT_MODEL
-    from samcell_rt.train.adapt import starting_model
+    from samcell_rt.train.adapt_job import starting_model
     from samcell_rt.train.data import Augment, cell_diameters
     from samcell_rt.train.finetune import FinetuneSettings, finetune
 

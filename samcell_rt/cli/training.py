@@ -7,6 +7,7 @@ from pathlib import Path
 import click
 
 from ..export import CONFIG_NAMES
+from ..train.recipes import RECIPES, Recipe
 from .options import requires_extra
 
 
@@ -100,7 +101,11 @@ def train(data, out, init, config, epochs, batch_size, steps_per_epoch, lr, warm
                    "`litemedsam`); --model still gives the thresholds and the scores compared against.")
 @click.option("--overwrite", is_flag=True, help="Replace an existing --out file and a registered model of that name.")
 @click.option("--seed", default=0, show_default=True, type=click.IntRange(min=0), help="Random seed for crops and folds.")
-def adapt(data, out, model, minutes, val, name, init, overwrite, seed) -> None:
+@click.option("--recipe", type=click.Choice(RECIPES), default=Recipe.FULL.value, show_default=True,
+              help="What trains: full (encoder and decoder: learns new looks; ships only where it beats the "
+                   "starting model with re-chosen thresholds), late (the encoder's last stage and the decoder; "
+                   "SAMCell-Lite only) or decoder (the encoder frozen: fast, but blind to unfamiliar looks).")
+def adapt(data, out, model, minutes, val, name, init, overwrite, seed, recipe) -> None:
     """Adapt a model to your cells from a few annotated images (needs the `train` extra).
 
     DATA: what `train --data` reads (folders of X.tif + X_labels.tif pairs as napari's "Save as training
@@ -113,13 +118,19 @@ def adapt(data, out, model, minutes, val, name, init, overwrite, seed) -> None:
       samcell-rt segment plate/ --model my-cells --out results/
     """
     requires_extra("train", "torch", "transformers")
-    from ..train.adapt import AdaptSettings
+    from ..train.adapt import AdaptRequest, AdaptSettings
     from ..train.adapt import adapt as run_adapt
 
-    result = run_adapt(list(data), out, model, list(val), minutes, name, overwrite, init, AdaptSettings(seed=seed))
-    click.echo(f"scored on {result.scored_on}:")
+    request = AdaptRequest(list(data), out, model, list(val), minutes, name, overwrite, init)
+    result = run_adapt(request, AdaptSettings(seed=seed, recipe=recipe))
+    verdict, training = result.verdict, result.training
+    click.echo(f"scored on {verdict.scored_on}:")
     click.echo(f"{'model':<28} {'SEG':>7} {'DET':>7} {'OP_CSB':>7}  cells found/annotated")
-    for label, row in ((f"{model} (before)", result.before), (f"{result.name} (adapted)", result.after)):
-        click.echo(f"{label:<28} {row['SEG']:>7.4f} {row['DET']:>7.4f} {row['OP_CSB']:>7.4f}  {row['found']}/{row['cells']}")
-    click.echo(f"wrote {result.out} (peak {result.peak:.2f}, fill {result.fill:.2f}) in {result.seconds / 60:.1f} min; "
+    for label, row in ((f"{model} (before)", verdict.before), (f"{result.name} (adapted)", verdict.after)):
+        click.echo(f"{label:<28} {row.SEG:>7.4f} {row.DET:>7.4f} {row.OP_CSB:>7.4f}  {row.found}/{row.cells}")
+    click.echo(f"shipped: {training['recipe']}: {training['why']}")
+    for phase, bought in training["steps"].items():
+        crops = f" on {bought['crops']} crops" if "crops" in bought else ""
+        click.echo(f"  {phase}: {bought['steps']} optimiser steps{crops}")
+    click.echo(f"wrote {result.out} (peak {verdict.peak:.2f}, fill {verdict.fill:.2f}) in {result.seconds / 60:.1f} min; "
                f"registered as {result.name}: samcell-rt segment IMAGES --model {result.name} --out results/")

@@ -42,11 +42,10 @@ from ..errors import InputError
 from ..runtime.cpu import native_bf16
 from .annotations import Sample
 from .data import Augment, random_crop
+from .frozen import ENCODER_BATCH, FrozenEncoder
+from .recipes import RECIPES, Recipe
 
-RECIPES = ("decoder", "late", "full")
 LATE_FROZEN_STAGES = 3  # TinyViT stages frozen by `late`: the 4th (last) stage, neck and decoder train
-PREFIX_BATCH = 4
-PREFIX_OPSET = 17
 
 
 @dataclass
@@ -69,7 +68,7 @@ class CropTraining:
 class FinetuneSettings(CropTraining):
     """Every choice of one fine-tuning besides the data and the time, recorded with the model."""
 
-    recipe: str = "full"  # measured best at 10 minutes on BBBC007 DIC renderings (see the module docstring)
+    recipe: str = Recipe.FULL  # measured best at 10 minutes on BBBC007 DIC renderings (see the module docstring)
     feature_share: float = 0.35  # most of the time spent computing frozen features of crops
 
 
@@ -78,9 +77,9 @@ def frozen_stages(wrapper, recipe: str) -> int | None:
     0 for none (`full`). `late` needs an encoder made of stages (TinyViT's `layers`)."""
     if recipe not in RECIPES:
         raise InputError(f"unknown adapt recipe {recipe!r}; choose from {', '.join(RECIPES)}")
-    if recipe == "decoder":
+    if recipe == Recipe.DECODER:
         return None
-    if recipe == "full":
+    if recipe == Recipe.FULL:
         return 0
     encoder = wrapper.sam.vision_encoder
     if not hasattr(encoder, "neck") or len(getattr(encoder, "layers", ())) <= LATE_FROZEN_STAGES:
@@ -89,26 +88,8 @@ def frozen_stages(wrapper, recipe: str) -> int | None:
     return LATE_FROZEN_STAGES
 
 
-class _Prefix(torch.nn.Module):
-    """uint8 tiles -> the frozen part's output: preprocessing, patch embedding and the first `stages`
-    encoder stages, or (`stages` None) the whole encoder with its neck."""
-
-    def __init__(self, wrapper, stages: int | None) -> None:
-        super().__init__()
-        self.wrapper, self.stages = wrapper, stages
-
-    def forward(self, tiles: torch.Tensor) -> torch.Tensor:
-        if self.stages is None:
-            return self.wrapper.embeddings(tiles)
-        encoder = self.wrapper.sam.vision_encoder
-        x = encoder.patch_embed(self.wrapper.pixel_values(tiles))
-        for stage in encoder.layers[: self.stages]:
-            x = stage(x)
-        return x
-
-
 def head_logits(wrapper, stages: int | None, features: torch.Tensor) -> torch.Tensor:
-    """Mask logits from the frozen part's output (`_Prefix`); with nothing frozen, from uint8 tiles."""
+    """Mask logits from the frozen part's output (`frozen.FrozenPart`); with nothing frozen, from uint8 tiles."""
     if stages is None:
         return wrapper.logits_from_embeddings(features)
     if stages == 0:
@@ -130,34 +111,6 @@ def trainable_parameters(wrapper, stages: int | None) -> list[torch.nn.Parameter
         return [*sam.vision_encoder.parameters(), *sam.mask_decoder.parameters()]
     encoder = sam.vision_encoder
     return [*encoder.layers[stages:].parameters(), *encoder.neck.parameters(), *sam.mask_decoder.parameters()]
-
-
-class PrefixGraph:
-    """The frozen part as an onnxruntime graph: 4-5x faster than torch eager on the development CPU."""
-
-    def __init__(self, wrapper, stages: int | None, weights_sha256: str, threads: int | None = None) -> None:
-        import onnxruntime as ort
-
-        from ..cache import cache_dir
-        from ..export.onnx import trace_graph
-        from ..runtime.atomic import atomic_path
-
-        cut = "encoder" if stages is None else f"stages{stages}"
-        path = cache_dir() / "adapt" / f"prefix-{weights_sha256[:16]}-{cut}-{wrapper.tile}.onnx"
-        if not path.exists():
-            with atomic_path(path) as tmp:
-                trace_graph(_Prefix(wrapper, stages).eval(), tmp, wrapper.tile, PREFIX_OPSET, output_name="features")
-        options = ort.SessionOptions()
-        options.add_session_config_entry("session.intra_op.allow_spinning", "0")  # torch trains between calls
-        if threads:
-            options.intra_op_num_threads = threads
-        self.session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
-        self.input = self.session.get_inputs()[0].name
-
-    def __call__(self, tiles: np.ndarray) -> np.ndarray:
-        """(N, 1, T, T) uint8 -> the frozen part's float32 output, in small batches (bounded memory)."""
-        return np.concatenate([self.session.run(None, {self.input: np.ascontiguousarray(tiles[i : i + PREFIX_BATCH])})[0]
-                               for i in range(0, len(tiles), PREFIX_BATCH)])
 
 
 @dataclass
@@ -193,7 +146,7 @@ def finetune(wrapper, samples: list[Sample], seconds: float, settings: FinetuneS
     if stages == 0:
         draw = _FreshCrops(samples, rng, wrapper.tile, settings)
     else:
-        draw = _CachedCrops(samples, rng, wrapper.tile, settings, PrefixGraph(wrapper, stages, weights_sha256),
+        draw = _CachedCrops(samples, rng, wrapper.tile, settings, FrozenEncoder(wrapper, weights_sha256, stages=stages),
                             start + settings.feature_share * seconds, tick)
     for param in params:
         param.requires_grad_(True)
@@ -251,11 +204,11 @@ class _CachedCrops:
     (at least `min_crops`); steps then draw batches of them without replacement."""
 
     def __init__(self, samples: list[Sample], rng: np.random.Generator, tile: int, settings: FinetuneSettings,
-                 prefix: PrefixGraph, deadline: float, tick: Callable[[], None]) -> None:
+                 prefix: FrozenEncoder, deadline: float, tick: Callable[[], None]) -> None:
         augment, features, targets = Augment(**settings.augment), [], []
         while len(targets) < settings.max_crops:
             crops = [random_crop(samples[(len(targets) + i) % len(samples)], rng, tile, augment, settings.focus)
-                     for i in range(PREFIX_BATCH)]
+                     for i in range(ENCODER_BATCH)]
             begun = time.monotonic()
             features.append(torch.from_numpy(prefix(np.stack([c[0] for c in crops])[:, None])).half())
             targets += [torch.from_numpy(c[1])[None] for c in crops]

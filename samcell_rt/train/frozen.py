@@ -1,15 +1,15 @@
-"""The frozen image encoder as an onnxruntime graph, and a runtime engine that decodes with torch.
+"""The frozen part of a model as an onnxruntime graph, and a runtime engine that decodes with torch.
 
-`adapt` trains only the mask decoder, so every tile's image embedding is computed once. On the
+Adaptation trains only what lies after its frozen boundary (the whole encoder for `adapt`'s decoder
+recipe, the first stages for `late`), so every crop's frozen features are computed once. On the
 2-core development CPU onnxruntime ran the SAMCell-Lite encoder 4-5x faster than torch eager
-(2.6 vs 13 s per tile under a load average of 11; see benchmarks/adapt.py), so the encoder is
-exported once per starting model (keyed by its weights' sha256, kept in the user cache) and its
-embeddings feed a torch decoder. `DecoderEngine` follows the runtime's engine protocol, so the
-runtime's own tiling, blending and post-processing score a decoder on whole images; embeddings
-are cached by tile content, so scoring the starting and the adapted decoder encodes each tile once.
-The cached encoder file is trusted only when it matches the size and sha256 recorded beside it
-when it was made (a truncated or altered file is made again), and made under a lock so two runs
-never pair one's record with the other's file.
+(2.6 vs 13 s per tile under a load average of 11; see benchmarks/adapt.py), so the frozen part is
+exported once per starting model and cut (keyed by its weights' sha256, kept in the user cache).
+`DecoderEngine` follows the runtime's engine protocol, so the runtime's own tiling, blending and
+post-processing score a decoder on whole images; embeddings are cached by tile content, so scoring
+the starting and the adapted decoder encodes each tile once. A cached graph is trusted only when it
+matches the size and sha256 recorded beside it when it was made (a truncated or altered file is made
+again), and made under a lock so two runs never pair one's record with the other's file.
 """
 
 from __future__ import annotations
@@ -30,27 +30,35 @@ ENCODER_BATCH = 4
 ENCODER_OPSET = 17
 
 
-class _EncoderGraph(torch.nn.Module):
-    """uint8 tiles -> image embeddings: the export wrapper's preprocessing plus the encoder."""
+class FrozenPart(torch.nn.Module):
+    """uint8 tiles -> the frozen part's output: the whole encoder with its neck (`stages` None: image
+    embeddings), or preprocessing, patch embedding and the first `stages` encoder stages."""
 
-    def __init__(self, wrapper) -> None:
+    def __init__(self, wrapper, stages: int | None = None) -> None:
         super().__init__()
-        self.wrapper = wrapper
+        self.wrapper, self.stages = wrapper, stages
 
     def forward(self, tiles: torch.Tensor) -> torch.Tensor:
-        return self.wrapper.embeddings(tiles)
+        if self.stages is None:
+            return self.wrapper.embeddings(tiles)
+        encoder = self.wrapper.sam.vision_encoder
+        x = encoder.patch_embed(self.wrapper.pixel_values(tiles))
+        for stage in encoder.layers[: self.stages]:
+            x = stage(x)
+        return x
 
 
 class FrozenEncoder:
-    """Image embeddings of enhanced uint8 tiles, from an ONNX export of the starting model's encoder."""
+    """The frozen part's output for enhanced uint8 tiles, from its ONNX export (`stages` as `FrozenPart`)."""
 
-    def __init__(self, wrapper, weights_sha256: str, threads: int | None = None) -> None:
+    def __init__(self, wrapper, weights_sha256: str, threads: int | None = None, stages: int | None = None) -> None:
         import onnxruntime as ort
 
-        path = cache_dir() / "adapt" / f"encoder-{weights_sha256[:16]}-{wrapper.tile}.onnx"
+        cut = "" if stages is None else f"-stages{stages}"
+        path = cache_dir() / "adapt" / f"encoder-{weights_sha256[:16]}{cut}-{wrapper.tile}.onnx"
         with file_lock(path.with_name(f".{path.name}.lock")):
             if not _intact(path):
-                _export(wrapper, path)
+                _export(FrozenPart(wrapper, stages).eval(), wrapper.tile, path)
         options = ort.SessionOptions()
         # idle onnxruntime threads spin by default, stealing the cores torch trains on between calls
         options.add_session_config_entry("session.intra_op.allow_spinning", "0")
@@ -87,12 +95,12 @@ def _intact(path: Path) -> bool:
         return False
 
 
-def _export(wrapper, path: Path) -> None:
-    """Export the encoder graph to `path`, then record its size and sha256 (the record last: a run
-    killed in between leaves a file without a record, made again next time)."""
+def _export(part: FrozenPart, tile: int, path: Path) -> None:
+    """Export the frozen part's graph to `path`, then record its size and sha256 (the record last: a
+    run killed in between leaves a file without a record, made again next time)."""
     _record(path).unlink(missing_ok=True)
     with atomic_path(path) as tmp:
-        trace_graph(_EncoderGraph(wrapper).eval(), tmp, wrapper.tile, ENCODER_OPSET, output_name="embeddings")
+        trace_graph(part, tmp, tile, ENCODER_OPSET, output_name="features")
     write_text_atomic(_record(path), json.dumps({"size": path.stat().st_size, "sha256": file_sha256(path)}))
 
 

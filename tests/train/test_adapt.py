@@ -38,13 +38,13 @@ def test_adapting_a_planted_case_improves_the_measured_score_and_registers_the_m
     from samcell_rt import load_model
     from samcell_rt.evaluate import score_pair
     from samcell_rt.registry import model_rows, resolve_model
-    from samcell_rt.train.adapt import AdaptSettings, adapt
+    from samcell_rt.train.adapt import AdaptRequest, AdaptSettings, adapt
 
     checkpoint, parent = tiny
     pairs, val = write_pairs(tmp_path / "pairs", [1, 2]), write_pairs(tmp_path / "val", [3])
     out = tmp_path / "mine.onnx"
-    result = adapt([str(pairs)], out, str(parent), [str(val)], minutes=0.5, init=str(checkpoint),
-                   settings=AdaptSettings(lr=1e-2, max_crops=32, min_steps=20), progress=False)
+    request = AdaptRequest([str(pairs)], out, str(parent), [str(val)], minutes=0.5, init=str(checkpoint))
+    result = adapt(request, AdaptSettings(lr=1e-2, max_crops=32, min_steps=20), progress=False)
     # the table's scores are real: the exported model, run by the runtime on the val image at its own size
     # (as adapt scores it: no --diameter auto steps), agrees
     image, labels = synthetic_cells((256, 320), count=14, radius=14, seed=3)
@@ -54,17 +54,18 @@ def test_adapting_a_planted_case_improves_the_measured_score_and_registers_the_m
         scores[key] = score_pair(labels, segmenter.segment((image * 60000).astype(np.uint16)).labels)
     op_csb = {k: (s.seg + s.det) / 2 for k, s in scores.items()}
     assert op_csb["after"] > op_csb["before"] + 0.2, op_csb  # thresholds picked on the annotations + training
-    training = result.record["steps"]["training"]
+    training = result.record["training"]["steps"]["training"]
     assert training["steps"] >= 20 and training["last_loss"] < training["first_loss"]
-    assert result.after["OP_CSB"] == pytest.approx(op_csb["after"], abs=0.05)
-    assert result.before["OP_CSB"] == pytest.approx(op_csb["before"], abs=0.05)
+    assert result.after.OP_CSB == pytest.approx(op_csb["after"], abs=0.05)
+    assert result.before.OP_CSB == pytest.approx(op_csb["before"], abs=0.05)
     assert resolve_model("mine") == out.resolve()
     assert any(row.name == "mine" and row.kind == "adapted" for row in model_rows())
     info = load_model("mine").info
-    assert (info.peak_threshold, info.fill_threshold) == (result.peak, result.fill) and info.diameter_range
+    verdict = result.verdict
+    assert (info.peak_threshold, info.fill_threshold) == (verdict.peak, verdict.fill) and info.diameter_range
     record = json.loads((home / "adapted.json").read_text())["mine"]
     assert record["parent"] == str(parent) and len(record["data_sha256"]) == 64
-    assert record["after"] == result.after and record["before"] == result.before
+    assert record["after"] == result.after.as_dict() and record["before"] == result.before.as_dict()
 
 
 def test_cross_validation_with_one_image_cuts_it_in_halves_and_stays_within_the_budget(tmp_path, home, tiny):
@@ -131,15 +132,18 @@ def test_never_overwrites_a_model_or_a_registered_name_without_overwrite(tmp_pat
     assert result.exit_code == 2 and "shipped or downloadable" in result.output
 
 
-@pytest.mark.parametrize("phase", ["encoding crops", "exporting and verifying"])
-def test_a_killed_run_leaves_the_previous_model_whole_and_unregistered_work_invisible(tmp_path, home, tiny, phase):
+@pytest.mark.parametrize("recipe, phase", [("full", "cross-validation"), ("decoder", "encoding crops"),
+                                           ("full", "exporting and verifying")])
+def test_a_killed_run_leaves_the_previous_model_whole_and_unregistered_work_invisible(tmp_path, home, tiny, recipe,
+                                                                                      phase):
     checkpoint, parent = tiny
     pairs = write_pairs(tmp_path / "pairs", [1, 2])
     out = tmp_path / "model.onnx"
     out.write_bytes(parent.read_bytes())  # a model from an earlier run, being replaced
     env = dict(os.environ, PYTHONPATH=str(REPO), SAMCELL_RT_HOME=str(home))
     process = subprocess.Popen([sys.executable, "-m", "samcell_rt.cli", "adapt", str(pairs), "--out", str(out),
-                                "--overwrite", "--model", str(parent), "--init", str(checkpoint), "--minutes", "0.4"],
+                                "--overwrite", "--model", str(parent), "--init", str(checkpoint), "--minutes", "0.4",
+                                "--recipe", recipe],
                                stderr=subprocess.PIPE, env=env)
     seen = b""
     while phase.encode() not in seen:

@@ -327,15 +327,15 @@ def quick(**kwargs):
 
 def test_a_failed_export_leaves_no_weights_and_no_record(tmp_path, home, tiny, monkeypatch):
     import samcell_rt.export.onnx as onnx_export
-    from samcell_rt.train.adapt import adapt
+    from samcell_rt.train.adapt import AdaptRequest, adapt
 
     def broken(*args, **kwargs):
         raise OSError(28, "No space left on device")
 
     monkeypatch.setattr(onnx_export, "export_model", broken)
     with pytest.raises(OSError, match="No space"):
-        adapt([str(write_pairs(tmp_path / "pairs", [1, 2]))], tmp_path / "m.onnx", str(tiny[1]), minutes=0.2,
-              init=str(tiny[0]), settings=quick(), progress=False)
+        adapt(AdaptRequest([str(write_pairs(tmp_path / "pairs", [1, 2]))], tmp_path / "m.onnx", str(tiny[1]),
+                           minutes=0.2, init=str(tiny[0])), quick(), progress=False)
     assert list((home / "adapt" / "weights").iterdir()) == []
     assert not (home / "adapted.json").exists() and not (tmp_path / "m.onnx").exists()
 
@@ -349,7 +349,7 @@ def test_two_runs_for_one_name_and_file_leave_the_registry_describing_the_file(t
                "--init", str(checkpoint), "--minutes", "0.3"]
     first = subprocess.Popen(command, stderr=subprocess.PIPE, env=env)
     seen = b""
-    while b"encoding crops" not in seen:
+    while b"cross-validation" not in seen:
         chunk = first.stderr.read1(256)
         assert chunk, seen[-500:]
         seen += chunk

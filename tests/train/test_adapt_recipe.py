@@ -133,7 +133,8 @@ def test_late_recipe_cut_reproduces_the_whole_model():
     the whole torch model's logits."""
     from samcell_rt.export.checkpoints import load_checkpoint
     from samcell_rt.export.model import SamCellTiles
-    from samcell_rt.train.finetune import PrefixGraph, head_logits
+    from samcell_rt.train.finetune import head_logits
+    from samcell_rt.train.frozen import FrozenEncoder
 
     loaded = load_checkpoint("samcell-lite")
     wrapper = SamCellTiles(loaded.model, 256).eval()
@@ -141,5 +142,5 @@ def test_late_recipe_cut_reproduces_the_whole_model():
     tiles = np.random.default_rng(0).integers(0, 256, (1, 1, 256, 256), dtype=np.uint8)
     with torch.no_grad():
         whole = wrapper.logits(torch.from_numpy(tiles))
-        cut = head_logits(wrapper, stages, torch.from_numpy(PrefixGraph(wrapper, stages, loaded.sha256)(tiles)))
+        cut = head_logits(wrapper, stages, torch.from_numpy(FrozenEncoder(wrapper, loaded.sha256, stages=stages)(tiles)))
     assert torch.allclose(cut, whole, atol=1e-3 * float(whole.abs().max()))

@@ -1,0 +1,191 @@
+"""`adapt --recipe full` (the default) and `--recipe late`: the image encoder trains too.
+
+Why: with the encoder frozen, a decoder cannot recover cells whose only cue the encoder never
+learned to read (issue 34; measured in train/finetune.py's docstring and
+benchmarks/results/adapt_appearance_cpu.json). Training goes through `finetune.finetune`: augmented
+crops, the paper's loss, AdamW, within the time given.
+
+Guard rail: the trained model ships only where it scores at least as well as the starting model
+with thresholds chosen on the same annotations (the "thresholds" recipe, which costs no training);
+otherwise the starting weights ship with those thresholds and the table says why.
+
+Scoring, with `val` images: the final model's thresholds are chosen on the training images and both
+candidates are scored on `val`. Without: k-fold cross-validation over the units
+(`adapt_scores.units`, `folds`): each fold's model trains on the other units for its share of
+`cv_share` of the training time and segments its held-out units; thresholds are cross-fitted. The
+shipped model continues from the first fold's weights on every unit for the rest of the time, so
+only the other folds' training is spent on measurement alone. In-command maps come from torch (no
+onnxruntime graph of a model still training exists), about 4x slower per tile than the runtime, so
+they are made on centre crops of at most `VIEW_SIDE` pixels; the starting model's maps come from
+its own ONNX file through the runtime when it starts from the model's own weights.
+"""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from ..registry import resolve_model
+from ..runtime.contract import PREPROCESS, ModelInfo
+from ..runtime.tiling import tile_grid
+from .adapt_decoder import export_seconds, torch_tile_seconds
+from .adapt_job import Job
+from .adapt_scores import Verdict, best_thresholds, cross_fitted, cv_description, folds, scores_of, triples, units
+from .annotations import Sample
+from .finetune import finetune
+from .recipes import THRESHOLDS_ONLY
+
+VIEW_SIDE = 704  # 3 x 3 runtime tiles (256 px, stride 224): bounded torch time per scored image
+SWEEP_SECONDS = 1.0  # a threshold sweep, per image (development CPU)
+
+
+class ModelEngine:
+    """Runtime engine: the whole torch model, without gradients (maps of a model being trained)."""
+
+    name = "adapt-model"
+    max_batch = None
+    default_batch = 4
+    pipelined = False
+
+    def __init__(self, wrapper) -> None:
+        self.wrapper = wrapper
+        self.info = ModelInfo(Path("adapt"), "adapt", "adapt", wrapper.tile, 0.5, 0.1, "", PREPROCESS)
+
+    def run(self, tiles: np.ndarray) -> np.ndarray:
+        with torch.no_grad():
+            return self.wrapper(torch.from_numpy(tiles)).numpy().astype(np.float32)
+
+
+def view(sample: Sample, side: int = VIEW_SIDE) -> Sample:
+    """The centre crop of `sample` of at most `side` x `side` pixels (the sample itself when smaller)."""
+    h, w = sample.image.shape
+    if h <= side and w <= side:
+        return sample
+    top, left = max(0, (h - side) // 2), max(0, (w - side) // 2)
+    key = (slice(top, top + side), slice(left, left + side))
+    return Sample(sample.name, np.ascontiguousarray(sample.image[key]), np.ascontiguousarray(sample.labels[key]),
+                  sample.source)
+
+
+class WholeRun:
+    """One adaptation that trains the encoder (all of it, or its later stages) and the decoder."""
+
+    def __init__(self, job: Job, wrapper, from_parent: bool) -> None:
+        self.job, self.settings, self.budget, self.wrapper = job, job.settings, job.budget, wrapper
+        self.from_parent = from_parent  # the starting weights are the --model's own: its ONNX maps them
+        self.initial = copy.deepcopy(wrapper.state_dict())
+        self.units = job.train if job.val else units(job.train)
+        self.folds = [] if job.val else folds(len(self.units), self.settings.max_folds,
+                                                 np.random.default_rng(self.settings.seed))
+        self.tile_seconds = torch_tile_seconds(wrapper)
+        self.trainings: dict[str, dict] = {}
+
+    def run(self) -> tuple[Verdict, dict]:
+        """Scores of both candidates, the training of the one that ships; leaves its weights in the wrapper."""
+        self.budget.tick("scoring the starting model")
+        scored = [view(s) for s in self.units + self.job.val]
+        before = dict(zip(map(id, scored), self._starting_maps(scored)))
+        unit_views, val_views = scored[: len(self.units)], scored[len(self.units):]
+        if self.folds:
+            return self._cross_validated(unit_views, [before[id(s)] for s in unit_views])
+        return self._on_val(unit_views, val_views, before)
+
+    # -- the two ways of scoring -------------------------------------------------------------------
+    def _cross_validated(self, views: list[Sample], before_maps: list[np.ndarray]) -> tuple[Verdict, dict]:
+        parent, count = self.job.parent, len(self.folds)
+        seconds = self._training_seconds(views) * self.settings.cv_share / count
+        held_out, warm = [], None
+        for k, fold in enumerate(self.folds):
+            self.wrapper.load_state_dict(self.initial)
+            rest = [u for i, u in enumerate(self.units) if i not in set(fold.tolist())]
+            self._finetune(rest, seconds, f"cross-validation {k + 1}/{count}")
+            held = [views[i] for i in fold]
+            held_out.append(triples(held, self._maps(held)))
+            if k == 0:
+                warm = copy.deepcopy(self.wrapper.state_dict())
+        after, peak, fill = cross_fitted(held_out, parent)
+        kept, kept_peak, kept_fill = cross_fitted([triples([views[i] for i in fold], [before_maps[i] for i in fold])
+                                                   for fold in self.folds], parent)
+        before = scores_of(views, before_maps, parent.peak_threshold, parent.fill_threshold)
+        described = (f"{cv_description(len(self.units), count, len(self.job.train) == 1)} "
+                     f"(centre crops of at most {VIEW_SIDE} px)")
+        if after.OP_CSB < kept.OP_CSB:
+            return self._keep_starting(Verdict(before, kept, kept_peak, kept_fill, described), after, kept)
+        self.wrapper.load_state_dict(warm)
+        self._finetune(self.units, self.budget.remaining() - self._export_reserve(), "training")
+        return Verdict(before, after, peak, fill, described), self._training(
+            self.settings.recipe, f"held out, it scored {after.OP_CSB:.3f} OP_CSB against {kept.OP_CSB:.3f} for the "
+                                  "starting model with thresholds chosen on your images; it continued from the "
+                                  "first fold's weights on every image")
+
+    def _on_val(self, train: list[Sample], val: list[Sample], before: dict) -> tuple[Verdict, dict]:
+        parent = self.job.parent
+        self._finetune(self.units, self._training_seconds(train + val), "training")
+        self.budget.tick("choosing thresholds")
+        peak, fill = best_thresholds(triples(train, self._maps(train)), parent)
+        after = scores_of(val, self._maps(val), peak, fill)
+        val_before = [before[id(s)] for s in val]
+        kept_peak, kept_fill = best_thresholds(triples(train, [before[id(s)] for s in train]), parent)
+        kept = scores_of(val, val_before, kept_peak, kept_fill)
+        scored = scores_of(val, val_before, parent.peak_threshold, parent.fill_threshold)
+        described = f"{len(val)} --val image(s) (centre crops of at most {VIEW_SIDE} px)"
+        if after.OP_CSB < kept.OP_CSB:
+            return self._keep_starting(Verdict(scored, kept, kept_peak, kept_fill, described), after, kept)
+        return Verdict(scored, after, peak, fill, described), self._training(
+            self.settings.recipe, f"on --val it scored {after.OP_CSB:.3f} OP_CSB against {kept.OP_CSB:.3f} for the "
+                                  "starting model with thresholds chosen on your images")
+
+    def _keep_starting(self, verdict: Verdict, trained, kept) -> tuple[Verdict, dict]:
+        """The guard rail: the starting weights ship, with thresholds chosen on the annotations."""
+        self.wrapper.load_state_dict(self.initial)
+        return verdict, self._training(THRESHOLDS_ONLY, f"the {self.settings.recipe} recipe scored {trained.OP_CSB:.3f} "
+                                                     f"OP_CSB held out, below {kept.OP_CSB:.3f} for the starting model "
+                                                     "with thresholds chosen on your images: those ship, unchanged "
+                                                     "weights")
+
+    # -- training, maps and time ---------------------------------------------------------------------
+    def _finetune(self, samples: list[Sample], seconds: float, phase: str) -> None:
+        self.budget.tick(phase)
+        if seconds <= 0:
+            self.budget.warn(f"{phase}: the budget leaves no time to train on this machine now; "
+                             f"{self.settings.min_steps} steps only")
+        report = finetune(self.wrapper, samples, seconds, self.settings, self.job.loaded.sha256, tick=self.budget.tick)
+        self.trainings[phase] = report.as_dict()
+
+    def _training(self, recipe: str, why: str) -> dict:
+        final = self.trainings.get("training", {})
+        return {"recipe": recipe, "why": why, "steps": self.trainings, "crops": final.get("crops", 0)}
+
+    def _starting_maps(self, samples: list[Sample]) -> list[np.ndarray]:
+        """The starting model's maps: its own ONNX file through the runtime where the weights are the
+        --model's (4-5x faster than torch), else torch."""
+        from ..runtime.segmenter import Segmenter
+
+        model = str(resolve_model(self.job.model)) if self.from_parent else ModelEngine(self.wrapper)
+        return self._segment(Segmenter(model, diameter="off"), samples)
+
+    def _maps(self, samples: list[Sample]) -> list[np.ndarray]:
+        from ..runtime.segmenter import Segmenter
+
+        return self._segment(Segmenter(ModelEngine(self.wrapper), diameter="off"), samples)
+
+    def _segment(self, segmenter, samples: list[Sample]) -> list[np.ndarray]:
+        maps = []
+        for sample in samples:
+            maps.append(segmenter.segment(sample.image).distance)
+            self.budget.tick()
+        return maps
+
+    def _training_seconds(self, scored: list[Sample]) -> float:
+        """What is left for training after one torch map pass over `scored`, its threshold sweeps and
+        the export."""
+        tiles = sum(len(tile_grid(*s.image.shape, tile=self.wrapper.tile)) for s in scored)
+        later = tiles * self.tile_seconds + SWEEP_SECONDS * len(scored) + self._export_reserve()
+        return self.budget.remaining() - later
+
+    def _export_reserve(self) -> float:
+        """Export with verification (onnxruntime taken as 4x torch's speed) plus 3 % of the budget."""
+        return export_seconds(self.tile_seconds, self.tile_seconds / 4) + 0.03 * self.budget.seconds
