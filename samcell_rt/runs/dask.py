@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import ImageValueError
-from ..runtime.segmenter import Result, Segmenter
+from ..runtime.segmenter import Result, Segmenter, SegmentSettings
 from .files import FileOutcome, RunOptions, stream_files
 
 _SEGMENTERS: dict[WorkerSettings, Segmenter] = {}
@@ -30,27 +30,18 @@ class WorkerSettings:
 
     model: str
     engine: str
-    batch_size: int
-    peak: float
-    fill: float
-    scaling: str
-    diameter: float | str
-    threads: int | None
+    settings: SegmentSettings
 
     @classmethod
     def of(cls, segmenter: Segmenter) -> WorkerSettings:
-        return cls(model=str(segmenter.info.path), engine=segmenter.engine_name, batch_size=segmenter.batch_size,
-                   peak=segmenter.peak, fill=segmenter.fill, scaling=segmenter.scaling, diameter=segmenter.diameter,
-                   threads=segmenter.threads)
+        return cls(str(segmenter.info.path), segmenter.engine_name, segmenter.settings)
 
 
 def worker_segmenter(settings: WorkerSettings) -> Segmenter:
     """The worker process's Segmenter for `settings`, loaded on first use only."""
     with _LOCK:
         if settings not in _SEGMENTERS:
-            _SEGMENTERS[settings] = Segmenter(settings.model, engine=settings.engine, batch_size=settings.batch_size,
-                                              peak=settings.peak, fill=settings.fill, threads=settings.threads,
-                                              scaling=settings.scaling, diameter=settings.diameter)
+            _SEGMENTERS[settings] = Segmenter(settings.model, engine=settings.engine, settings=settings.settings)
         return _SEGMENTERS[settings]
 
 

@@ -302,7 +302,7 @@ def plate_outcome(path: Path, out: Path, segmenter: Segmenter, options: RunOptio
     """Banded processing of one large plate: tiled BigTIFF labels and its summary row."""
     start = time.perf_counter()
     name = output_name(input_stem(path), "labels")
-    if not isinstance(segmenter.diameter, str):
+    if segmenter.settings.diameter.pixels is not None:
         return FileOutcome.failed(path, "--diameter cannot rescale a plate this large (it is segmented in bands at its "
                                         "own size); resize it, or leave --diameter out")
     try:
