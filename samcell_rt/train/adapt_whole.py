@@ -5,8 +5,8 @@ learned to read (issue 34; measured in train/finetune.py's docstring and
 benchmarks/results/adapt_appearance_cpu.json). Training goes through `finetune.finetune`: augmented
 crops, the paper's loss, AdamW, within the time given.
 
-Guard rail: the trained model ships only where it scores at least as well as the starting model
-with thresholds chosen on the same annotations (the "thresholds" recipe, which costs no training);
+Guard rail: the trained model ships only where it scores better than the starting model with
+thresholds chosen on the same annotations (the "thresholds" recipe, which costs no training);
 otherwise the starting weights ship with those thresholds and the table says why.
 
 Scoring, with `val` images: the final model's thresholds are chosen on the training images and both
@@ -14,7 +14,8 @@ candidates are scored on `val`. Without: k-fold cross-validation over the units
 (`adapt_scores.units`, `folds`): each fold's model trains on the other units for its share of
 `cv_share` of the training time and segments its held-out units; thresholds are cross-fitted. The
 shipped model continues from the first fold's weights on every unit for the rest of the time, so
-only the other folds' training is spent on measurement alone. In-command maps come from torch (no
+only the other folds' training is spent on measurement alone; its thresholds are chosen on its own
+maps of the training images (`_final_thresholds`). In-command maps come from torch (no
 onnxruntime graph of a model still training exists), about 4x slower per tile than the runtime, so
 they are made on centre crops of at most `VIEW_SIDE` pixels; the starting model's maps come from
 its own ONNX file through the runtime when it starts from the model's own weights.
@@ -96,7 +97,7 @@ class WholeRun:
     # -- the two ways of scoring -------------------------------------------------------------------
     def _cross_validated(self, views: list[Sample], before_maps: list[np.ndarray]) -> tuple[Verdict, dict]:
         parent, count = self.job.parent, len(self.folds)
-        seconds = self._training_seconds(views) * self.settings.cv_share / count
+        seconds = self._training_seconds(views, passes=2) * self.settings.cv_share / count
         held_out, warm = [], None
         for k, fold in enumerate(self.folds):
             self.wrapper.load_state_dict(self.initial)
@@ -106,16 +107,17 @@ class WholeRun:
             held_out.append(triples(held, self._maps(held)))
             if k == 0:
                 warm = copy.deepcopy(self.wrapper.state_dict())
-        after, peak, fill = cross_fitted(held_out, parent)
+        after, _, _ = cross_fitted(held_out, parent)
         kept, kept_peak, kept_fill = cross_fitted([triples([views[i] for i in fold], [before_maps[i] for i in fold])
                                                    for fold in self.folds], parent)
         before = scores_of(views, before_maps, parent.peak_threshold, parent.fill_threshold)
         described = (f"{cv_description(len(self.units), count, len(self.job.train) == 1)} "
                      f"(centre crops of at most {VIEW_SIDE} px)")
-        if after.OP_CSB < kept.OP_CSB:
+        if after.OP_CSB <= kept.OP_CSB:  # a tie keeps the weights as they are
             return self._keep_starting(Verdict(before, kept, kept_peak, kept_fill, described), after, kept)
         self.wrapper.load_state_dict(warm)
-        self._finetune(self.units, self.budget.remaining() - self._export_reserve(), "training")
+        self._finetune(self.units, self._training_seconds(views, passes=1), "training")
+        peak, fill = self._final_thresholds(views)
         return Verdict(before, after, peak, fill, described), self._training(
             self.settings.recipe, f"held out, it scored {after.OP_CSB:.3f} OP_CSB against {kept.OP_CSB:.3f} for the "
                                   "starting model with thresholds chosen on your images; it continued from the "
@@ -123,16 +125,15 @@ class WholeRun:
 
     def _on_val(self, train: list[Sample], val: list[Sample], before: dict) -> tuple[Verdict, dict]:
         parent = self.job.parent
-        self._finetune(self.units, self._training_seconds(train + val), "training")
-        self.budget.tick("choosing thresholds")
-        peak, fill = best_thresholds(triples(train, self._maps(train)), parent)
+        self._finetune(self.units, self._training_seconds(train + val, passes=1), "training")
+        peak, fill = self._final_thresholds(train)
         after = scores_of(val, self._maps(val), peak, fill)
         val_before = [before[id(s)] for s in val]
         kept_peak, kept_fill = best_thresholds(triples(train, [before[id(s)] for s in train]), parent)
         kept = scores_of(val, val_before, kept_peak, kept_fill)
         scored = scores_of(val, val_before, parent.peak_threshold, parent.fill_threshold)
         described = f"{len(val)} --val image(s) (centre crops of at most {VIEW_SIDE} px)"
-        if after.OP_CSB < kept.OP_CSB:
+        if after.OP_CSB <= kept.OP_CSB:  # a tie keeps the weights as they are
             return self._keep_starting(Verdict(scored, kept, kept_peak, kept_fill, described), after, kept)
         return Verdict(scored, after, peak, fill, described), self._training(
             self.settings.recipe, f"on --val it scored {after.OP_CSB:.3f} OP_CSB against {kept.OP_CSB:.3f} for the "
@@ -142,9 +143,16 @@ class WholeRun:
         """The guard rail: the starting weights ship, with thresholds chosen on the annotations."""
         self.wrapper.load_state_dict(self.initial)
         return verdict, self._training(THRESHOLDS_ONLY, f"the {self.settings.recipe} recipe scored {trained.OP_CSB:.3f} "
-                                                     f"OP_CSB held out, below {kept.OP_CSB:.3f} for the starting model "
+                                                     f"OP_CSB held out, not above {kept.OP_CSB:.3f} for the starting model "
                                                      "with thresholds chosen on your images: those ship, unchanged "
                                                      "weights")
+
+    def _final_thresholds(self, train: list[Sample]) -> tuple[float, float]:
+        """The shipped model's thresholds, chosen on its own maps of the training images: the fold
+        models trained a fraction as long and map differently (on BBBC007 DIC renderings their
+        cross-fitted thresholds scored 0.06 OP_CSB on other images, these 0.54)."""
+        self.budget.tick("choosing thresholds")
+        return best_thresholds(triples(train, self._maps(train)), self.job.parent)
 
     # -- training, maps and time ---------------------------------------------------------------------
     def _finetune(self, samples: list[Sample], seconds: float, phase: str) -> None:
@@ -179,11 +187,11 @@ class WholeRun:
             self.budget.tick()
         return maps
 
-    def _training_seconds(self, scored: list[Sample]) -> float:
-        """What is left for training after one torch map pass over `scored`, its threshold sweeps and
-        the export."""
+    def _training_seconds(self, scored: list[Sample], passes: int) -> float:
+        """What is left for training after `passes` torch map passes over `scored`, their threshold
+        sweeps and the export."""
         tiles = sum(len(tile_grid(*s.image.shape, tile=self.wrapper.tile)) for s in scored)
-        later = tiles * self.tile_seconds + SWEEP_SECONDS * len(scored) + self._export_reserve()
+        later = passes * (tiles * self.tile_seconds + SWEEP_SECONDS * len(scored)) + self._export_reserve()
         return self.budget.remaining() - later
 
     def _export_reserve(self) -> float:

@@ -154,3 +154,33 @@ def test_a_killed_run_leaves_the_previous_model_whole_and_unregistered_work_invi
     process.wait()
     assert out.read_bytes() == parent.read_bytes()
     assert not (home / "adapted.json").exists()
+
+
+def test_training_that_does_not_score_better_held_out_ships_the_starting_weights(tmp_path, home, tiny, monkeypatch):
+    """The guard rail: a training sabotaged to flatten the maps (a zeroed mask decoder gives 0.5
+    everywhere: no cells) cannot beat the starting weights with re-chosen thresholds in
+    cross-validation, so those ship: the starting model's maps, and the table says why."""
+    import samcell_rt.train.adapt_whole as whole
+    from samcell_rt import load_model
+    from samcell_rt.train.adapt import AdaptRequest, AdaptSettings, adapt
+
+    checkpoint, parent = tiny
+    real = whole.finetune
+
+    def flattening(wrapper, *args, **kwargs):
+        report = real(wrapper, *args, **kwargs)
+        for param in wrapper.sam.mask_decoder.parameters():
+            param.data.zero_()
+        return report
+
+    monkeypatch.setattr(whole, "finetune", flattening)
+    request = AdaptRequest([str(write_pairs(tmp_path / "pairs", [1, 2]))], tmp_path / "again.onnx", str(parent),
+                           minutes=0.4, init=str(checkpoint))
+    result = adapt(request, AdaptSettings(min_steps=2, max_crops=8), progress=False)
+    assert result.training["recipe"] == "thresholds" and "not above" in result.training["why"]
+    assert "training" not in result.training["steps"]  # no final training once the guard decided
+    assert result.after.OP_CSB >= result.before.OP_CSB  # thresholds chosen on the annotations, held out
+    image, _ = synthetic_cells((256, 320), count=14, radius=14, seed=9)
+    frame = (image * 60000).astype(np.uint16)
+    maps = [load_model(str(m), diameter="off").segment(frame).distance for m in (parent, result.out)]
+    np.testing.assert_allclose(maps[1], maps[0], atol=1e-4)

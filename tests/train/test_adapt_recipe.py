@@ -144,3 +144,15 @@ def test_late_recipe_cut_reproduces_the_whole_model():
         whole = wrapper.logits(torch.from_numpy(tiles))
         cut = head_logits(wrapper, stages, torch.from_numpy(FrozenEncoder(wrapper, loaded.sha256, stages=stages)(tiles)))
     assert torch.allclose(cut, whole, atol=1e-3 * float(whole.abs().max()))
+
+
+@pytest.mark.parametrize("seconds, step_seconds, expected", [
+    (600, 50, 1),  # 12 steps bought: a tenth is 1
+    (600, 2, 10),  # 300 steps: 30, capped at the 10 asked for
+    (600, 20, 3),  # 30 steps: 3
+    (10, 50, 1),  # not even one step: at least 1
+])
+def test_warm_up_is_a_tenth_of_the_steps_the_budget_buys(seconds, step_seconds, expected):
+    from samcell_rt.train.finetune import warmup_steps
+
+    assert warmup_steps(10, seconds, step_seconds) == expected
