@@ -140,10 +140,16 @@ class Adapted:
 
 @dataclass(frozen=True)
 class PlainFile:
-    """An ONNX file named by its path: nothing is known about it beyond the file."""
+    """An ONNX file named by its path: nothing is known about it beyond the file (no weights to train)."""
 
     path: Path
     kind: ClassVar[ModelKind] = ModelKind.FILE
+
+    def row(self) -> ModelRow:
+        return ModelRow(self.name, self.kind, self.path, self.path.is_file(), False)
+
+    def info(self) -> dict:
+        return {"name": self.name, "kind": self.kind, "onnx": str(self.path)}
 
     @property
     def name(self) -> str:
@@ -154,9 +160,3 @@ class PlainFile:
 
     def weights(self) -> Path | None:
         return None
-
-    def row(self) -> ModelRow:
-        return ModelRow(self.name, self.kind, self.path, self.path.is_file(), False)
-
-    def info(self) -> dict:
-        return {"name": self.name, "kind": self.kind, "onnx": str(self.path)}
