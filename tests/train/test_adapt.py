@@ -76,7 +76,7 @@ def test_cross_validation_with_one_image_cuts_it_in_halves_and_stays_within_the_
                      str(checkpoint), "--minutes", "1.5")
     assert result.exit_code == 0, result.output
     assert time.monotonic() - start < 1.5 * 60 + 15  # the budget bounds the whole command
-    assert "2-fold cross-validation over 2 halves of one image" in result.output
+    assert "1 of 2 halves of one image held out" in result.output
     assert "(before)" in result.output and "(adapted)" in result.output
 
 
@@ -132,7 +132,7 @@ def test_never_overwrites_a_model_or_a_registered_name_without_overwrite(tmp_pat
     assert result.exit_code == 2 and "shipped or downloadable" in result.output
 
 
-@pytest.mark.parametrize("recipe, phase", [("full", "cross-validation"), ("decoder", "encoding crops"),
+@pytest.mark.parametrize("recipe, phase", [("full", "hold-out"), ("decoder", "encoding crops"),
                                            ("full", "exporting and verifying")])
 def test_a_killed_run_leaves_the_previous_model_whole_and_unregistered_work_invisible(tmp_path, home, tiny, recipe,
                                                                                       phase):

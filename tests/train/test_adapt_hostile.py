@@ -349,7 +349,7 @@ def test_two_runs_for_one_name_and_file_leave_the_registry_describing_the_file(t
                "--init", str(checkpoint), "--minutes", "0.3"]
     first = subprocess.Popen(command, stderr=subprocess.PIPE, env=env)
     seen = b""
-    while b"cross-validation" not in seen:
+    while b"hold-out" not in seen:
         chunk = first.stderr.read1(256)
         assert chunk, seen[-500:]
         seen += chunk
