@@ -59,6 +59,7 @@ class DecoderRun:
         self.units = job.train if job.val else units(job.train)
         self.folds = [] if job.val else folds(len(self.units), self.settings.max_folds, self.rng)
         self.crop_count, self.map_seconds, self.encode_seconds, self.decode_seconds = 0, 0.0, 0.0, 0.0
+        self.before_maps: dict[int, np.ndarray] = {}  # the starting model's map of each scored image, by id
 
     def run(self) -> tuple[Verdict, dict]:
         """Starting model's maps (every whole-image tile encoded once, timed), crops, training within
@@ -66,7 +67,7 @@ class DecoderRun:
         self.budget.tick("scoring the starting model")
         scored = self.units + self.job.val
         start = time.perf_counter()
-        self.before_maps = dict(zip(map(id, scored), self._maps(self.initial, scored)))
+        self.before_maps.update(zip(map(id, scored), self._maps(self.initial, scored)))
         self.map_seconds = time.perf_counter() - start
         embeddings, targets, unit_of = self._encode_crops()
         self.decode_seconds = _decode_seconds(self.wrapper, embeddings[: self.settings.batch_size])

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -78,6 +79,19 @@ def test_cross_validation_with_one_image_cuts_it_in_halves_and_stays_within_the_
     assert time.monotonic() - start < 1.5 * 60 + 15  # the budget bounds the whole command
     assert "1 of 2 halves of one image held out" in result.output
     assert "(before)" in result.output and "(adapted)" in result.output
+
+
+def test_the_decoder_recipe_cross_validates_over_folds_and_says_what_the_budget_bought(tmp_path, home, tiny):
+    checkpoint, parent = tiny
+    pairs = write_pairs(tmp_path / "pairs", [5, 6])
+    result = run_cli(str(pairs), "--out", str(tmp_path / "dec.onnx"), "--model", str(parent), "--init",
+                     str(checkpoint), "--minutes", "0.5", "--recipe", "decoder")
+    assert result.exit_code == 0, result.output
+    assert "2-fold cross-validation over 2 images" in result.output
+    assert "shipped: decoder" in result.output
+    steps = re.findall(r"(cross-validation \d/2|training): (\d+) optimiser steps", result.output)
+    assert [phase for phase, _ in steps] == ["cross-validation 1/2", "cross-validation 2/2", "training"]
+    assert all(int(count) >= 2 for _, count in steps)  # min_steps, whatever the machine
 
 
 @pytest.mark.parametrize("case, message", [
