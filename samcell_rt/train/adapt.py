@@ -88,7 +88,7 @@ def _run(request: AdaptRequest, job: Job, out: Path, name: str) -> AdaptResult:
     job.budget.tick("exporting and verifying")
     shipment = Shipment(wrapper, job.model, job.loaded.sha256, job.train, job.val, verdict, training,
                         asdict(job.settings))
-    record, _ = ship(shipment, out, name, request.overwrite, data_sha256(job.train), weights_dir(),
+    record = ship(shipment, out, name, request.overwrite, data_sha256(job.train), weights_dir(),
                      job.budget.seconds / 60)
     return AdaptResult(out, name, verdict, training, job.budget.elapsed(), record)
 

@@ -36,13 +36,10 @@ from .adapt_scores import (
     units,
 )
 from .annotations import Sample
+from .budget import export_seconds, torch_tile_seconds
 from .data import Augment, random_crop
 from .frozen import DecoderEngine, FrozenEncoder
 from .recipes import Recipe
-
-# export's cost beyond its torch and onnxruntime passes (tracing, onnxslim, saving): 15-40 s on the
-# development CPU, the most under a load average of 16 with a tiny model
-EXPORT_FIXED_SECONDS = 30.0
 
 
 class DecoderRun:
@@ -163,12 +160,8 @@ class DecoderRun:
         from ..runtime.segmenter import Segmenter
 
         self.wrapper.sam.mask_decoder.load_state_dict(decoder)
-        segmenter = Segmenter(DecoderEngine(self.encoder, self.wrapper, "adapt", 0.5, 0.1), diameter="off")
-        maps = []
-        for sample in samples:
-            maps.append(segmenter.segment(sample.image).distance)
-            self.budget.tick()
-        return maps
+        return self.budget.maps(Segmenter(DecoderEngine(self.encoder, self.wrapper, "adapt", 0.5, 0.1),
+                                          diameter="off"), samples)
 
     def _before(self, samples: list[Sample]):
         parent = self.job.parent
@@ -194,23 +187,6 @@ class DecoderRun:
         peak, fill = best_thresholds(triples(train, self._maps(final, train)), self.job.parent)
         after = scores_of(val, self._maps(final, val), peak, fill)
         return Verdict(self._before(val), after, peak, fill, f"{len(val)} --val image(s)")
-
-
-def export_seconds(torch_tile_seconds: float, onnx_tile_seconds: float) -> float:
-    """Export with verification: torch on 4 tiles plus tracing a batch of 2 (about 6 torch passes),
-    onnxruntime on 4 tiles, plus the graph simplification and saving."""
-    return 6 * torch_tile_seconds + 4 * onnx_tile_seconds + EXPORT_FIXED_SECONDS
-
-
-def torch_tile_seconds(wrapper) -> float:
-    """Seconds of one warm torch forward pass on one tile (what export's verification repeats); the
-    first, cold pass is several times slower and would overstate it."""
-    tile = torch.zeros((1, 1, wrapper.tile, wrapper.tile), dtype=torch.uint8)
-    with torch.no_grad():
-        wrapper(tile)
-        start = time.perf_counter()
-        wrapper(tile)
-    return time.perf_counter() - start
 
 
 def _decode_seconds(wrapper, embeddings: torch.Tensor) -> float:

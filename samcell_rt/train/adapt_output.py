@@ -58,15 +58,15 @@ class Shipment:
 
 
 def ship(shipment: Shipment, out: Path, name: str, overwrite: bool, digest: str, weights_dir: Path,
-         minutes: float) -> tuple[dict, Path]:
+         minutes: float) -> dict:
     """Weights to the cache, the verified ONNX file to `out`, then the registry record; returns the
-    record and the weights file. A failure removes this run's weights and raises."""
+    record. A failure removes this run's weights and raises."""
     weights = weights_dir / f"{name}-{digest[:12]}-{uuid.uuid4().hex[:8]}.safetensors"
     try:
         record = _record(shipment, out, weights, digest, minutes)
         _write(shipment, weights, out, name, record)
         register_adapted(name, record, overwrite)
-        return record, weights
+        return record
     except BaseException:
         remove_weights(weights)
         raise

@@ -32,10 +32,10 @@ import torch
 from ..registry import resolve_model
 from ..runtime.contract import PREPROCESS, ModelInfo
 from ..runtime.tiling import tile_grid
-from .adapt_decoder import export_seconds, torch_tile_seconds
 from .adapt_job import Job
 from .adapt_scores import Verdict, best_thresholds, folds, scores_of, triples, units
 from .annotations import Sample
+from .budget import export_seconds, torch_tile_seconds
 from .finetune import finetune
 from .recipes import THRESHOLDS_ONLY
 
@@ -180,19 +180,12 @@ class WholeRun:
         from ..runtime.segmenter import Segmenter
 
         model = str(resolve_model(self.job.model)) if self.from_parent else ModelEngine(self.wrapper)
-        return self._segment(Segmenter(model, diameter="off"), samples)
+        return self.budget.maps(Segmenter(model, diameter="off"), samples)
 
     def _maps(self, samples: list[Sample]) -> list[np.ndarray]:
         from ..runtime.segmenter import Segmenter
 
-        return self._segment(Segmenter(ModelEngine(self.wrapper), diameter="off"), samples)
-
-    def _segment(self, segmenter, samples: list[Sample]) -> list[np.ndarray]:
-        maps = []
-        for sample in samples:
-            maps.append(segmenter.segment(sample.image).distance)
-            self.budget.tick()
-        return maps
+        return self.budget.maps(Segmenter(ModelEngine(self.wrapper), diameter="off"), samples)
 
     def _training_seconds(self, scored: list[Sample], passes: int) -> float:
         """What is left for training after `passes` torch map passes over `scored`, their threshold
