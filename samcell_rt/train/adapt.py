@@ -29,6 +29,7 @@ from ..runtime.atomic import check_output_file, remove_stale_parts
 from .adapt_job import AdaptSettings, Job, data_sha256
 from .adapt_output import AdaptResult, Shipment, ship
 from .budget import Budget
+from .memory import keep_freed_memory
 from .recipes import Recipe
 
 __all__ = ["AdaptRequest", "AdaptResult", "AdaptSettings", "adapt"]
@@ -63,6 +64,7 @@ def adapt(request: AdaptRequest, settings: AdaptSettings | None = None, progress
         for folder, of in ((weights_dir(), ""), (cache_dir() / "adapt", ""), (out.parent, out.name)):
             remove_stale_parts(folder, STALE_PART_SECONDS, of)
         remove_orphan_weights(name)
+        keep_freed_memory()  # before the speeds the budget plans with are measured
         budget = Budget(request.minutes * 60, progress)
         try:
             return _run(request, Job.read(request.data, request.val, request.model, request.init, settings, budget),

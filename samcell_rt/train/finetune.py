@@ -43,6 +43,7 @@ from ..runtime.cpu import native_bf16
 from .annotations import Sample
 from .data import Augment, random_crop
 from .frozen import ENCODER_BATCH, FrozenEncoder
+from .memory import keep_freed_memory
 from .recipes import RECIPES, Recipe
 
 LATE_FROZEN_STAGES = 3  # TinyViT stages frozen by `late`: the 4th (last) stage, neck and decoder train
@@ -135,6 +136,7 @@ def finetune(wrapper, samples: list[Sample], seconds: float, settings: FinetuneS
     """Train `wrapper` (a `SamCellTiles`) in place on augmented crops of `samples` for about `seconds`
     with `settings.recipe`; at least `min_steps` steps whatever the time."""
     tick = tick or (lambda: None)
+    keep_freed_memory()
     start = time.monotonic()
     stages = frozen_stages(wrapper, settings.recipe)
     rng = np.random.default_rng(settings.seed)

@@ -29,6 +29,7 @@ from ..errors import InputError
 from ..runtime.atomic import atomic_path, write_text_atomic
 from .annotations import Sample, by_source
 from .data import Augment, cell_diameters, random_crop
+from .memory import keep_freed_memory
 from .render import rendered_copy
 
 VALIDATION_RENDERS = ("membrane",)  # appearances added to validation when a run renders its training crops
@@ -118,6 +119,7 @@ class Trainer:
         from ..export.checkpoints import load_checkpoint
         from ..export.model import SamCellTiles, config_by_name, random_sam
 
+        keep_freed_memory()
         self.recipe, self.out = recipe, Path(out)
         self.out.mkdir(parents=True, exist_ok=True)
         self.device = torch.device("cuda" if device == "auto" and torch.cuda.is_available() else
