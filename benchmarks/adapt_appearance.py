@@ -125,8 +125,9 @@ ROWS = {"adapt": adapt_row, "finetune": finetune_row}
 @click.option("--how", type=click.Choice(sorted(ROWS)), default="adapt", show_default=True,
               help="adapt: the command as a user runs it; finetune: the recipe alone, all the time spent training.")
 @click.option("--work", type=click.Path(path_type=Path), default=Path("/tmp/adapt-appearance"), show_default=True)
+@click.option("--label", default="", help="suffix of the row's key, to keep a variant beside the rows before it")
 @click.option("--out", type=click.Path(dir_okay=False, path_type=Path), required=True)
-def main(sets, recipes, minutes, train_images, score_limit, seed, how, work, out) -> None:
+def main(sets, recipes, minutes, train_images, score_limit, seed, how, work, label, out) -> None:
     from samcell_rt.machine import machine_info
     from samcell_rt.registry import resolve_model
 
@@ -152,7 +153,7 @@ def main(sets, recipes, minutes, train_images, score_limit, seed, how, work, out
                        "adapted": score(model, others, peak=row["peak"], fill=row["fill"])}
                 row["gain_OP_CSB"] = round(row["adapted"]["OP_CSB"] - entry["default"]["OP_CSB"], 4)
                 report = json.loads(out.read_text())
-                report["appearance"][name].setdefault("rows", {})[f"{how}-{recipe}-{budget:g}min"] = row
+                report["appearance"][name].setdefault("rows", {})[f"{how}-{recipe}-{budget:g}min{label and '-' + label}"] = row
                 out.write_text(json.dumps(report, indent=2, default=str))
                 click.echo(json.dumps({"set": name, **{k: v for k, v in row.items() if k != "adapted"},
                                        "OP_CSB": row["adapted"]["OP_CSB"], "default": entry["default"]["OP_CSB"]}))

@@ -28,7 +28,7 @@ class AdaptSettings(FinetuneSettings):
     (from `FinetuneSettings`): what trains; `full` unless asked (see train/finetune.py)."""
 
     embed_share: float = 0.25  # decoder recipe: most of the budget spent encoding training crops
-    cv_share: float = 0.4  # of the training time, for the cross-validation folds together
+    cv_share: float = 0.3  # of the training time: the held-out check (full, late) or the folds together (decoder)
     max_folds: int = 3
 
 

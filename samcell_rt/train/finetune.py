@@ -181,8 +181,9 @@ def finetune(wrapper, samples: list[Sample], seconds: float, settings: FinetuneS
 
 def warmup_steps(most: int, seconds: float, step_seconds: float) -> int:
     """Warm-up steps: a tenth of the steps `seconds` buys at `step_seconds` each, 1 to `most`. On the
-    development CPU a whole-model step takes 25-60 s, so a 10-minute budget buys 10-20 steps; a fixed
-    warm-up of 10 steps would spend most of them at a fraction of the learning rate."""
+    2-core development CPU a whole-model step takes 11-25 s (25-60 s under load before
+    `memory.keep_freed_memory`), so a 10-minute budget buys 20-40 steps; a fixed warm-up of 10 steps
+    would spend a large share of them at a fraction of the learning rate."""
     return max(1, min(most, int(seconds / max(step_seconds, 1e-6)) // 10))
 
 
