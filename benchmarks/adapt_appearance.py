@@ -138,6 +138,9 @@ def main(sets, recipes, minutes, train_images, score_limit, seed, how, work, lab
         report = json.loads(out.read_text()) if out.exists() else {}
         report.setdefault("appearance_machine", machine_info())
         entry = report.setdefault("appearance", {}).setdefault(name, {})
+        if entry.get("scored_images", [s.name for s in others]) != [s.name for s in others]:
+            raise click.UsageError(f"{out} scored other images of {name}: its default row would not compare; "
+                                   "write to another --out")
         entry.update({"train_images": [s.name for s in train], "scored_images": [s.name for s in others],
                       "scored_cells": int(sum(len(np.unique(s.labels)) - 1 for s in others))})
         if "default" not in entry:
