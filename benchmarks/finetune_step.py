@@ -1,9 +1,10 @@
-"""Seconds per whole-model training step of the shipped SAMCell-Lite, with glibc's default allocator
-and with `train.memory.keep_freed_memory` (what `adapt` and `train` now call), in one run.
+"""Seconds and peak memory per whole-model training step of the shipped SAMCell-Lite: glibc's default
+allocator, `train.memory.keep_freed_memory` (what `adapt` and `train` call), and that with the
+batch's gradients added up over parts of 2 crops (`finetune.batch_gradients`, `part`), in one run.
 
-Each allocator runs in its own fresh interpreter (the setting holds for a whole process), one after
-the other: the `full` recipe's step (batch of 4 uint8 tiles, forward, the paper's L2 loss, backward,
-AdamW) on the same seeded tiles. The first `--warm` steps grow the heap and are reported apart; the
+Each variant runs in its own fresh interpreter (the allocator setting holds for a whole process), one
+after the other: the `full` recipe's step (batch of 4 uint8 tiles, forward, the paper's L2 loss,
+backward, AdamW) on the same seeded tiles. The first `--warm` steps grow the heap and are reported apart; the
 median of the rest is the steady step. User and system CPU seconds and minor page faults per step
 come from getrusage, peak resident size from ru_maxrss.
 
@@ -26,7 +27,9 @@ import numpy as np, torch
 from samcell_rt.train.memory import keep_freed_memory
 from samcell_rt.train.adapt_job import starting_model
 from samcell_rt.export.model import SamCellTiles
-kept = keep_freed_memory() if sys.argv[1] == "keep" else False
+from samcell_rt.train.finetune import batch_gradients
+kept = keep_freed_memory() if sys.argv[1] != "default" else False
+part = 2 if sys.argv[1] == "keep-part2" else 4
 wrapper = SamCellTiles(starting_model(sys.argv[3]).model, 256).eval()
 params = list(wrapper.parameters())
 optimizer = torch.optim.AdamW(params, lr=1e-5)
@@ -36,9 +39,8 @@ targets = torch.from_numpy(rng.random((4, 1, 256, 256), dtype=np.float32))
 rows = []
 for _ in range(int(sys.argv[2])):
     before, start = resource.getrusage(resource.RUSAGE_SELF), time.perf_counter()
-    loss = torch.mean((torch.sigmoid(wrapper.logits(tiles)) - targets) ** 2)
     optimizer.zero_grad(set_to_none=True)
-    loss.backward()
+    batch_gradients(wrapper, 0, tiles, targets, part, False)
     optimizer.step()
     after = resource.getrusage(resource.RUSAGE_SELF)
     rows.append(dict(seconds=round(time.perf_counter() - start, 2), user=round(after.ru_utime - before.ru_utime, 1),
@@ -66,10 +68,13 @@ def main(steps: int, warm: int, model: str, out: Path | None) -> None:
     from samcell_rt.machine import emit_report, machine_info
 
     load_before = os.getloadavg()
-    default, kept = run("default", steps, model, warm), run("keep", steps, model, warm)
+    default, kept, parts = (run(mode, steps, model, warm) for mode in ("default", "keep", "keep-part2"))
     emit_report({"machine": machine_info(), "model": model, "batch": 4, "load_before": load_before,
                  "load_after": os.getloadavg(), "default_allocator": default, "keep_freed_memory": kept,
-                 "speedup_steady": round(default["steady_step_seconds"] / kept["steady_step_seconds"], 2)}, out)
+                 "keep_freed_memory_parts_of_2": parts,
+                 "speedup_steady": round(default["steady_step_seconds"] / kept["steady_step_seconds"], 2),
+                 "speedup_steady_parts_of_2": round(default["steady_step_seconds"] / parts["steady_step_seconds"], 2)},
+                out)
 
 
 if __name__ == "__main__":

@@ -24,6 +24,7 @@ ONNX file through the runtime when it starts from the model's own weights.
 from __future__ import annotations
 
 import copy
+import time
 from pathlib import Path
 
 import numpy as np
@@ -186,15 +187,23 @@ class WholeRun:
         return self.budget.maps(Segmenter(model, diameter="off"), samples)
 
     def _maps(self, samples: list[Sample]) -> list[np.ndarray]:
+        """The model's maps in torch. The pass's seconds per tile replace the estimate the rest of the
+        run is planned with: the first torch passes, while the heap grows, are slower than later ones
+        (planned from one, a 10-minute run on the colony DIC frames ended 80 s early)."""
         from ..runtime.segmenter import Segmenter
 
-        return self.budget.maps(Segmenter(ModelEngine(self.wrapper), diameter="off"), samples)
+        start = time.monotonic()
+        maps = self.budget.maps(Segmenter(ModelEngine(self.wrapper), diameter="off"), samples)
+        self.tile_seconds = (time.monotonic() - start) / max(1, self._tiles(samples))
+        return maps
+
+    def _tiles(self, samples: list[Sample]) -> int:
+        return sum(len(tile_grid(*s.image.shape, tile=self.wrapper.tile)) for s in samples)
 
     def _training_seconds(self, scored: list[Sample], passes: int) -> float:
         """What is left for training after `passes` torch map passes over `scored`, their threshold
         sweeps and the export."""
-        tiles = sum(len(tile_grid(*s.image.shape, tile=self.wrapper.tile)) for s in scored)
-        later = passes * (tiles * self.tile_seconds + SWEEP_SECONDS * len(scored)) + self._export_reserve()
+        later = passes * (self._tiles(scored) * self.tile_seconds + SWEEP_SECONDS * len(scored)) + self._export_reserve()
         return self.budget.remaining() - later
 
     def _export_reserve(self) -> float:

@@ -57,6 +57,7 @@ class CropTraining:
     weight_decay: float = 0.1
     warmup_steps: int = 10
     batch_size: int = 4
+    part: int = 2  # crops whose activations are held at once: the gradients of a batch add up over its parts
     max_crops: int = 160
     min_crops: int = 8
     focus: float = 0.5  # share of crops centred on a cell
@@ -162,14 +163,9 @@ def finetune(wrapper, samples: list[Sample], seconds: float, settings: FinetuneS
             warmup = warmup_steps(settings.warmup_steps, train_seconds, time.monotonic() - train_start)
         for group in optimizer.param_groups:
             group["lr"] = settings.lr * min(1.0, (step + 1) / warmup) * max(0.02, 1 - done)
-        features, targets = draw(settings.batch_size)
-        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
-            logits = head_logits(wrapper, stages, features)
-        loss = torch.mean((torch.sigmoid(logits.float()) - targets) ** 2)
         optimizer.zero_grad(set_to_none=True)
-        loss.backward()
+        losses.append(batch_gradients(wrapper, stages, *draw(settings.batch_size), settings.part, bf16))
         optimizer.step()
-        losses.append(loss.item())
         step += 1
         tick()
     for param in params:
@@ -177,6 +173,22 @@ def finetune(wrapper, samples: list[Sample], seconds: float, settings: FinetuneS
     return FinetuneReport(settings.recipe, step, draw.count, round(time.monotonic() - start, 1),
                           round(float(np.mean(losses[:5])), 5), round(float(np.mean(losses[-5:])), 5),
                           sum(p.numel() for p in params), bf16)
+
+
+def batch_gradients(wrapper, stages: int | None, features: torch.Tensor, targets: torch.Tensor, part: int,
+                    bf16: bool) -> float:
+    """The batch's loss (the paper's: mean squared error of the sigmoid output), its gradients added to
+    the parameters' `.grad`, computed `part` crops at a time. The sum is the one-pass gradient (the
+    model stays in eval mode, so no crop sees another's statistics) while only `part` crops'
+    activations are held: a whole-model step on 4 SAMCell-Lite crops holds gigabytes of them."""
+    total, part = 0.0, max(1, part)
+    for start in range(0, len(targets), part):
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+            logits = head_logits(wrapper, stages, features[start : start + part])
+        loss = torch.sum((torch.sigmoid(logits.float()) - targets[start : start + part]) ** 2) / targets.numel()
+        loss.backward()
+        total += loss.item()
+    return total
 
 
 def warmup_steps(most: int, seconds: float, step_seconds: float) -> int:

@@ -156,3 +156,31 @@ def test_warm_up_is_a_tenth_of_the_steps_the_budget_buys(seconds, step_seconds, 
     from samcell_rt.train.finetune import warmup_steps
 
     assert warmup_steps(10, seconds, step_seconds) == expected
+
+
+@pytest.mark.parametrize("part", [1, 3])
+def test_gradients_added_up_over_parts_are_the_one_pass_gradients(part):
+    """`batch_gradients` runs a batch `part` crops at a time to hold fewer activations; its loss and
+    gradients must be those of one pass over the whole batch with torch's own mean loss (parts of 3
+    and 1 for part=3: an uneven split)."""
+    from samcell_rt.train.finetune import batch_gradients
+
+    wrapper = blind_model()
+    params = list(wrapper.parameters())
+    for param in params:
+        param.requires_grad_(True)
+    rng = np.random.default_rng(1)
+    tiles = torch.from_numpy(rng.integers(0, 256, (4, 1, TILE, TILE), dtype=np.uint8))
+    targets = torch.from_numpy(rng.random((4, 1, TILE, TILE), dtype=np.float32))
+    loss = torch.mean((torch.sigmoid(wrapper.logits(tiles)) - targets) ** 2)
+    loss.backward()
+    expected = [None if p.grad is None else p.grad.clone() for p in params]
+    for param in params:
+        param.grad = None
+    assert batch_gradients(wrapper, 0, tiles, targets, part, False) == pytest.approx(loss.item(), rel=1e-5)
+    assert sum(e is not None for e in expected) > 10
+    for param, grad in zip(params, expected):
+        if grad is None:
+            assert param.grad is None
+        else:
+            torch.testing.assert_close(param.grad, grad, rtol=1e-4, atol=1e-7)
