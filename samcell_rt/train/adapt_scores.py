@@ -104,5 +104,10 @@ def folds(count: int, most: int, rng: np.random.Generator) -> list[np.ndarray]:
     return [order[i::k] for i in range(k)]
 
 
+def unit_noun(one_image: bool) -> str:
+    """What the table calls the units (`units`): a single image's halves, or the images."""
+    return "halves of one image" if one_image else "images"
+
+
 def cv_description(count: int, folds_made: int, one_image: bool) -> str:
-    return f"{folds_made}-fold cross-validation over {count} {'halves of one image' if one_image else 'images'}"
+    return f"{folds_made}-fold cross-validation over {count} {unit_noun(one_image)}"

@@ -34,7 +34,7 @@ from ..registry import resolve_model
 from ..runtime.contract import PREPROCESS, ModelInfo
 from ..runtime.tiling import tile_grid
 from .adapt_job import Job
-from .adapt_scores import Verdict, best_thresholds, folds, scores_of, triples, units
+from .adapt_scores import Verdict, best_thresholds, folds, scores_of, triples, unit_noun, units
 from .annotations import Sample
 from .budget import export_seconds, torch_tile_seconds
 from .finetune import finetune
@@ -113,8 +113,8 @@ class WholeRun:
         after = self._held_out_scores(views, trained, held, self._chosen(views, trained, inside))
         kept = self._held_out_scores(views, before_maps, held, self._chosen(views, before_maps, inside))
         before = self._held_out_scores(views, before_maps, held, (parent.peak_threshold, parent.fill_threshold))
-        described = f"{len(held)} of {len(self.units)} {'halves of one image' if len(self.job.train) == 1 else 'images'} " \
-                    f"held out (centre crops of at most {VIEW_SIDE} px)"
+        described = (f"{len(held)} of {len(self.units)} {unit_noun(len(self.job.train) == 1)} held out "
+                     f"(centre crops of at most {VIEW_SIDE} px)")
         if after.OP_CSB <= kept.OP_CSB:  # a tie keeps the weights as they are
             peak, fill = best_thresholds(triples(views, before_maps), parent)
             return self._keep_starting(Verdict(before, kept, peak, fill, described), after, kept)
